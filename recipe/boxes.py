@@ -1,0 +1,36 @@
+"""Box format conversions. Every function names its input and output format.
+
+Formats: `xywh_abs` (COCO: top-left corner, width, height in pixels), `xyxy_abs` (corners in pixels),
+`cxcywh_norm` (centre, width, height as fractions of the image: what DETR-family models predict).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def clamp_xywh_abs(box: list[float], width: float, height: float) -> list[float]:
+    """Clamp one `xywh_abs` box to the image; the result may have w or h <= 0 (caller decides)."""
+    x, y, w, h = (float(v) for v in box)
+    x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def xywh_abs_to_cxcywh_norm(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """`xywh_abs` [N, 4] -> `cxcywh_norm` [N, 4], clamped to [0, 1] (corners clamped before converting)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1 = np.clip(boxes[:, 0] / width, 0.0, 1.0)
+    y1 = np.clip(boxes[:, 1] / height, 0.0, 1.0)
+    x2 = np.clip((boxes[:, 0] + boxes[:, 2]) / width, 0.0, 1.0)
+    y2 = np.clip((boxes[:, 1] + boxes[:, 3]) / height, 0.0, 1.0)
+    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1).astype(np.float32)
+
+
+def cxcywh_norm_to_xywh_abs(boxes: torch.Tensor, sizes_hw: torch.Tensor) -> torch.Tensor:
+    """`cxcywh_norm` [B, K, 4] -> `xywh_abs` [B, K, 4] in the pixels of `sizes_hw` [B, 2] (height, width)."""
+    cx, cy, w, h = boxes.unbind(-1)
+    img_h = sizes_hw[:, 0:1].to(boxes.dtype)
+    img_w = sizes_hw[:, 1:2].to(boxes.dtype)
+    return torch.stack([(cx - w / 2) * img_w, (cy - h / 2) * img_h, w * img_w, h * img_h], dim=-1)

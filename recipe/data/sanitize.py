@@ -1,0 +1,68 @@
+"""Clamp, drop, count: the only place that edits annotations, and it reports every change.
+
+Rules: boxes (`xywh_abs`) are clamped to the image; a box whose width or height is <= 0 after
+clamping is dropped (it cannot be learned or matched); `iscrowd` boxes are kept with their flag (the
+transforms keep them out of the loss, the evaluator uses them as ignore regions); images without boxes
+stay. `area` is kept as written in the file, since COCOeval's size buckets use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..boxes import clamp_xywh_abs
+
+REPORT_ROWS = [
+    ("images", "images"),
+    ("images_without_boxes", "images without boxes (kept)"),
+    ("boxes_in", "boxes read"),
+    ("boxes_clamped", "boxes clamped to the image"),
+    ("boxes_dropped_degenerate", "boxes dropped: w or h <= 0 after clamping"),
+    ("boxes_crowd", "crowd boxes (eval ignore regions, not in the loss)"),
+    ("boxes_kept", "boxes kept"),
+    ("string_image_ids", "string image ids mapped to ints"),
+    ("paths_from_base_name", "foreign absolute paths -> base name under the root"),
+]
+
+
+def sanitize_records(records: list[dict], counts: dict | None = None) -> tuple[list[dict], dict]:
+    """Return (new records, report). Input records are not modified."""
+    report = {key: 0 for key, _ in REPORT_ROWS}
+    report.update(counts or {})
+    report["images"] = len(records)
+    out = []
+    for rec in records:
+        anns = []
+        for ann in rec["annotations"]:
+            report["boxes_in"] += 1
+            box = clamp_xywh_abs(ann["bbox"], rec["width"], rec["height"])
+            if box[2] <= 0 or box[3] <= 0:
+                report["boxes_dropped_degenerate"] += 1
+                continue
+            if box != [float(v) for v in ann["bbox"]]:
+                report["boxes_clamped"] += 1
+            report["boxes_crowd"] += ann["iscrowd"]
+            anns.append({**ann, "bbox": box})
+        report["boxes_kept"] += len(anns)
+        report["images_without_boxes"] += not anns
+        out.append({**rec, "annotations": anns})
+    return out, report
+
+
+def format_report(report: dict, title: str) -> str:
+    """A short fixed-width table of the non-zero rows (plus images and boxes kept, always)."""
+    rows = [(label, report.get(key, 0)) for key, label in REPORT_ROWS
+            if report.get(key, 0) or key in ("images", "boxes_kept")]
+    rows += [(k, v) for k, v in report.items() if k not in dict(REPORT_ROWS) and v]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"data report: {title}"] + [f"  {label:<{width}}  {value:>9,}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def save_reports(reports: dict, output_dir: str | os.PathLike) -> str:
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "data_report.json")
+    with open(path, "w") as f:
+        json.dump(reports, f, indent=2)
+    return path

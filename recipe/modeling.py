@@ -1,0 +1,128 @@
+"""Model and image processor: pretrained (Hub id, local folder, local cache; offline-safe) or from a config."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+
+import torch
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
+from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+from .metrics import SOFTMAX_MODEL_TYPES
+from .optim import loss_weights, weighted_loss
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotAvailable(RuntimeError):
+    """The requested pretrained model cannot be loaded without the network (or at all)."""
+
+
+def is_offline(model_args) -> bool:
+    return bool(model_args.offline) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def check_model_available(model_args) -> None:
+    """Fail early (before any data is read) if a pretrained model cannot be had."""
+    if model_args.model_config:
+        return
+    if not model_args.model_name_or_path:
+        raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
+    offline = is_offline(model_args)
+    try:
+        AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
+    except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "not here"
+        where = "the local cache (offline mode)" if offline else "the Hub or the local cache"
+        raise ModelNotAvailable(
+            f"model {model_args.model_name_or_path!r} is not in {where} ({type(e).__name__}). Download it once "
+            "where there is network (`hf download ID`), pass a local folder, or ask for random weights with "
+            "--random_init (or give model_config).") from None
+
+
+def _as_int(name: str, value: float) -> int:
+    # transformers' config validates these as int.
+    if float(value) != int(value):
+        raise ValueError(f"{name} must be a whole number for this model's config, got {value}")
+    return int(value)
+
+
+def _overrides(model_args, id2label: dict[int, str]) -> dict:
+    ints = {k: _as_int(k, getattr(model_args, k)) for k in
+            ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficient", "giou_loss_coefficient")}
+    return {**ints, "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
+            "auxiliary_loss": model_args.auxiliary_loss}
+
+
+def load_model_and_processor(model_args, id2label: dict[int, str]):
+    """-> (model, image_processor). `id2label` comes from the data (contiguous labels 0..N-1)."""
+    overrides = _overrides(model_args, id2label)
+    if model_args.model_config:
+        cfg = json.loads(model_args.model_config)
+        model_type = cfg.pop("model_type", "deformable_detr")
+        config = AutoConfig.for_model(model_type, **{**cfg, **overrides})
+        model = AutoModelForObjectDetection.from_config(config)
+        processor_class = IMAGE_PROCESSOR_MAPPING_NAMES[model_type]
+        if isinstance(processor_class, dict):  # transformers 5: {"torchvision": ..., "pil": ...}
+            processor_class = processor_class.get("torchvision") or processor_class.get("pil")
+        import transformers
+
+        processor = getattr(transformers, processor_class)()
+        logger.warning("model built from model_config with random weights (%s, %.1fM parameters)",
+                       model_type, sum(p.numel() for p in model.parameters()) / 1e6)
+    else:
+        path, offline = model_args.model_name_or_path, is_offline(model_args)
+        config = AutoConfig.from_pretrained(path, local_files_only=offline, **overrides)
+        if model_args.random_init:
+            model = AutoModelForObjectDetection.from_config(config)
+            logger.warning("*** RANDOM INITIALISATION of %s as asked (--random_init): no pretrained weights ***",
+                           path)
+        else:
+            model = AutoModelForObjectDetection.from_pretrained(
+                path, config=config, local_files_only=offline,
+                ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
+        processor = AutoImageProcessor.from_pretrained(path, local_files_only=offline)
+    install_float32_loss(model, model_args)
+    return model, processor
+
+
+def uses_softmax(model) -> bool:
+    return model.config.model_type in SOFTMAX_MODEL_TYPES
+
+
+def install_float32_loss(model, model_args) -> None:
+    """Run the Hungarian matcher and the losses in float32 (autocast off) and weight `loss_dict` with the
+    recipe's coefficients.
+
+    Under fp16 the matcher's `log(p + 1e-8)` turns into log(0) = -inf and scipy refuses the cost matrix
+    (transformers #42202). transformers also fixes the weight of loss_ce at 1 (original recipe: 2).
+    """
+    original = model.loss_function
+    num_aux = model.config.decoder_layers - 1 if model.config.auxiliary_loss else 0
+    weights = loss_weights(model_args.class_loss_coefficient, model_args.bbox_loss_coefficient,
+                           model_args.giou_loss_coefficient, num_aux)
+
+    def float32_loss(logits, labels, device, pred_boxes, config, *args, **kwargs):
+        to32 = _to_float32
+        labels = [{k: to32(v) for k, v in t.items()} for t in labels]
+        with _autocast_off(logits.device.type):
+            loss, loss_dict, aux = original(to32(logits), labels, device, to32(pred_boxes), config,
+                                            *[to32(a) for a in args], **{k: to32(v) for k, v in kwargs.items()})
+        return weighted_loss(loss_dict, weights), loss_dict, aux
+
+    model.loss_function = float32_loss
+
+
+def _to_float32(x):
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.float()
+    return x
+
+
+def _autocast_off(device_type: str):
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()

@@ -1,0 +1,48 @@
+"""Optimizer parameter groups and the weighted detection loss (the original Deformable DETR recipe)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+
+def build_param_groups(model: torch.nn.Module, lr: float, weight_decay: float, backbone_lr_multiplier: float = 0.1,
+                       linear_proj_lr_multiplier: float = 0.1, backbone_keys: Iterable[str] = ("backbone",),
+                       linear_proj_keys: Iterable[str] = ("sampling_offsets", "reference_points"),
+                       ) -> list[dict]:
+    """Three AdamW groups as in Deformable DETR's main.py: backbone at lr x backbone multiplier,
+    `sampling_offsets`/`reference_points` projections at lr x linear-proj multiplier, the rest at lr.
+    Weight decay applies to every group (as there). Frozen parameters are left out; empty groups dropped."""
+    backbone_keys, linear_proj_keys = tuple(backbone_keys), tuple(linear_proj_keys)
+    groups = {"backbone": [], "linear_proj": [], "other": []}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if any(k in name for k in backbone_keys):
+            groups["backbone"].append(param)
+        elif any(k in name for k in linear_proj_keys):
+            groups["linear_proj"].append(param)
+        else:
+            groups["other"].append(param)
+    lrs = {"other": lr, "backbone": lr * backbone_lr_multiplier, "linear_proj": lr * linear_proj_lr_multiplier}
+    return [{"params": params, "lr": lrs[name], "weight_decay": weight_decay, "name": name}
+            for name, params in groups.items() if params]
+
+
+def loss_weights(class_coefficient: float, bbox_coefficient: float, giou_coefficient: float,
+                 num_aux: int) -> dict[str, float]:
+    """Weights for `loss_dict` terms; auxiliary decoder layers carry the same weights, suffixed `_0`, `_1`..."""
+    base = {"loss_ce": class_coefficient, "loss_bbox": bbox_coefficient, "loss_giou": giou_coefficient}
+    weights = dict(base)
+    for i in range(num_aux):
+        weights.update({f"{k}_{i}": v for k, v in base.items()})
+    return weights
+
+
+def weighted_loss(loss_dict: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """Sum of weight x term over the terms that have a weight (cardinality_error is a log-only metric)."""
+    missing = [k for k in weights if k not in loss_dict]
+    if missing:
+        raise KeyError(f"loss terms {missing} not in the model's loss_dict {sorted(loss_dict)}")
+    return sum(loss_dict[k] * w for k, w in weights.items())
