@@ -52,6 +52,9 @@ class ModelArguments:
     offline: bool = field(default=False, metadata={"help": "Never touch the network (same as HF_HUB_OFFLINE=1)."})
     ignore_mismatched_sizes: bool = field(default=True, metadata={
         "help": "Re-initialise the classification head when the class count differs from the checkpoint."})
+    train_backbone_stem: bool | None = field(default=None, metadata={
+        "help": "Train the backbone's stem and first stage too (default: yes for random weights, "
+                "no for pretrained, as in the original recipe)."})
     auxiliary_loss: bool = field(default=True, metadata={"help": "Decoder auxiliary losses (original: on)."})
     class_cost: float = field(default=2.0, metadata={"help": "Hungarian matching cost of the class (original: 2)."})
     bbox_cost: float = field(default=5.0, metadata={"help": "Matching cost of the L1 box distance."})

@@ -84,8 +84,29 @@ def load_model_and_processor(model_args, id2label: dict[int, str]):
                 path, config=config, local_files_only=offline,
                 ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
         processor = AutoImageProcessor.from_pretrained(path, local_files_only=offline)
+    train_stem = model_args.train_backbone_stem
+    set_backbone_trainable(model, train_stem=bool(model_args.model_config or model_args.random_init)
+                           if train_stem is None else train_stem)
     install_float32_loss(model, model_args)
     return model, processor
+
+
+def set_backbone_trainable(model, train_stem: bool) -> None:
+    """Original recipe: the backbone's stem and first stage frozen, stages 2-4 trained.
+
+    transformers freezes an HF (non-timm) ResNet backbone by matching "stage.1"-style names that its
+    parameters ("encoder.stages.1...") never contain, so the whole backbone ends up frozen. Re-apply the
+    intended rule; with `train_stem` (the default for random weights) the whole backbone trains.
+    """
+    backbone = getattr(getattr(model, "model", None), "backbone", None)
+    conv_encoder = getattr(backbone, "conv_encoder", backbone)
+    inner = getattr(conv_encoder, "model", None)
+    if inner is None or hasattr(conv_encoder, "_backbone") or "stages" not in str(
+            [n for n, _ in inner.named_parameters()][:50]):
+        return
+    for name, param in inner.named_parameters():
+        if train_stem or any(f"stages.{i}." in name for i in (1, 2, 3)):
+            param.requires_grad_(True)
 
 
 def uses_softmax(model) -> bool:

@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests are offline, tiny and seeded; data from ../shared/data is skipped when absent."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RECIPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found (real test data lives in ../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Tests must never reach the Hub: the machines that run them have no network beyond PyPI.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """A small synthetic demo dataset (seeded), shared by the tests that train."""
+    from recipe.data.synthetic import make_demo_dataset
+
+    out = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(out, seed=0, num_train=24, num_val=8)
+    return out
+
+
+def write_json(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj))
+    return path

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+
+from recipe.config import ModelArguments
+from recipe.modeling import load_model_and_processor
+from recipe.optim import build_param_groups, loss_weights, weighted_loss
+
+from conftest import ROOT
+
+
+def tiny_model_args(**overrides) -> ModelArguments:
+    """The demo's tiny model config, from configs/demo.yaml."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["model_config"]
+    return ModelArguments(model_config=json.dumps(cfg), **overrides)
+
+
+def test_parameter_groups_follow_the_original_recipe():
+    torch.manual_seed(0)
+    model, _ = load_model_and_processor(tiny_model_args(), {0: "a", 1: "b"})
+    groups = build_param_groups(model, lr=2e-4, weight_decay=1e-4)
+    by_name = {g["name"]: g for g in groups}
+    assert {k: (g["lr"], g["weight_decay"]) for k, g in by_name.items()} == {
+        "backbone": (pytest.approx(2e-5), 1e-4), "linear_proj": (pytest.approx(2e-5), 1e-4),
+        "other": (2e-4, 1e-4)}
+    names = {id(p): n for n, p in model.named_parameters()}
+    backbone = [names[id(p)] for p in by_name["backbone"]["params"]]
+    proj = [names[id(p)] for p in by_name["linear_proj"]["params"]]
+    other = [names[id(p)] for p in by_name["other"]["params"]]
+    assert all("backbone" in n for n in backbone) and backbone
+    assert all("sampling_offsets" in n or "reference_points" in n for n in proj)
+    # 2 encoder + 2 decoder layers x (weight, bias) sampling_offsets, + reference_points (weight, bias)
+    assert len(proj) == 10
+    assert not any("backbone" in n or "sampling_offsets" in n or "reference_points" in n for n in other)
+    assert len(backbone) + len(proj) + len(other) == len(list(model.parameters()))
+
+
+def test_backbone_is_trainable_as_in_the_original_recipe():
+    # transformers leaves an HF ResNet backbone fully frozen; the recipe restores the intended rule.
+    model, _ = load_model_and_processor(tiny_model_args(train_backbone_stem=False), {0: "a"})
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(".embedder." in n or ".stages.0." in n for n in frozen)
+    assert any(p.requires_grad for n, p in model.named_parameters() if ".stages.3." in n)
+    model, _ = load_model_and_processor(tiny_model_args(), {0: "a"})  # random weights: everything trains
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_frozen_parameters_are_left_out():
+    model = torch.nn.ModuleDict({"backbone": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 2)})
+    model["backbone"].requires_grad_(False)
+    groups = build_param_groups(model, lr=1.0, weight_decay=0.0)
+    assert [g["name"] for g in groups] == ["other"] and len(groups[0]["params"]) == 2
+
+
+def test_weighted_loss_uses_class_weight_two_and_aux_terms():
+    weights = loss_weights(2.0, 5.0, 2.0, num_aux=1)
+    assert weights == {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0,
+                       "loss_ce_0": 2.0, "loss_bbox_0": 5.0, "loss_giou_0": 2.0}
+    terms = {"loss_ce": 1.0, "loss_bbox": 0.5, "loss_giou": 0.25, "loss_ce_0": 3.0, "loss_bbox_0": 0.1,
+             "loss_giou_0": 1.0, "cardinality_error": 100.0}
+    loss = weighted_loss({k: torch.tensor(v) for k, v in terms.items()}, weights)
+    assert loss.item() == pytest.approx(2 * 1.0 + 5 * 0.5 + 2 * 0.25 + 2 * 3.0 + 5 * 0.1 + 2 * 1.0)
+
+
+def test_model_loss_is_the_recipe_weighted_sum():
+    torch.manual_seed(0)
+    model, _ = load_model_and_processor(tiny_model_args(), {0: "a", 1: "b"})
+    labels = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.2]])}]
+    out = model(pixel_values=torch.randn(1, 3, 64, 64), labels=labels)
+    expected = sum(out.loss_dict[k] * w for k, w in loss_weights(2.0, 5.0, 2.0, num_aux=1).items())
+    torch.testing.assert_close(out.loss, expected)
+    assert model.config.class_cost == 2 and model.config.auxiliary_loss is True
