@@ -1,0 +1,52 @@
+import pytest
+
+from recipe.config import ConfigError, parse_config
+
+from conftest import ROOT
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_parses(path):
+    data_args, model_args, train_args = parse_config([str(path)])
+    assert train_args.remove_unused_columns is False and train_args.batch_eval_metrics is True
+
+
+def test_yaml_is_default_and_command_line_overrides():
+    data_args, model_args, train_args = parse_config([str(ROOT / "configs" / "demo.yaml"), "--learning_rate", "0.5"])
+    assert train_args.learning_rate == 0.5
+    assert data_args.eval_size == 160 and model_args.auxiliary_loss is True  # from the YAML / the defaults
+
+
+def test_seed_flags_are_accepted():
+    data_args, model_args, train_args = parse_config([
+        "--train-img", "ti", "--train-ann", "ta", "--val-img", "vi", "--val-ann", "va", "--num-epochs", "3",
+        "--batch-size", "4", "--num-workers", "0", "--amp", "--pretrained", "some/model", "--offline",
+        "--score-threshold", "0.05", "--subset", "100", "--output-dir", "outputs/x"])
+    assert (data_args.train_img, data_args.train_ann, data_args.val_img, data_args.val_ann) == ("ti", "ta", "vi", "va")
+    assert (train_args.num_train_epochs, train_args.per_device_train_batch_size,
+            train_args.per_device_eval_batch_size, train_args.dataloader_num_workers) == (3, 4, 4, 0)
+    assert train_args.amp is True and model_args.offline is True
+    assert model_args.model_name_or_path == "some/model" and model_args.score_threshold == 0.05
+    assert data_args.subset == 100 and train_args.output_dir == "outputs/x"
+
+
+def test_recipe_defaults_follow_the_original_deformable_detr():
+    _, model_args, train_args = parse_config([])
+    assert (model_args.auxiliary_loss, model_args.class_cost, model_args.class_loss_coefficient) == (True, 2.0, 2.0)
+    assert (model_args.backbone_lr_multiplier, model_args.linear_proj_lr_multiplier) == (0.1, 0.1)
+    assert (train_args.learning_rate, train_args.weight_decay, train_args.max_grad_norm) == (2e-4, 1e-4, 0.1)
+    assert train_args.eval_do_concat_batches is False and model_args.score_threshold == 0.0
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text("learning_rate: 1.0e-4\nlerning_rate: 2\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lerning_rate'\]"):
+        parse_config([str(cfg)])
+
+
+def test_unknown_flag_is_an_error():
+    with pytest.raises(ConfigError, match="--no-such-flag"):
+        parse_config(["--no-such-flag", "1"])

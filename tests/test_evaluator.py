@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recipe.evaluate import evaluate_files
+from recipe.metrics import METRIC_KEYS
+
+from conftest import ROOT, shared, write_json
+
+
+def test_reproduces_pycocotools_reference_exactly(tmp_path):
+    folder = shared("coco-val2014-100")
+    expected = json.loads((folder / "expected_stats.json").read_text())["bbox"]
+    out = tmp_path / "metrics.json"
+    # The script, as a user runs it.
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"),
+                           "--gt", str(folder / "instances_val2014_100.json"),
+                           "--predictions", str(folder / "instances_val2014_fakebbox100_results.json"),
+                           "--output", str(out)], capture_output=True, text=True, check=True)
+    metrics = json.loads(out.read_text())
+    assert max(abs(metrics[k] - e) for k, e in zip(METRIC_KEYS, expected)) <= 1e-12
+    assert set(metrics) == set(METRIC_KEYS) | {"per_class"}
+    assert len(metrics["per_class"]) == 80
+    assert metrics["per_class"]["person"] == pytest.approx(0.5326060142444453, abs=1e-12)
+    assert metrics["per_class"]["toaster"] is None  # no ground truth in these 100 images
+    assert "map=0.5046" in proc.stdout
+
+
+def test_empty_predictions_give_zeros_not_a_crash(tmp_path):
+    gt = write_json(tmp_path / "gt.json", {
+        "images": [{"id": 1, "width": 10, "height": 10}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
+    preds = write_json(tmp_path / "p.json", [])
+    metrics = evaluate_files(str(gt), str(preds))
+    assert metrics["map"] == 0.0 and metrics["per_class"] == {"a": 0.0, "b": None}
+
+
+def test_bad_predictions_file_is_one_clear_line(tmp_path):
+    gt = write_json(tmp_path / "gt.json", {"images": [], "annotations": [], "categories": []})
+    preds = write_json(tmp_path / "p.json", {"not": "a list"})
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--gt", str(gt),
+                           "--predictions", str(preds)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {preds}: a COCO results file is a JSON list of detections"]
