@@ -1,0 +1,96 @@
+"""End-to-end: the Trainer wiring, the output folder, offline behaviour, BCCD's real JPEGs."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from recipe.config import parse_config
+from recipe.metrics import METRIC_KEYS
+from recipe.modeling import ModelNotAvailable
+from recipe.train import run
+
+from conftest import ROOT, shared
+
+DEMO = str(ROOT / "configs" / "demo.yaml")
+
+
+def demo_args(demo_dir, tmp_path, *extra):
+    return parse_config([DEMO, "--train-img", f"{demo_dir}/train/images", "--train-ann",
+                         f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
+                         "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
+                         "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
+                         "--shortest_edges", "128", "--eval_size", "128", "--logging_steps", "1", *extra])
+
+
+def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
+    from transformers import AutoModelForObjectDetection, pipeline
+
+    metrics = run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", "--per_device_train_batch_size", "2"))
+    out = tmp_path / "out"
+    assert all(-1.0 <= metrics[f"eval_{k}"] <= 1.0 for k in METRIC_KEYS)
+    assert math.isfinite(metrics["eval_loss"])
+    saved = json.loads((out / "eval_results.json").read_text())
+    assert saved["eval_map"] == metrics["eval_map"] and "eval_map_50" in saved
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "data_report.json"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "car", "1": "truck", "2": "pedestrian", "3": "traffic light",
+                                  "4": "traffic sign"}
+    assert config["auxiliary_loss"] is True and config["class_cost"] == 2
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["train"]["images"] == 24 and report["validation"]["images"] == 8
+    assert "| map |" in (out / "README.md").read_text()
+
+    model = AutoModelForObjectDetection.from_pretrained(out)
+    assert model.config.num_labels == 5
+    detector = pipeline("object-detection", model=str(out), threshold=0.0)
+    found = detector(str(demo_dir / "val" / "images" / "000001.jpg"))
+    assert found and {"score", "label", "box"} <= set(found[0])
+
+
+def test_offline_missing_model_is_a_clear_error_before_any_data(tmp_path):
+    args = parse_config(["--pretrained", "nobody/no-such-model", "--offline", "--train-img", str(tmp_path),
+                         "--train-ann", str(tmp_path / "missing.json"), "--output-dir", str(tmp_path / "o")])
+    with pytest.raises(ModelNotAvailable, match="'nobody/no-such-model' is not in the local cache"):
+        run(*args)  # a DataError (missing.json) would mean the data was read first
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--pretrained", "nobody/no-such-model",
+                           "--offline", "--train-ann", str(tmp_path / "missing.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: model 'nobody/no-such-model' is not in")
+
+
+@pytest.mark.slow
+def test_seed_smoke_command_prints_finite_falling_losses(demo_dir, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), DEMO,
+                           "--train-img", f"{demo_dir}/train/images", "--train-ann", f"{demo_dir}/train/annotations.json",
+                           "--val-img", f"{demo_dir}/val/images", "--val-ann", f"{demo_dir}/val/annotations.json",
+                           "--subset", "16", "--num-epochs", "2", "--batch-size", "4", "--num-workers", "0",
+                           "--output-dir", str(tmp_path / "smoke"), "--dataset_cache_dir", str(tmp_path / "cache"),
+                           "--logging_steps", "1", "--shortest_edges", "128", "--eval_size", "128"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    losses = [float(line.split("'loss': '")[1].split("'")[0]) for line in proc.stdout.replace("\r", "\n").splitlines()
+              if "'loss': '" in line]
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-2:]) < sum(losses[:2])
+    assert "data report: train" in proc.stdout
+
+
+@pytest.mark.slow
+def test_few_steps_on_bccd_real_jpegs(tmp_path):
+    folder = shared("bccd", "coco_by_yukkyo_voc2coco")
+    images = shared("bccd", "BCCD", "JPEGImages")
+    metrics = run(*parse_config([
+        DEMO, "--train-img", str(images), "--train-ann", str(folder / "bccd_train_cocoformat.json"),
+        "--val-img", str(images), "--val-ann", str(folder / "bccd_val_cocoformat.json"), "--subset", "8",
+        "--max_steps", "3", "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path / "out"),
+        "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
+        "--shortest_edges", "160", "--eval_size", "160", "--crop_prob", "0.5"]))
+    assert math.isfinite(metrics["eval_loss"])
+    assert all(0.0 <= metrics[f"eval_{k}"] <= 1.0 for k in ("map", "map_50", "mar_100"))
+    state = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert state["eval_map"] == metrics["eval_map"]
