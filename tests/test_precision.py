@@ -47,3 +47,40 @@ def test_wrapper_equals_float32_and_plain_fp16_matching_differs():
     f16 = matcher({"logits": logits, "pred_boxes": pred_boxes.float()}, labels)
     assert int(f32[0][0][0]) < 5  # float32: the confident class-0 query matches the class-0 target
     assert int(f16[0][0][0]) >= 5  # fp16: that query is pushed to the largest cost
+
+
+class _Args:
+    def __init__(self, amp=True):
+        self.amp, self.bf16, self.fp16 = amp, False, False
+
+
+def test_amp_picks_bf16_on_cuda_that_supports_it(monkeypatch):
+    from recipe import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    args = _Args()
+    assert train.resolve_precision(args) == "bf16" and args.bf16 and not args.fp16
+
+
+def test_amp_falls_back_to_fp16_on_older_cuda(monkeypatch):
+    from recipe import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    args = _Args()
+    assert train.resolve_precision(args) == "fp16" and args.fp16 and not args.bf16
+
+
+def test_amp_on_cpu_uses_bf16_if_available_else_warns_fp32(monkeypatch):
+    from recipe import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train, "cpu_supports_bf16", lambda: True)
+    assert train.resolve_precision(_Args()) == "bf16"
+    monkeypatch.setattr(train, "cpu_supports_bf16", lambda: False)
+    args = _Args()
+    with pytest.warns(UserWarning, match="fp32"):
+        assert train.resolve_precision(args) == "fp32"
+    assert not args.bf16 and not args.fp16
+    assert train.resolve_precision(_Args(amp=False)) == "fp32"
