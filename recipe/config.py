@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,12 +142,23 @@ def load_yaml(path: str | Path) -> dict:
     return values
 
 
+def launched_without_cuda() -> bool:
+    """True in a multi-process launch (WORLD_SIZE > 1) on a machine without CUDA."""
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def parse_config(argv: list[str]) -> tuple[DataArguments, ModelArguments, DetectionTrainingArguments]:
     """[CONFIG.yaml] [--field value ...] -> the three argument dataclasses."""
     argv = list(argv)
     defaults = {}
     if argv and argv[0].endswith((".yaml", ".yml")):
         defaults = load_yaml(argv.pop(0))
+    if launched_without_cuda():
+        # Under torchrun / `accelerate launch --multi_gpu` on a machine without CUDA, the Trainer joins the
+        # processes in a (gloo) group only with use_cpu=True; otherwise each trains alone, silently.
+        defaults.setdefault("use_cpu", True)
     parser = HfArgumentParser(DATACLASSES)
     parser.set_defaults(**defaults)
     try:

@@ -88,6 +88,16 @@ def resolve_precision(train_args) -> str:
     return "fp32"
 
 
+def check_world_size(train_args) -> None:
+    """A multi-process launch that ends up with world size 1 trains N separate models: never silently."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and train_args.world_size != launched:
+        raise RuntimeError(f"launched {launched} processes but the Trainer formed a group of "
+                           f"{train_args.world_size}; on a machine without CUDA pass --use_cpu true")
+    if launched > 1 and train_args.process_index == 0:
+        logger.warning("distributed run: %d processes (%s)", launched, train_args.parallel_mode)
+
+
 def cpu_supports_bf16() -> bool:
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
@@ -113,6 +123,9 @@ def run(data_args, model_args, train_args) -> dict:
     """Train (and evaluate, if a validation set is given). Returns the final eval metrics (or {})."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     precision = resolve_precision(train_args)
+    check_world_size(train_args)
+    if not torch.cuda.is_available():
+        train_args.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
     check_model_available(model_args)  # before any data is read
     if not data_args.train_ann or not data_args.train_img:
         prepare_demo_data(data_args)
