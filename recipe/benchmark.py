@@ -51,7 +51,8 @@ class _TimedCollator(DetectionCollator):
 def benchmark_dataloader(data_args, model_args, train_args, num_batches: int = 50) -> dict:
     """Iterate the training dataloader as configured; return images/s and seconds per image of each stage."""
     data = load_detection_dataset(data_args.train_ann, data_args.train_img, data_args.annotation_format,
-                                  data_args.dataset_cache_dir, data_args.subset)
+                                  data_args.dataset_cache_dir, data_args.subset, data_args.box_convention,
+                                      data_args.bdd_image_size)
     _, processor = load_model_and_processor(model_args, {i: c["name"] for i, c in enumerate(data.categories)})
     aug = build_augmentation(True, data_args.shortest_edges, data_args.longest_edge, data_args.eval_size,
                              data_args.hflip_prob, data_args.crop_prob, data_args.color_jitter_prob)

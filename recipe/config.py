@@ -26,7 +26,12 @@ class DataArguments:
     train_ann: str | None = field(default=None, metadata={"help": "Training annotation file (COCO json)."})
     val_img: str | None = field(default=None, metadata={"help": "Validation image folder."})
     val_ann: str | None = field(default=None, metadata={"help": "Validation annotation file (COCO json)."})
-    annotation_format: str = field(default="coco", metadata={"help": "Annotation format: coco."})
+    annotation_format: str = field(default="auto", metadata={
+        "help": "auto (a JSON object is COCO, a JSON list a BDD100K frame list), coco or bdd100k."})
+    box_convention: str = field(default="inclusive", metadata={
+        "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1, current toolkit) or exclusive (w = x2 - x1, 2021)."})
+    bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
+        "help": "Width and height of BDD100K frames (the label files do not carry them)."})
     subset: int | None = field(default=None, metadata={"help": "Use only the first N images (by id) of each split."})
     demo_data: str | None = field(default=None, metadata={
         "help": "If set and the annotation files are missing, generate the synthetic demo data in this folder."})

@@ -163,17 +163,6 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def evaluate_results_file(gt_path: str, predictions_path: str) -> dict:
-    """Score a COCO results file against a COCO ground-truth file with default COCOeval parameters."""
-    from .data.coco import DataError, load_json
-
-    gt = load_json(gt_path)
-    preds = load_json(predictions_path)
-    if not isinstance(preds, list):
-        raise DataError(f"{predictions_path}: a COCO results file is a JSON list of detections")
-    return coco_eval(_quiet_coco(gt), preds)
-
-
 def format_per_class(metrics: dict) -> str:
     rows = metrics["per_class"]
     width = max([len(n) for n in rows] + [5])

@@ -108,7 +108,8 @@ def cpu_supports_bf16() -> bool:
 def load_split(data_args, img, ann, name, train_args) -> DetectionData:
     with train_args.main_process_first(desc=f"building the {name} table"):
         return load_detection_dataset(ann, img, data_args.annotation_format, data_args.dataset_cache_dir,
-                                      data_args.subset)
+                                      data_args.subset, data_args.box_convention,
+                                      data_args.bdd_image_size)
 
 
 def prepare_demo_data(data_args) -> None:

@@ -1,4 +1,4 @@
-"""Generate the synthetic traffic-scenes demo dataset (COCO format)."""
+"""Generate the synthetic traffic-scenes demo dataset (COCO json or BDD100K frame lists)."""
 
 import argparse
 import sys
@@ -17,7 +17,8 @@ def main(argv=None):
     p.add_argument("--num-train", type=int, default=400)
     p.add_argument("--num-val", type=int, default=50)
     p.add_argument("--image-size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
-    p.add_argument("--format", choices=["coco"], default="coco")
+    p.add_argument("--format", choices=["coco", "bdd100k"], default="coco",
+                   help="bdd100k: BDD100K frame lists (inclusive box2d) instead of COCO json")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     summary = make_demo_dataset(args.output, seed=args.seed, num_train=args.num_train, num_val=args.num_val,

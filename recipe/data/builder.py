@@ -16,7 +16,8 @@ from pathlib import Path
 
 import datasets
 
-from .coco import read_coco
+from .bdd100k import read_bdd100k
+from .coco import DataError, read_coco
 from .sanitize import sanitize_records
 
 # Bump when the table's content or schema changes, so old caches are not reused.
@@ -41,9 +42,12 @@ def features_for(category_names: list[str]) -> datasets.Features:
 
 
 class DetectionConfig(datasets.BuilderConfig):
-    def __init__(self, annotation_file: str = "", image_root: str = "", annotation_format: str = "coco",
-                 fingerprint: str = "", category_names: tuple = (), **kwargs):
+    def __init__(self, annotation_file: str = "", image_root: str = "", annotation_format: str = "auto",
+                 box_convention: str = "inclusive", bdd_image_size: tuple = (1280, 720), fingerprint: str = "",
+                 category_names: tuple = (), **kwargs):
         super().__init__(**kwargs)
+        self.box_convention = box_convention
+        self.bdd_image_size = tuple(bdd_image_size)
         self.annotation_file = annotation_file
         self.image_root = image_root
         self.annotation_format = annotation_format
@@ -68,7 +72,8 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
         records = self.records
         if records is None:
             records, _, _ = read_source(self.config.annotation_file, self.config.image_root,
-                                        self.config.annotation_format)
+                                        self.config.annotation_format, self.config.box_convention,
+                                        self.config.bdd_image_size)
         for rec in records:
             anns = rec["annotations"]
             yield rec["image_id"], {
@@ -84,11 +89,28 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
     _label: dict = {}
 
 
-def read_source(annotation_file, image_root, annotation_format="coco"):
+FORMATS = ("auto", "coco", "bdd100k")
+
+
+def detect_format(annotation_file) -> str:
+    """A COCO file is a JSON object, a BDD100K/Scalabel frame list a JSON array: peek, don't parse."""
+    with open(annotation_file, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "bdd100k" if head.startswith(b"[") else "coco"
+
+
+def read_source(annotation_file, image_root, annotation_format="auto", box_convention="inclusive",
+                bdd_image_size=(1280, 720)):
     """Read and sanitize one source. Returns (records, categories [{id, name}], report)."""
-    if annotation_format != "coco":
-        raise ValueError(f"annotation_format {annotation_format!r} is not supported (choose: coco)")
-    records, categories, counts = read_coco(annotation_file, image_root)
+    if annotation_format not in FORMATS:
+        raise DataError(f"annotation_format {annotation_format!r} is not one of {FORMATS}")
+    if annotation_format == "auto":
+        annotation_format = detect_format(annotation_file)
+    if annotation_format == "bdd100k":
+        records, categories, counts = read_bdd100k(annotation_file, image_root, box_convention,
+                                                   image_size=tuple(bdd_image_size))
+    else:
+        records, categories, counts = read_coco(annotation_file, image_root)
     records, report = sanitize_records(records, counts)
     return records, categories, report
 
@@ -101,12 +123,12 @@ class DetectionData:
     from_cache: bool
 
 
-def fingerprint_source(annotation_file, image_root, annotation_format) -> str:
+def fingerprint_source(annotation_file, image_root, *options) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(annotation_file, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
-    h.update(f"|{Path(image_root).resolve()}|{annotation_format}|{SCHEMA_VERSION}".encode())
+    h.update(f"|{Path(image_root).resolve()}|{options}|{SCHEMA_VERSION}".encode())
     return h.hexdigest()
 
 
@@ -114,27 +136,29 @@ def default_cache_dir() -> str:
     return os.path.join(datasets.config.HF_DATASETS_CACHE, "recipe_detection")
 
 
-def load_detection_dataset(annotation_file, image_root, annotation_format="coco",
-                           cache_dir: str | None = None, subset: int | None = None) -> DetectionData:
+def load_detection_dataset(annotation_file, image_root, annotation_format="auto", cache_dir: str | None = None,
+                           subset: int | None = None, box_convention: str = "inclusive",
+                           bdd_image_size=(1280, 720)) -> DetectionData:
     """Build (or load from cache) the table for one annotation file. `subset`: first N images by id."""
-    from .coco import DataError
-
     if not Path(annotation_file).is_file():
         raise DataError(f"{annotation_file}: annotation file not found")
     cache_dir = cache_dir or default_cache_dir()
-    fp = fingerprint_source(annotation_file, image_root, annotation_format)
+    fp = fingerprint_source(annotation_file, image_root, annotation_format, box_convention, tuple(bdd_image_size))
     meta_path = Path(cache_dir) / "recipe_meta" / f"{fp}.json"
     records = None
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
     else:
-        records, categories, report = read_source(annotation_file, image_root, annotation_format)
+        records, categories, report = read_source(annotation_file, image_root, annotation_format, box_convention,
+                                                  bdd_image_size)
         meta = {"categories": categories, "report": report}
     names = [c["name"] for c in meta["categories"]]
     builder = DetectionDatasetBuilder(
         cache_dir=cache_dir, dataset_name="recipe_detection", config_name=f"{annotation_format}-{fp}",
         annotation_file=str(annotation_file), image_root=str(image_root),
-        annotation_format=annotation_format, fingerprint=fp, category_names=tuple(names))
+        annotation_format=annotation_format, box_convention=box_convention, bdd_image_size=tuple(bdd_image_size),
+        fingerprint=fp,
+        category_names=tuple(names))
     builder.records = records
     builder._label = {c["id"]: i for i, c in enumerate(meta["categories"])}
     from_cache = builder.info.splits is not None and "data" in (builder.info.splits or {})

@@ -190,7 +190,19 @@ def _make_image(rng, W, H):
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), [(c, b) for c, b, _ in objs]
 
 
-def _write_split(out, seed_seq, num, W, H):
+def _bdd_frames(images, anns):
+    """The same scenes as a BDD100K frame list (current Scalabel schema, inclusive box2d: x2 = x + w - 1)."""
+    frames = {img["id"]: {"name": img["file_name"], "labels": []} for img in images}
+    for a in anns:
+        x, y, w, h = a["bbox"]
+        frames[a["image_id"]]["labels"].append({
+            "id": str(a["id"]), "category": CATEGORIES[a["category_id"] - 1],
+            "attributes": {"occluded": False, "truncated": False, "crowd": False},
+            "box2d": {"x1": x, "y1": y, "x2": x + w - 1, "y2": y + h - 1}})
+    return [f if f["labels"] else {**f, "labels": None} for f in frames.values()]
+
+
+def _write_split(out, seed_seq, num, W, H, fmt="coco"):
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, anns = [], []
     per_class = {name: 0 for name in CATEGORIES}
@@ -212,21 +224,25 @@ def _write_split(out, seed_seq, num, W, H):
     coco = {"info": {"description": "synthetic traffic-like demo scenes"}, "licenses": [],
             "images": images, "annotations": anns,
             "categories": [{"id": i + 1, "name": n, "supercategory": "traffic"} for i, n in enumerate(CATEGORIES)]}
-    (out / "annotations.json").write_text(json.dumps(coco))
+    if fmt == "bdd100k":
+        (out / "annotations.json").write_text(json.dumps(_bdd_frames(images, anns)))
+    else:
+        (out / "annotations.json").write_text(json.dumps(coco))
     used = {a["image_id"] for a in anns}
     return {"images": num, "boxes": len(anns), "empty_images": num - len(used), "per_class": per_class}
 
 
 def make_demo_dataset(output_dir, seed=0, num_train=400, num_val=50, image_size=(320, 240), fmt="coco") -> dict:
-    """Write `output_dir/{train,val}/images/*.jpg` and `annotations.json` (COCO, boxes `xywh_abs`).
+    """Write `output_dir/{train,val}/images/*.jpg` and `annotations.json` (COCO, boxes `xywh_abs`; or with
+    fmt="bdd100k" a BDD100K frame list whose class names are BDD100K detection classes).
 
     Returns {"train": {...}, "val": {...}} with image, box, empty-image and per-class counts.
     """
-    if fmt != "coco":
-        raise ValueError(f"unsupported demo dataset format {fmt!r}; only 'coco' is implemented")
+    if fmt not in ("coco", "bdd100k"):
+        raise ValueError(f"unsupported demo dataset format {fmt!r}; choose coco or bdd100k")
     W, H = int(image_size[0]), int(image_size[1])
     out = Path(output_dir)
     # Separate child streams so the val split does not change when num_train does.
     train_ss, val_ss = np.random.SeedSequence(seed).spawn(2)
-    return {"train": _write_split(out / "train", train_ss, num_train, W, H),
-            "val": _write_split(out / "val", val_ss, num_val, W, H)}
+    return {"train": _write_split(out / "train", train_ss, num_train, W, H, fmt),
+            "val": _write_split(out / "val", val_ss, num_val, W, H, fmt)}

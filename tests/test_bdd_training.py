@@ -1,0 +1,77 @@
+"""Training straight from BDD100K labels, and scoring BDD-format predictions with the CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from recipe.config import parse_config
+from recipe.data.bdd100k import BDD_CATEGORIES
+from recipe.data.builder import load_detection_dataset
+from recipe.data.synthetic import make_demo_dataset
+from recipe.metrics import METRIC_KEYS, gt_from_table
+from recipe.train import run
+
+from conftest import ROOT, shared, write_json
+
+
+@pytest.fixture(scope="module")
+def bdd_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bdd_demo")
+    make_demo_dataset(out, seed=1, num_train=12, num_val=6, fmt="bdd100k")
+    return out
+
+
+def test_demo_in_bdd_form_is_a_frame_list_with_bdd_names(bdd_demo):
+    frames = json.loads((bdd_demo / "train" / "annotations.json").read_text())
+    assert isinstance(frames, list) and len(frames) == 12
+    names = {label["category"] for f in frames for label in (f["labels"] or [])}
+    assert names <= {c["name"] for c in BDD_CATEGORIES} and len(names) >= 4
+
+
+def test_crowd_and_ignored_boxes_stay_as_crowd_in_the_eval_ground_truth(tmp_path, bdd_demo):
+    frames = [{"name": "000001.jpg", "labels": [
+        {"id": "1", "category": "car", "attributes": {"crowd": True}, "box2d": {"x1": 0, "y1": 0, "x2": 9, "y2": 9}},
+        {"id": "2", "category": "trailer", "box2d": {"x1": 10, "y1": 10, "x2": 29, "y2": 19}},
+        {"id": "3", "category": "person", "box2d": {"x1": 50, "y1": 50, "x2": 59, "y2": 79}}]}]
+    ann = write_json(tmp_path / "f.json", frames)
+    data = load_detection_dataset(ann, bdd_demo / "train" / "images", cache_dir=str(tmp_path / "c"),
+                                  bdd_image_size=(320, 240))
+    gt = gt_from_table(data.dataset, data.categories)
+    assert [(a["category_id"], a["bbox"], a["iscrowd"]) for a in gt["annotations"]] == [
+        (3, [0.0, 0.0, 10.0, 10.0], 1), (4, [10.0, 10.0, 20.0, 10.0], 1), (1, [50.0, 50.0, 10.0, 30.0], 0)]
+
+
+@pytest.mark.slow
+def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo):
+    metrics = run(*parse_config([
+        str(ROOT / "configs" / "demo.yaml"), "--train-img", str(bdd_demo / "train" / "images"),
+        "--train-ann", str(bdd_demo / "train" / "annotations.json"), "--val-img", str(bdd_demo / "val" / "images"),
+        "--val-ann", str(bdd_demo / "val" / "annotations.json"), "--bdd_image_size", "320", "240",
+        "--max_steps", "2", "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path / "out"),
+        "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
+        "--shortest_edges", "128", "--eval_size", "128"]))
+    assert math.isfinite(metrics["eval_loss"])
+    assert all(-1.0 <= metrics[f"eval_{k}"] <= 1.0 for k in METRIC_KEYS)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(10)] == [c["name"] for c in BDD_CATEGORIES]
+
+
+def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):
+    folder = shared("bdd100k-det-202")
+    out = tmp_path / "m.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--gt", str(folder / "track_sample_anns.json"),
+                    "--predictions", str(folder / "bbox_predictions.json"), "--format", "bdd100k", "--output", str(out)],
+                   check=True, capture_output=True)
+    metrics = json.loads(out.read_text())
+    # scalabel's own test of these files (scalabel/eval/detect_test.py) reports this AP
+    assert metrics["map"] == pytest.approx(0.34029392668401016, abs=1e-9)
+    assert list(metrics["per_class"]) == [c["name"] for c in BDD_CATEGORIES]
+    assert metrics["per_class"]["train"] is None and metrics["per_class"]["car"] > 0
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--gt", str(folder / "track_sample_anns.json"),
+                    "--predictions", str(folder / "bbox_predictions_empty.json"), "--format", "bdd100k",
+                    "--output", str(out)], check=True, capture_output=True)
+    empty = json.loads(out.read_text())
+    assert empty["map"] == 0.0 and empty["per_class"]["train"] is None
