@@ -34,12 +34,79 @@ def evaluate_files(gt: str, predictions: str, output: str | None = None, fmt: st
     """-> {12 metric keys (0..1, -1 where COCOeval has nothing to score), per_class: {name: AP or None}}."""
     metrics = coco_eval(*load_gt_and_predictions(gt, predictions, fmt, box_convention))
     if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(output, "w") as f:
-            json.dump(metrics, f, indent=2)
+        _write_json(output, metrics)
     return metrics
 
 
 def print_metrics(metrics: dict) -> None:
     print("  ".join(f"{k}={metrics[k]:.4f}" for k in METRIC_KEYS))
     print(format_per_class(metrics))
+
+
+def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | None = None,
+                        predictions_out: str | None = None, batch_size: int = 8, num_workers: int = 2,
+                        annotation_format: str = "auto", box_convention: str = "inclusive",
+                        bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
+                        dataset_cache_dir: str | None = None) -> dict:
+    """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
+
+    Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
+    `per_class`, `num_images`, `num_processes`); the main process writes `output` and `predictions_out`."""
+    import tempfile
+
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    from .collate import DetectionCollator
+    from .config import DetectionTrainingArguments, ModelArguments, launched_without_cuda
+    from .data.builder import load_detection_dataset
+    from .metrics import CocoDetectionMetrics, gt_from_table
+    from .modeling import install_float32_loss
+    from .train import DetectionTrainer
+    from .transforms import build_augmentation, make_transform
+
+    args = DetectionTrainingArguments(output_dir=tempfile.mkdtemp(prefix="recipe-eval-"), report_to=[],
+                                      per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
+                                      use_cpu=launched_without_cuda(), dataloader_pin_memory=torch.cuda.is_available())
+    with args.main_process_first(desc="building the evaluation table"):
+        data = load_detection_dataset(ann, images, annotation_format, dataset_cache_dir, None, box_convention,
+                                      bdd_image_size)
+    model = AutoModelForObjectDetection.from_pretrained(model_dir)
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    if names != [c["name"] for c in data.categories]:
+        raise DataError(f"{ann}: categories {[c['name'] for c in data.categories]} differ from the model's "
+                        f"classes {names} ({model_dir}/config.json)")
+    model_args = ModelArguments(top_k=top_k, score_threshold=score_threshold)
+    install_float32_loss(model, model_args)
+    size = processor.size
+    short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
+    dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(False, [short], long, short)))
+    metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
+                                   score_threshold)
+    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=DetectionCollator(processor),
+                               compute_metrics=metrics, model_args=model_args)
+    trainer.evaluate()
+    result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
+              "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
+    if args.process_index == 0:
+        if output:
+            _write_json(output, result)
+        if predictions_out:
+            _write_json(predictions_out, results_file(metrics.last_rows, data.dataset))
+    return result
+
+
+def results_file(rows, dataset) -> list[dict]:
+    """Detection rows (image_id, x, y, w, h, score, category_id) -> a COCO results list with the file's own
+    image ids (ints where the file had ints, else the original strings)."""
+    orig = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
+    as_int = all(o.lstrip("-").isdigit() and int(o) == i for i, o in orig.items())
+    return [{"image_id": int(r[0]) if as_int else orig[int(r[0])], "category_id": int(r[6]),
+             "bbox": [round(float(v), 3) for v in r[1:5]], "score": round(float(r[5]), 5)} for r in rows]
+
+
+def _write_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)

@@ -119,10 +119,11 @@ class CocoDetectionMetrics:
         self.score_threshold = score_threshold
         self.backend = backend
         self.last_result: dict | None = None
+        self.last_rows: np.ndarray | None = None  # (image_id, x, y, w, h, score, category_id) of the last eval
         self._reset()
 
     def _reset(self):
-        self._rows, self._image_ids = [], []
+        self._rows, self._image_ids = [], set()
 
     def __call__(self, eval_pred, compute_result: bool = True) -> dict:
         dets = _numpy(eval_pred.predictions)
@@ -130,15 +131,19 @@ class CocoDetectionMetrics:
         self.add(dets, image_ids)
         if not compute_result:
             return {}
-        result = self.compute()
+        rows, image_ids = self._take()
+        result = _on_main_process_then_broadcast(lambda: self._score(rows, image_ids))
         self.last_result = result
         flat = {k: result[k] for k in METRIC_KEYS}
         flat.update({f"map_{name}": ap for name, ap in result["per_class"].items() if ap is not None})
         return flat
 
     def add(self, dets: np.ndarray, image_ids: np.ndarray) -> None:
-        """dets [B, K, 6] (score, label, x, y, w, h), image_ids [B]."""
+        """dets [B, K, 6] (score, label, x, y, w, h), image_ids [B]. An image seen before is skipped: a
+        distributed sampler pads the last batch with repeats, which must not be scored twice."""
         for img_id, d in zip(image_ids, dets):
+            if int(img_id) in self._image_ids:
+                continue
             d = d[d[:, 0] > self.score_threshold]
             rows = np.empty((len(d), 7), dtype=np.float64)
             rows[:, 0] = img_id
@@ -146,13 +151,34 @@ class CocoDetectionMetrics:
             rows[:, 5] = d[:, 0]
             rows[:, 6] = self.label_to_category_id[d[:, 1].astype(np.int64)]
             self._rows.append(rows)
-            self._image_ids.append(int(img_id))
+            self._image_ids.add(int(img_id))
 
     def compute(self) -> dict:
+        """Score what was added since the last compute, and start over."""
+        return self._score(*self._take())
+
+    def _take(self) -> tuple[np.ndarray, list[int]]:
         rows = np.concatenate(self._rows) if self._rows else np.empty((0, 7))
-        image_ids = sorted(set(self._image_ids))
+        image_ids = sorted(self._image_ids)
         self._reset()
-        return coco_eval(self.coco_gt, rows, img_ids=image_ids, backend=self.backend)
+        self.last_rows = rows
+        return rows, image_ids
+
+    def _score(self, rows: np.ndarray, image_ids: list[int]) -> dict:
+        result = coco_eval(self.coco_gt, rows, img_ids=image_ids, backend=self.backend)
+        result["num_images"] = len(image_ids)
+        return result
+
+
+def _on_main_process_then_broadcast(compute):
+    """Every rank holds the gathered detections; score once (rank 0) and share the numbers."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return compute()
+    box = [compute() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _numpy(x) -> np.ndarray:

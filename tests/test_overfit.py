@@ -18,7 +18,7 @@ def test_tiny_model_overfits_eight_images(tmp_path):
         "--train-ann", str(split / "annotations.json"), "--val-img", str(split / "images"),
         "--val-ann", str(split / "annotations.json"), "--output_dir", str(tmp_path / "out"),
         "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
-        "--shortest_edges", "160", "--eval_size", "160", "--hflip_prob", "0", "--color_jitter_prob", "0",
-        "--max_steps", "250", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
+        "--shortest_edges", "240", "--eval_size", "240", "--hflip_prob", "0", "--color_jitter_prob", "0",
+        "--max_steps", "300", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
         "--warmup_steps", "20", "--lr_scheduler_type", "constant_with_warmup", "--logging_steps", "50"]))
     assert metrics["eval_map_50"] >= 0.5, metrics

@@ -46,6 +46,18 @@ def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
 
     model = AutoModelForObjectDetection.from_pretrained(out)
     assert model.config.num_labels == 5
+
+    # Standalone evaluation of the saved folder gives the training run's final numbers.
+    from recipe.evaluate import evaluate_checkpoint
+
+    again = evaluate_checkpoint(str(out), f"{demo_dir}/val/images", f"{demo_dir}/val/annotations.json",
+                                output=str(tmp_path / "m.json"), predictions_out=str(tmp_path / "r.json"),
+                                batch_size=3, num_workers=0, dataset_cache_dir=str(tmp_path / "cache"))
+    assert all(abs(again[k] - metrics[f"eval_{k}"]) <= 1e-9 for k in METRIC_KEYS)
+    assert again["num_processes"] == 1 and again["num_images"] == 8
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert len(results) == 8 * 100 and {r["image_id"] for r in results} == set(range(1, 9))
+    assert json.loads((tmp_path / "m.json").read_text())["map"] == again["map"]
     detector = pipeline("object-detection", model=str(out), threshold=0.0)
     found = detector(str(demo_dir / "val" / "images" / "000001.jpg"))
     assert found and {"score", "label", "box"} <= set(found[0])
