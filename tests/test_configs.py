@@ -50,3 +50,20 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
 def test_unknown_flag_is_an_error():
     with pytest.raises(ConfigError, match="--no-such-flag"):
         parse_config(["--no-such-flag", "1"])
+
+
+ACCELERATE = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=[p.name for p in ACCELERATE])
+def test_accelerate_configs_load_with_accelerates_own_loader(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    expected = {"single_gpu.yaml": ("NO", 1), "multi_gpu.yaml": ("MULTI_GPU", 8),
+                "multi_node.yaml": ("MULTI_GPU", 16), "deepspeed_zero2.yaml": ("DEEPSPEED", 8)}[path.name]
+    assert (str(config.distributed_type).split(".")[-1], config.num_processes) == expected
+    if path.name == "deepspeed_zero2.yaml":
+        assert config.deepspeed_config["zero_stage"] == 2
+    if path.name == "multi_node.yaml":
+        assert config.num_machines == 2
