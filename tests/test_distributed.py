@@ -1,0 +1,96 @@
+"""Several processes on a machine without GPUs: torchrun forms a gloo group (use_cpu), the numbers match."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from recipe.evaluate import evaluate_checkpoint
+from recipe.metrics import METRIC_KEYS
+from recipe.train import run
+
+from conftest import ROOT, write_json
+from test_train import demo_args
+
+
+def torchrun(*args, cwd=None):
+    with socket.socket() as s:  # a free port on this machine for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port), *args],
+                          capture_output=True, text=True, env=env, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def trained(demo_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2"))
+    return tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def seven_images(demo_dir, tmp_path_factory):
+    coco = json.loads((demo_dir / "val" / "annotations.json").read_text())
+    keep = {img["id"] for img in coco["images"][:7]}
+    coco["images"] = [i for i in coco["images"] if i["id"] in keep]
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    return write_json(tmp_path_factory.mktemp("seven") / "ann.json", coco)
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_exactly_like_one(trained, seven_images, demo_dir, tmp_path):
+    # 7 images, 2 processes x batch 2: the last batch is padded with repeats that must not count.
+    one = evaluate_checkpoint(str(trained), str(demo_dir / "val" / "images"), str(seven_images), batch_size=2,
+                              num_workers=0, dataset_cache_dir=str(tmp_path / "c1"))
+    proc = torchrun(str(ROOT / "scripts" / "evaluate.py"), "--model", str(trained), "--images",
+                    str(demo_dir / "val" / "images"), "--ann", str(seven_images), "--batch-size", "2",
+                    "--num-workers", "0", "--output", str(tmp_path / "two.json"),
+                    "--predictions-out", str(tmp_path / "two_results.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert (one["num_processes"], two["num_processes"]) == (1, 2)
+    assert one["num_images"] == two["num_images"] == 7
+    assert max(abs(one[k] - two[k]) for k in METRIC_KEYS) <= 1e-9
+    results = json.loads((tmp_path / "two_results.json").read_text())
+    assert len(results) == 7 * 100  # every image once, none twice
+    assert proc.stdout.count("map=") == 1  # printed once, by the main process
+
+
+@pytest.mark.slow
+def test_cache_is_built_once_by_the_main_process(demo_dir, tmp_path):
+    script = tmp_path / "load.py"
+    script.write_text(f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+from recipe.config import parse_config
+from recipe.data.builder import load_detection_dataset
+_, _, args = parse_config(["--output_dir", {str(tmp_path / "o")!r}])
+with args.main_process_first(desc="table"):
+    data = load_detection_dataset({str(demo_dir / "train" / "annotations.json")!r},
+                                  {str(demo_dir / "train" / "images")!r}, cache_dir={str(tmp_path / "cache")!r})
+print(json.dumps({{"rank": args.process_index, "world": args.world_size, "from_cache": data.from_cache,
+                  "rows": len(data.dataset)}}))
+""")
+    proc = torchrun(str(script))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                   key=lambda d: d["rank"])
+    assert lines == [{"rank": 0, "world": 2, "from_cache": False, "rows": 24},
+                     {"rank": 1, "world": 2, "from_cache": True, "rows": 24}]
+
+
+@pytest.mark.slow
+def test_training_under_torchrun_uses_both_processes(demo_dir, tmp_path):
+    proc = torchrun(str(ROOT / "scripts" / "train.py"), str(ROOT / "configs" / "demo.yaml"),
+                    "--train-img", f"{demo_dir}/train/images", "--train-ann", f"{demo_dir}/train/annotations.json",
+                    "--val-img", f"{demo_dir}/val/images", "--val-ann", f"{demo_dir}/val/annotations.json",
+                    "--max_steps", "2", "--batch-size", "2", "--num-workers", "0", "--output-dir", str(tmp_path / "o"),
+                    "--dataset_cache_dir", str(tmp_path / "cache"), "--shortest_edges", "128", "--eval_size", "128")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distributed run: 2 processes" in proc.stderr
+    assert json.loads((tmp_path / "o" / "eval_results.json").read_text())["eval_map"] >= 0.0
