@@ -74,6 +74,8 @@ class ModelArguments:
     score_threshold: float = field(default=0.0, metadata={
         "help": "Evaluation: keep detections scoring above this (COCO protocol: 0)."})
     top_k: int = field(default=100, metadata={"help": "Evaluation: detections kept per image (COCO: 100)."})
+    metric_backend: str = field(default="pycocotools", metadata={
+        "help": "COCOeval implementation: pycocotools or faster_coco_eval (optional extra; same numbers)."})
 
 
 @dataclass

@@ -30,9 +30,9 @@ def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_co
 
 
 def evaluate_files(gt: str, predictions: str, output: str | None = None, fmt: str = "coco",
-                   box_convention: str = "inclusive") -> dict:
+                   box_convention: str = "inclusive", backend: str = "pycocotools") -> dict:
     """-> {12 metric keys (0..1, -1 where COCOeval has nothing to score), per_class: {name: AP or None}}."""
-    metrics = coco_eval(*load_gt_and_predictions(gt, predictions, fmt, box_convention))
+    metrics = coco_eval(*load_gt_and_predictions(gt, predictions, fmt, box_convention), backend=backend)
     if output:
         _write_json(output, metrics)
     return metrics
@@ -47,7 +47,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         predictions_out: str | None = None, batch_size: int = 8, num_workers: int = 2,
                         annotation_format: str = "auto", box_convention: str = "inclusive",
                         bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
-                        dataset_cache_dir: str | None = None) -> dict:
+                        dataset_cache_dir: str | None = None, backend: str = "pycocotools") -> dict:
     """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
@@ -83,7 +83,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
     dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(False, [short], long, short)))
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
-                                   score_threshold)
+                                   score_threshold, backend)
     trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=DetectionCollator(processor),
                                compute_metrics=metrics, model_args=model_args)
     trainer.evaluate()

@@ -165,7 +165,8 @@ def run(data_args, model_args, train_args) -> dict:
     if val:
         eval_ds = val.dataset.with_transform(make_transform(processor, build_augmentation(False, **aug_args)))
         metrics = CocoDetectionMetrics(gt_from_table(val.dataset, val.categories),
-                                       [c["id"] for c in val.categories], model_args.score_threshold)
+                                       [c["id"] for c in val.categories], model_args.score_threshold,
+                                       model_args.metric_backend)
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
 
