@@ -79,3 +79,51 @@ def benchmark_dataloader(data_args, model_args, train_args, num_batches: int = 5
     per_image["collate_ms"] = float(stages[3]) / images * 1000
     return {"images_per_s": images / elapsed, "images": images, "batches": batches,
             "num_workers": train_args.dataloader_num_workers, **per_image}
+
+
+def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir: str) -> dict:
+    """Evaluate the demo's tiny model (random weights) on the first `num_images` images; meant to run in a
+    fresh process whose peak RSS is then read. mode "recipe": per-batch post-processing (what train.py
+    does); mode "trainer_default": the Trainer keeps every model output and scores at the end."""
+    import tempfile
+
+    from transformers import Trainer
+
+    from .config import parse_config
+    from .data.builder import load_detection_dataset
+    from .metrics import CocoDetectionMetrics, gt_from_table, postprocess_detections
+    from .train import DetectionTrainer
+    from .transforms import make_transform
+
+    data_args, model_args, train_args = parse_config([
+        "configs/demo.yaml", "--output_dir", tempfile.mkdtemp(), "--dataloader_num_workers", "0",
+        "--per_device_eval_batch_size", "8", "--report_to", "none"])
+    data = load_detection_dataset(ann, images, cache_dir=cache_dir, subset=num_images)
+    torch.manual_seed(0)
+    model, processor = load_model_and_processor(model_args, {i: c["name"] for i, c in enumerate(data.categories)})
+    dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(
+        False, [data_args.eval_size], data_args.longest_edge, data_args.eval_size)))
+    metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories])
+    common = dict(model=model, eval_dataset=dataset, data_collator=DetectionCollator(processor))
+    if mode == "recipe":
+        trainer = DetectionTrainer(args=train_args, compute_metrics=metrics, model_args=model_args, **common)
+    else:
+        train_args.batch_eval_metrics = False
+
+        def compute_all(eval_pred):
+            # The Trainer hands over every output by position (loss_dict, logits, pred_boxes, hidden states...):
+            # pick logits and boxes by shape, per batch.
+            num_labels = len(data.categories)
+            for outputs, labels in zip(eval_pred.predictions, eval_pred.label_ids):
+                arrays = [np.asarray(x) for x in outputs if isinstance(x, np.ndarray) and x.ndim == 3]
+                logits = next(x for x in arrays if x.shape[-1] == num_labels)
+                boxes = next(x for x in arrays if x.shape[-1] == 4 and x.shape[1] == logits.shape[1])
+                sizes = torch.as_tensor(np.stack([np.asarray(t["orig_size"]) for t in labels]))
+                dets = postprocess_detections(torch.as_tensor(logits), torch.as_tensor(boxes), sizes)
+                metrics.add(dets.numpy(), np.array([int(np.asarray(t["image_id"]).reshape(-1)[0]) for t in labels]))
+            result = metrics.compute()
+            return {"map": result["map"]}
+
+        trainer = Trainer(args=train_args, compute_metrics=compute_all, **common)
+    result = trainer.evaluate()
+    return {"mode": mode, "images": len(dataset), "map": result["eval_map"]}
