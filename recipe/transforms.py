@@ -54,7 +54,7 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
 
 def load_rgb(path: str) -> np.ndarray:
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))  # writable: torch warns on read-only arrays
 
 
 def make_labels(bboxes_xywh_abs: np.ndarray, category: Sequence[int], iscrowd: Sequence[int], image_id: int,
