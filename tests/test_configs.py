@@ -14,9 +14,13 @@ def test_every_config_parses(path):
 
 
 def test_yaml_is_default_and_command_line_overrides():
+    import yaml
+
+    demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     data_args, model_args, train_args = parse_config([str(ROOT / "configs" / "demo.yaml"), "--learning_rate", "0.5"])
-    assert train_args.learning_rate == 0.5
-    assert data_args.eval_size == 160 and model_args.auxiliary_loss is True  # from the YAML / the defaults
+    assert train_args.learning_rate == 0.5 != demo["learning_rate"]  # command line over YAML
+    assert data_args.eval_size == demo["eval_size"] != 800  # YAML over the dataclass default
+    assert model_args.auxiliary_loss is True and "auxiliary_loss" not in demo  # the default
 
 
 def test_seed_flags_are_accepted():
