@@ -83,7 +83,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
     dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(False, [short], long, short)))
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
-                                   score_threshold, backend)
+                                   score_threshold, backend, keep_rows=bool(predictions_out))
     trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=DetectionCollator(processor),
                                compute_metrics=metrics, model_args=model_args)
     trainer.evaluate()

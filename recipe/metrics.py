@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .boxes import cxcywh_norm_to_xywh_abs
+from .cocoeval_stream import StreamingCocoEval
 
 METRIC_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
                "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
@@ -74,6 +75,11 @@ def coco_eval(coco_gt, detections, img_ids=None, backend: str = "pycocotools") -
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return metrics_from(evaluator, names)
+
+
+def metrics_from(evaluator, names: dict[int, str]) -> dict:
+    """The 12 stats and per-class AP (IoU .50:.95, all areas, 100 dets) of a summarized COCOeval."""
     metrics = {k: float(v) for k, v in zip(METRIC_KEYS, evaluator.stats)}
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]
     per_class = {}
@@ -131,8 +137,11 @@ class CocoDetectionMetrics:
     """
 
     def __init__(self, gt: dict, label_to_category_id: list[int], score_threshold: float = 0.0,
-                 backend: str = "pycocotools"):
+                 backend: str = "pycocotools", keep_rows: bool = False):
+        if backend not in BACKENDS:
+            raise ValueError(f"metric_backend {backend!r} is not one of {BACKENDS}")
         self.coco_gt = _quiet_coco(gt)
+        self.keep_rows = keep_rows
         self.names = {c["id"]: c["name"] for c in gt["categories"]}
         self.label_to_category_id = np.asarray(label_to_category_id, dtype=np.int64)
         self.score_threshold = score_threshold
@@ -143,6 +152,8 @@ class CocoDetectionMetrics:
 
     def _reset(self):
         self._rows, self._image_ids = [], set()
+        # pycocotools: match batch by batch (flat memory, same numbers); faster-coco-eval scores at the end.
+        self._stream = StreamingCocoEval(self.coco_gt) if self.backend == "pycocotools" else None
 
     def __call__(self, eval_pred, compute_result: bool = True) -> dict:
         dets = _numpy(eval_pred.predictions)
@@ -150,8 +161,8 @@ class CocoDetectionMetrics:
         self.add(dets, image_ids)
         if not compute_result:
             return {}
-        rows, image_ids = self._take()
-        result = _on_main_process_then_broadcast(lambda: self._score(rows, image_ids))
+        state = self._take()
+        result = _on_main_process_then_broadcast(lambda: self._score(*state))
         self.last_result = result
         flat = {k: result[k] for k in METRIC_KEYS}
         flat.update({f"map_{name}": ap for name, ap in result["per_class"].items() if ap is not None})
@@ -160,6 +171,7 @@ class CocoDetectionMetrics:
     def add(self, dets: np.ndarray, image_ids: np.ndarray) -> None:
         """dets [B, K, 6] (score, label, x, y, w, h), image_ids [B]. An image seen before is skipped: a
         distributed sampler pads the last batch with repeats, which must not be scored twice."""
+        batch_rows, batch_ids = [], []
         for img_id, d in zip(image_ids, dets):
             if int(img_id) in self._image_ids:
                 continue
@@ -169,24 +181,40 @@ class CocoDetectionMetrics:
             rows[:, 1:5] = d[:, 2:6]
             rows[:, 5] = d[:, 0]
             rows[:, 6] = self.label_to_category_id[d[:, 1].astype(np.int64)]
-            self._rows.append(rows)
+            batch_rows.append(rows)
+            batch_ids.append(int(img_id))
             self._image_ids.add(int(img_id))
+        if not batch_ids:
+            return
+        if self._stream is not None and _is_main_process():
+            self._stream.add(np.concatenate(batch_rows), batch_ids)
+        if self._stream is None or self.keep_rows:
+            self._rows.extend(batch_rows)
 
     def compute(self) -> dict:
         """Score what was added since the last compute, and start over."""
         return self._score(*self._take())
 
-    def _take(self) -> tuple[np.ndarray, list[int]]:
+    def _take(self):
         rows = np.concatenate(self._rows) if self._rows else np.empty((0, 7))
-        image_ids = sorted(self._image_ids)
+        state = (rows, sorted(self._image_ids), self._stream)
+        self.last_rows = rows if self.keep_rows else None
         self._reset()
-        self.last_rows = rows
-        return rows, image_ids
+        return state
 
-    def _score(self, rows: np.ndarray, image_ids: list[int]) -> dict:
-        result = coco_eval(self.coco_gt, rows, img_ids=image_ids, backend=self.backend)
+    def _score(self, rows: np.ndarray, image_ids: list[int], stream) -> dict:
+        if stream is not None:
+            result = metrics_from(stream.finish(), self.names)
+        else:
+            result = coco_eval(self.coco_gt, rows, img_ids=image_ids, backend=self.backend)
         result["num_images"] = len(image_ids)
         return result
+
+
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _on_main_process_then_broadcast(compute):

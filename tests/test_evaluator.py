@@ -45,3 +45,29 @@ def test_bad_predictions_file_is_one_clear_line(tmp_path):
                            "--predictions", str(preds)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {preds}: a COCO results file is a JSON list of detections"]
+
+
+@pytest.mark.parametrize("batch", [1, 7, 100])
+def test_batch_by_batch_scoring_equals_one_cocoeval(batch):
+    """The training-time evaluator matches batch by batch (flat memory); the numbers must not move."""
+    import numpy as np
+
+    from recipe.cocoeval_stream import StreamingCocoEval
+    from recipe.metrics import _quiet_coco, coco_eval, metrics_from
+
+    folder = shared("coco-val2014-100")
+    gt = json.loads((folder / "instances_val2014_100.json").read_text())
+    dt = json.loads((folder / "instances_val2014_fakebbox100_results.json").read_text())
+    rows = np.array([[d["image_id"], *d["bbox"], d["score"], d["category_id"]] for d in dt])
+    coco = _quiet_coco(gt)
+    ids = [img["id"] for img in gt["images"]]
+    np.random.default_rng(batch).shuffle(ids)  # arrival order must not matter
+    stream = StreamingCocoEval(coco)
+    for start in range(0, len(ids), batch):
+        part = ids[start:start + batch]
+        stream.add(rows[np.isin(rows[:, 0], part)], part)
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    streamed, reference = metrics_from(stream.finish(), names), coco_eval(coco, rows)
+    expected = json.loads((folder / "expected_stats.json").read_text())["bbox"]
+    assert [streamed[k] for k in METRIC_KEYS] == expected  # exact, as pycocotools
+    assert streamed["per_class"] == reference["per_class"]

@@ -33,7 +33,7 @@ def test_metrics_map_labels_back_to_category_ids_and_score_perfectly():
           "annotations": [{"id": 1, "image_id": 5, "category_id": 17, "bbox": [80, 30, 40, 40], "area": 1600,
                            "iscrowd": 0}],
           "categories": [{"id": 3, "name": "a"}, {"id": 17, "name": "b"}]}
-    metrics = CocoDetectionMetrics(gt, label_to_category_id=[3, 17])
+    metrics = CocoDetectionMetrics(gt, label_to_category_id=[3, 17], keep_rows=True)
     dets = np.array([[[0.9, 1, 80, 30, 40, 40], [0.1, 0, 0, 0, 10, 10]],
                      [[0.2, 0, 5, 5, 10, 10], [0.1, 1, 5, 5, 10, 10]]])
 

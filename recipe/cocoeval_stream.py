@@ -1,0 +1,120 @@
+"""COCOeval (bbox) fed batch by batch, with pycocotools' numbers and memory that stays flat.
+
+pycocotools keeps a dict per detection and per (image, category, area range) until the end: several
+hundred KB per image at 100 detections. Matching a detection only involves its own image, so each
+batch is matched at once by pycocotools' own `COCOeval.evaluate` and reduced to what `accumulate`
+reads: per detection its score, image, rank in its image, and two bit-vectors over the IoU thresholds
+(matched, ignored); per (category, area range) the count of non-ignored ground truth. `finish()`
+then runs the accumulate step (the algorithm of pycocotools' `COCOeval.accumulate`) and pycocotools'
+own `summarize`, so the 12 numbers are the ones one COCOeval over all images gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+
+
+class StreamingCocoEval:
+    def __init__(self, coco_gt):
+        from pycocotools.cocoeval import Params
+
+        self.coco_gt = coco_gt
+        self.params = Params(iouType="bbox")
+        self.params.catIds = sorted(coco_gt.getCatIds())
+        shape = (len(self.params.catIds), len(self.params.areaRng))
+        self._parts = {}  # (k, a) -> list of (score, image_id, rank, matched [T, D], ignored [T, D])
+        self._npig = np.zeros(shape, dtype=np.int64)
+        self._present = np.zeros(shape, dtype=bool)
+        self._image_ids: set[int] = set()
+
+    def add(self, rows: np.ndarray, image_ids) -> None:
+        """rows [N, 7] (image_id, x, y, w, h, score, category_id) of exactly the images `image_ids`."""
+        from pycocotools.cocoeval import COCOeval
+
+        image_ids = sorted(set(int(i) for i in image_ids) - self._image_ids)
+        if not image_ids:
+            return
+        self._image_ids.update(image_ids)
+        rows = rows[np.isin(rows[:, 0].astype(np.int64), image_ids)] if len(rows) else rows
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_dt = self.coco_gt.loadRes(rows) if len(rows) else _empty_results(self.coco_gt)
+            evaluator = COCOeval(self.coco_gt, coco_dt, iouType="bbox")
+            evaluator.params.imgIds = image_ids
+            evaluator.params.catIds = self.params.catIds
+            evaluator.evaluate()
+        num_areas, num_images = len(self.params.areaRng), len(image_ids)
+        for n, e in enumerate(evaluator.evalImgs):
+            if e is None:
+                continue
+            k, a = divmod(n // num_images, num_areas)
+            self._present[k, a] = True
+            self._npig[k, a] += int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+            d = len(e["dtScores"])
+            if d:
+                self._parts.setdefault((k, a), []).append((
+                    np.asarray(e["dtScores"], dtype=np.float64), np.full(d, e["image_id"], dtype=np.int64),
+                    np.arange(d, dtype=np.int16), np.asarray(e["dtMatches"]) != 0,
+                    np.asarray(e["dtIgnore"], dtype=bool)))
+
+    def finish(self):
+        """-> a pycocotools COCOeval whose `eval` and `stats` are filled (as after accumulate + summarize)."""
+        from pycocotools.cocoeval import COCOeval
+
+        p = self.params
+        p.imgIds = sorted(self._image_ids)
+        position = {img: i for i, img in enumerate(p.imgIds)}
+        T, R, K, A, M = len(p.iouThrs), len(p.recThrs), len(p.catIds), len(p.areaRng), len(p.maxDets)
+        precision, recall, scores = -np.ones((T, R, K, A, M)), -np.ones((T, K, A, M)), -np.ones((T, R, K, A, M))
+        for (k, a), present in np.ndenumerate(self._present):
+            npig = self._npig[k, a]
+            if not present or npig == 0:
+                continue
+            parts = self._parts.get((k, a), [])
+            score, image, rank, matched, ignored = (
+                (np.concatenate([p_[i] for p_ in parts], axis=-1) for i in range(5)) if parts else
+                (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros((T, 0), bool),
+                 np.zeros((T, 0), bool)))
+            pos = np.array([position[i] for i in image], dtype=np.int64)
+            for m, max_det in enumerate(p.maxDets):
+                keep = rank < max_det
+                # pycocotools concatenates images in id order, each in score order, then sorts by score with
+                # a stable mergesort: the same order as this lexsort.
+                order = np.lexsort((rank[keep], pos[keep], -score[keep]))
+                sorted_scores = score[keep][order]
+                dtm, dtig = matched[:, keep][:, order], ignored[:, keep][:, order]
+                tp_sum = np.cumsum(dtm & ~dtig, axis=1).astype(float)
+                fp_sum = np.cumsum(~dtm & ~dtig, axis=1).astype(float)
+                for t, (tp, fp) in enumerate(zip(tp_sum, fp_sum)):
+                    nd = len(tp)
+                    rc = tp / npig
+                    pr = (tp / (fp + tp + np.spacing(1))).tolist()
+                    recall[t, k, a, m] = rc[-1] if nd else 0
+                    for i in range(nd - 1, 0, -1):  # precision envelope
+                        if pr[i] > pr[i - 1]:
+                            pr[i - 1] = pr[i]
+                    q, ss = np.zeros(R), np.zeros(R)
+                    for ri, pi in enumerate(np.searchsorted(rc, p.recThrs, side="left")):
+                        if pi >= nd:
+                            break
+                        q[ri], ss[ri] = pr[pi], sorted_scores[pi]
+                    precision[t, :, k, a, m], scores[t, :, k, a, m] = q, ss
+        evaluator = COCOeval(iouType="bbox")
+        evaluator.params = p
+        evaluator.eval = {"params": p, "counts": [T, R, K, A, M], "precision": precision, "recall": recall,
+                          "scores": scores}
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.summarize()
+        return evaluator
+
+
+def _empty_results(coco_gt):
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = {"images": list(coco_gt.dataset["images"]), "categories": list(coco_gt.dataset["categories"]),
+                    "annotations": []}
+    coco.createIndex()
+    return coco
