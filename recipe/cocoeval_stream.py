@@ -25,7 +25,8 @@ class StreamingCocoEval:
         self.params = Params(iouType="bbox")
         self.params.catIds = sorted(coco_gt.getCatIds())
         shape = (len(self.params.catIds), len(self.params.areaRng))
-        self._parts = {}  # (k, a) -> list of (score, image_id, rank, matched [T, D], ignored [T, D])
+        # (k, a) -> per batch: score, image_id, rank in its image, matched and ignored [T, D] packed to bits
+        self._parts = {}
         self._npig = np.zeros(shape, dtype=np.int64)
         self._present = np.zeros(shape, dtype=bool)
         self._image_ids: set[int] = set()
@@ -46,18 +47,22 @@ class StreamingCocoEval:
             evaluator.params.catIds = self.params.catIds
             evaluator.evaluate()
         num_areas, num_images = len(self.params.areaRng), len(image_ids)
+        batch = {}
         for n, e in enumerate(evaluator.evalImgs):
             if e is None:
                 continue
             k, a = divmod(n // num_images, num_areas)
             self._present[k, a] = True
             self._npig[k, a] += int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
-            d = len(e["dtScores"])
-            if d:
-                self._parts.setdefault((k, a), []).append((
-                    np.asarray(e["dtScores"], dtype=np.float64), np.full(d, e["image_id"], dtype=np.int64),
-                    np.arange(d, dtype=np.int16), np.asarray(e["dtMatches"]) != 0,
-                    np.asarray(e["dtIgnore"], dtype=bool)))
+            if len(e["dtScores"]):
+                batch.setdefault((k, a), []).append(e)
+        for key, evals in batch.items():  # one set of compact arrays per batch and (category, area range)
+            self._parts.setdefault(key, []).append((
+                np.concatenate([e["dtScores"] for e in evals]).astype(np.float64),
+                np.concatenate([np.full(len(e["dtScores"]), e["image_id"], dtype=np.int64) for e in evals]),
+                np.concatenate([np.arange(len(e["dtScores"]), dtype=np.int16) for e in evals]),
+                np.packbits(np.concatenate([np.asarray(e["dtMatches"]) != 0 for e in evals], axis=1), axis=0),
+                np.packbits(np.concatenate([np.asarray(e["dtIgnore"], dtype=bool) for e in evals], axis=1), axis=0)))
 
     def finish(self):
         """-> a pycocotools COCOeval whose `eval` and `stats` are filled (as after accumulate + summarize)."""
@@ -75,8 +80,10 @@ class StreamingCocoEval:
             parts = self._parts.get((k, a), [])
             score, image, rank, matched, ignored = (
                 (np.concatenate([p_[i] for p_ in parts], axis=-1) for i in range(5)) if parts else
-                (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros((T, 0), bool),
-                 np.zeros((T, 0), bool)))
+                (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros((2, 0), np.uint8),
+                 np.zeros((2, 0), np.uint8)))
+            matched = np.unpackbits(matched, axis=0, count=T).astype(bool)  # [T, N]
+            ignored = np.unpackbits(ignored, axis=0, count=T).astype(bool)
             pos = np.array([position[i] for i in image], dtype=np.int64)
             for m, max_det in enumerate(p.maxDets):
                 keep = rank < max_det
