@@ -47,11 +47,13 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         predictions_out: str | None = None, batch_size: int = 8, num_workers: int = 2,
                         annotation_format: str = "auto", box_convention: str = "inclusive",
                         bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
-                        dataset_cache_dir: str | None = None, backend: str = "pycocotools") -> dict:
+                        dataset_cache_dir: str | None = None, backend: str = "pycocotools",
+                        predictions_format: str = "coco") -> dict:
     """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
-    `per_class`, `num_images`, `num_processes`); the main process writes `output` and `predictions_out`."""
+    `per_class`, `num_images`, `num_processes`); the main process writes `output` and `predictions_out`
+    (a COCO results list, or with predictions_format="bdd100k" a BDD100K frame list with scores)."""
     import tempfile
 
     import torch
@@ -93,8 +95,23 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
         if output:
             _write_json(output, result)
         if predictions_out:
-            _write_json(predictions_out, results_file(metrics.last_rows, data.dataset))
+            _write_json(predictions_out, export_predictions(metrics.last_rows, data.dataset, data.categories,
+                                                            predictions_format, box_convention))
     return result
+
+
+def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convention: str = "inclusive") -> list:
+    """Kept detections as a COCO results list (the file's own image ids) or a BDD100K frame list."""
+    if fmt == "coco":
+        return results_file(rows, dataset)
+    if fmt != "bdd100k":
+        raise DataError(f"predictions format {fmt!r}: choose coco or bdd100k")
+    from .data.bdd100k import coco_results_to_bdd_frames
+
+    results = [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": [float(v) for v in r[1:5]],
+                "score": float(r[5])} for r in rows]
+    names = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
+    return coco_results_to_bdd_frames(results, names, {c["id"]: c["name"] for c in categories}, box_convention)
 
 
 def results_file(rows, dataset) -> list[dict]:

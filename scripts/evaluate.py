@@ -21,7 +21,9 @@ if __name__ == "__main__":
     parser.add_argument("--model", help="a saved model folder (output_dir of scripts/train.py)")
     parser.add_argument("--images", help="with --model: the image folder")
     parser.add_argument("--ann", help="with --model: the annotation file (COCO or BDD100K)")
-    parser.add_argument("--predictions-out", help="with --model: also write the COCO results file here")
+    parser.add_argument("--predictions-out", help="with --model: also write the predictions here")
+    parser.add_argument("--predictions-format", default="coco", choices=["coco", "bdd100k"],
+                        help="--predictions-out as COCO results or as a BDD100K frame list (labels with a score)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--score-threshold", type=float, default=0.0)
@@ -39,7 +41,8 @@ if __name__ == "__main__":
         if args.model:
             metrics = evaluate_checkpoint(args.model, args.images, args.ann, args.output, args.predictions_out,
                                           args.batch_size, args.num_workers, box_convention=args.box_convention,
-                                          score_threshold=args.score_threshold, backend=args.metric_backend)
+                                          score_threshold=args.score_threshold, backend=args.metric_backend,
+                                          predictions_format=args.predictions_format)
         else:
             metrics = evaluate_files(args.gt, args.predictions, args.output, args.format, args.box_convention,
                                      args.metric_backend)

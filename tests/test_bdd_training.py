@@ -75,3 +75,33 @@ def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):
                     "--output", str(out)], check=True, capture_output=True)
     empty = json.loads(out.read_text())
     assert empty["map"] == 0.0 and empty["per_class"]["train"] is None
+
+
+@pytest.mark.slow
+def test_fine_tune_a_local_checkpoint_with_other_classes_and_export_bdd_predictions(tmp_path, bdd_demo, demo_dir):
+    """A local folder as model_name_or_path (offline): 5 demo classes -> 10 BDD classes (head re-initialised);
+    then the saved model's predictions exported as a BDD frame list score like the evaluator says."""
+    from recipe.evaluate import evaluate_checkpoint, evaluate_files
+
+    common = ["--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
+              "--shortest_edges", "128", "--eval_size", "128", "--per_device_train_batch_size", "2"]
+    run(*parse_config([str(ROOT / "configs" / "demo.yaml"), "--train-img", f"{demo_dir}/train/images",
+                       "--train-ann", f"{demo_dir}/train/annotations.json", "--max_steps", "1",
+                       "--output_dir", str(tmp_path / "coco5"), *common]))
+    run(*parse_config(["--pretrained", str(tmp_path / "coco5"), "--offline", "--train-img",
+                       str(bdd_demo / "train" / "images"), "--train-ann", str(bdd_demo / "train" / "annotations.json"),
+                       "--bdd_image_size", "320", "240", "--max_steps", "1", "--output_dir", str(tmp_path / "bdd10"),
+                       *common]))
+    config = json.loads((tmp_path / "bdd10" / "config.json").read_text())
+    assert len(config["id2label"]) == 10 and config["id2label"]["9"] == "traffic sign"
+
+    val_ann = str(bdd_demo / "val" / "annotations.json")
+    preds = tmp_path / "preds.json"
+    metrics = evaluate_checkpoint(str(tmp_path / "bdd10"), str(bdd_demo / "val" / "images"), val_ann,
+                                  predictions_out=str(preds), predictions_format="bdd100k", num_workers=0,
+                                  dataset_cache_dir=str(tmp_path / "cache"), bdd_image_size=(320, 240))
+    frames = json.loads(preds.read_text())
+    assert [f["name"] for f in frames] == [f"{i:06d}.jpg" for i in range(1, 7)]
+    assert all(len(f["labels"]) == 100 and "score" in f["labels"][0] for f in frames)
+    rescored = evaluate_files(val_ann, str(preds), fmt="bdd100k")
+    assert abs(rescored["map"] - metrics["map"]) <= 1e-9  # inclusive box2d written and read back
