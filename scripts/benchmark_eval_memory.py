@@ -7,7 +7,6 @@ concatenated, scored at the end), and prints the peak-RSS growth per extra image
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile

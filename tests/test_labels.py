@@ -1,6 +1,5 @@
 """Invariants of the labels that reach the model, on every BCCD image under the TRAIN transforms."""
 
-import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
