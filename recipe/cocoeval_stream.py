@@ -25,8 +25,8 @@ class StreamingCocoEval:
         self.params = Params(iouType="bbox")
         self.params.catIds = sorted(coco_gt.getCatIds())
         shape = (len(self.params.catIds), len(self.params.areaRng))
-        # (k, a) -> per batch: score, image_id, rank in its image, matched and ignored [T, D] packed to bits
-        self._parts = {}
+        self._dets = {}  # k -> per batch: (score, image_id, rank in its image) of each detection
+        self._bits = {}  # (k, a) -> per batch: (matched, ignored) [T, D] packed to bits
         self._npig = np.zeros(shape, dtype=np.int64)
         self._present = np.zeros(shape, dtype=bool)
         self._image_ids: set[int] = set()
@@ -56,11 +56,15 @@ class StreamingCocoEval:
             self._npig[k, a] += int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
             if len(e["dtScores"]):
                 batch.setdefault((k, a), []).append(e)
-        for key, evals in batch.items():  # one set of compact arrays per batch and (category, area range)
-            self._parts.setdefault(key, []).append((
-                np.concatenate([e["dtScores"] for e in evals]).astype(np.float64),
-                np.concatenate([np.full(len(e["dtScores"]), e["image_id"], dtype=np.int64) for e in evals]),
-                np.concatenate([np.arange(len(e["dtScores"]), dtype=np.int16) for e in evals]),
+        # One set of arrays per batch: scores, images and ranks per category (a category's detections are the
+        # same in every area range), matched / ignored bits per (category, area range).
+        for (k, a), evals in batch.items():
+            if a == 0:
+                self._dets.setdefault(k, []).append((
+                    np.concatenate([e["dtScores"] for e in evals]).astype(np.float64),
+                    np.concatenate([np.full(len(e["dtScores"]), e["image_id"], dtype=np.int64) for e in evals]),
+                    np.concatenate([np.arange(len(e["dtScores"]), dtype=np.int16) for e in evals])))
+            self._bits.setdefault((k, a), []).append((
                 np.packbits(np.concatenate([np.asarray(e["dtMatches"]) != 0 for e in evals], axis=1), axis=0),
                 np.packbits(np.concatenate([np.asarray(e["dtIgnore"], dtype=bool) for e in evals], axis=1), axis=0)))
 
@@ -70,21 +74,21 @@ class StreamingCocoEval:
 
         p = self.params
         p.imgIds = sorted(self._image_ids)
-        position = {img: i for i, img in enumerate(p.imgIds)}
+        all_ids = np.asarray(p.imgIds, dtype=np.int64)
         T, R, K, A, M = len(p.iouThrs), len(p.recThrs), len(p.catIds), len(p.areaRng), len(p.maxDets)
         precision, recall, scores = -np.ones((T, R, K, A, M)), -np.ones((T, K, A, M)), -np.ones((T, R, K, A, M))
         for (k, a), present in np.ndenumerate(self._present):
             npig = self._npig[k, a]
             if not present or npig == 0:
                 continue
-            parts = self._parts.get((k, a), [])
-            score, image, rank, matched, ignored = (
-                (np.concatenate([p_[i] for p_ in parts], axis=-1) for i in range(5)) if parts else
-                (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros((2, 0), np.uint8),
-                 np.zeros((2, 0), np.uint8)))
+            dets, bits = self._dets.get(k, []), self._bits.get((k, a), [])
+            score, image, rank = ((np.concatenate([d[i] for d in dets]) for i in range(3)) if dets else
+                                  (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16)))
+            matched, ignored = ((np.concatenate([b[i] for b in bits], axis=1) for i in range(2)) if bits else
+                                (np.zeros((2, 0), np.uint8), np.zeros((2, 0), np.uint8)))
             matched = np.unpackbits(matched, axis=0, count=T).astype(bool)  # [T, N]
             ignored = np.unpackbits(ignored, axis=0, count=T).astype(bool)
-            pos = np.array([position[i] for i in image], dtype=np.int64)
+            pos = np.searchsorted(all_ids, image)  # the image's place in id order
             for m, max_det in enumerate(p.maxDets):
                 keep = rank < max_det
                 # pycocotools concatenates images in id order, each in score order, then sorts by score with
@@ -92,9 +96,9 @@ class StreamingCocoEval:
                 order = np.lexsort((rank[keep], pos[keep], -score[keep]))
                 sorted_scores = score[keep][order]
                 dtm, dtig = matched[:, keep][:, order], ignored[:, keep][:, order]
-                tp_sum = np.cumsum(dtm & ~dtig, axis=1).astype(float)
-                fp_sum = np.cumsum(~dtm & ~dtig, axis=1).astype(float)
-                for t, (tp, fp) in enumerate(zip(tp_sum, fp_sum)):
+                for t in range(T):  # one threshold at a time keeps the working set to a few rows
+                    tp = np.cumsum(dtm[t] & ~dtig[t]).astype(float)
+                    fp = np.cumsum(~dtm[t] & ~dtig[t]).astype(float)
                     nd = len(tp)
                     rc = tp / npig
                     pr = (tp / (fp + tp + np.spacing(1))).tolist()
