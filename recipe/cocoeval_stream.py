@@ -25,8 +25,10 @@ class StreamingCocoEval:
         self.params = Params(iouType="bbox")
         self.params.catIds = sorted(coco_gt.getCatIds())
         shape = (len(self.params.catIds), len(self.params.areaRng))
-        self._dets = {}  # k -> per batch: (score, image_id, rank in its image) of each detection
-        self._bits = {}  # (k, a) -> per batch: (matched, ignored) [T, D] packed to bits
+        # Growable buffers, not per-batch arrays: small objects kept alive between batches would pin the
+        # allocator's pages around each batch's short-lived COCOeval objects, and memory would creep up.
+        self._dets = {}  # k -> score, image_id and rank in its image of each detection
+        self._bits = {}  # (k, a) -> matched and ignored [T, D], packed to bits along T
         self._npig = np.zeros(shape, dtype=np.int64)
         self._present = np.zeros(shape, dtype=bool)
         self._image_ids: set[int] = set()
@@ -60,13 +62,14 @@ class StreamingCocoEval:
         # same in every area range), matched / ignored bits per (category, area range).
         for (k, a), evals in batch.items():
             if a == 0:
-                self._dets.setdefault(k, []).append((
-                    np.concatenate([e["dtScores"] for e in evals]).astype(np.float64),
-                    np.concatenate([np.full(len(e["dtScores"]), e["image_id"], dtype=np.int64) for e in evals]),
-                    np.concatenate([np.arange(len(e["dtScores"]), dtype=np.int16) for e in evals])))
-            self._bits.setdefault((k, a), []).append((
-                np.packbits(np.concatenate([np.asarray(e["dtMatches"]) != 0 for e in evals], axis=1), axis=0),
-                np.packbits(np.concatenate([np.asarray(e["dtIgnore"], dtype=bool) for e in evals], axis=1), axis=0)))
+                buffers = self._dets.setdefault(k, (_Buffer(np.float64), _Buffer(np.int64), _Buffer(np.int16)))
+                buffers[0].extend(np.concatenate([e["dtScores"] for e in evals]))
+                buffers[1].extend(np.concatenate([np.full(len(e["dtScores"]), e["image_id"]) for e in evals]))
+                buffers[2].extend(np.concatenate([np.arange(len(e["dtScores"])) for e in evals]))
+            bits = self._bits.setdefault((k, a), (_Buffer(np.uint8, rows=2), _Buffer(np.uint8, rows=2)))
+            bits[0].extend(np.packbits(np.concatenate([np.asarray(e["dtMatches"]) != 0 for e in evals], axis=1), axis=0))
+            bits[1].extend(np.packbits(np.concatenate([np.asarray(e["dtIgnore"], dtype=bool) for e in evals], axis=1),
+                                       axis=0))
 
     def finish(self):
         """-> a pycocotools COCOeval whose `eval` and `stats` are filled (as after accumulate + summarize)."""
@@ -81,11 +84,10 @@ class StreamingCocoEval:
             npig = self._npig[k, a]
             if not present or npig == 0:
                 continue
-            dets, bits = self._dets.get(k, []), self._bits.get((k, a), [])
-            score, image, rank = ((np.concatenate([d[i] for d in dets]) for i in range(3)) if dets else
-                                  (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16)))
-            matched, ignored = ((np.concatenate([b[i] for b in bits], axis=1) for i in range(2)) if bits else
-                                (np.zeros((2, 0), np.uint8), np.zeros((2, 0), np.uint8)))
+            dets = self._dets.get(k, (_Buffer(np.float64), _Buffer(np.int64), _Buffer(np.int16)))
+            bits = self._bits.get((k, a), (_Buffer(np.uint8, rows=2), _Buffer(np.uint8, rows=2)))
+            score, image, rank = (b.view() for b in dets)
+            matched, ignored = (b.view() for b in bits)
             matched = np.unpackbits(matched, axis=0, count=T).astype(bool)  # [T, N]
             ignored = np.unpackbits(ignored, axis=0, count=T).astype(bool)
             pos = np.searchsorted(all_ids, image)  # the image's place in id order
@@ -119,6 +121,27 @@ class StreamingCocoEval:
         with contextlib.redirect_stdout(io.StringIO()):
             evaluator.summarize()
         return evaluator
+
+
+class _Buffer:
+    """An array that grows along its last axis by doubling."""
+
+    def __init__(self, dtype, rows: int | None = None):
+        self._shape = () if rows is None else (rows,)
+        self._data = np.zeros(self._shape + (0,), dtype=dtype)
+        self._n = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        m = values.shape[-1]
+        if self._n + m > self._data.shape[-1]:
+            grown = np.zeros(self._shape + (max(2 * self._data.shape[-1], self._n + m, 1024),), self._data.dtype)
+            grown[..., :self._n] = self._data[..., :self._n]
+            self._data = grown
+        self._data[..., self._n:self._n + m] = values
+        self._n += m
+
+    def view(self) -> np.ndarray:
+        return self._data[..., :self._n]
 
 
 def _empty_results(coco_gt):
