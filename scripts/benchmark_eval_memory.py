@@ -2,10 +2,12 @@
 
 Evaluates the demo's tiny model on `--small` and `--large` synthetic images, each in a fresh process,
 with the recipe's per-batch metrics and with the Trainer's default path (every model output kept and
-concatenated, scored at the end), and prints the peak-RSS growth per extra image of each and the ratio."""
+concatenated, scored at the end), and prints the peak-RSS growth per extra image of each (from the
+median peak of `--repeats` runs per point) and the ratio."""
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -38,6 +40,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per point; the median peak is used")
     args = parser.parse_args()
     from recipe.data.synthetic import make_demo_dataset
 
@@ -46,10 +49,14 @@ if __name__ == "__main__":
         ann, images = Path(tmp) / "val" / "annotations.json", Path(tmp) / "val" / "images"
         growth = {}
         for mode in ("recipe", "trainer_default"):
-            runs = [child(mode, ann, images, n, Path(tmp) / "cache") for n in (args.small, args.large)]
-            growth[mode] = (runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]) * 1024 / (args.large - args.small)
-            print(f"{mode}: peak RSS {runs[0]['peak_rss_mb']:.0f} MB at {args.small} images, "
-                  f"{runs[1]['peak_rss_mb']:.0f} MB at {args.large}; map {runs[1]['map']:.4f}")
+            peaks, maps = {}, {}
+            for n in (args.small, args.large):
+                runs = [child(mode, ann, images, n, Path(tmp) / "cache") for _ in range(args.repeats)]
+                peaks[n] = statistics.median(r["peak_rss_mb"] for r in runs)
+                maps[n] = runs[0]["map"]
+                print(f"{mode}: {n} images, peak RSS MB {[round(r['peak_rss_mb']) for r in runs]} "
+                      f"(median {peaks[n]:.0f}), map {maps[n]:.4f}")
+            growth[mode] = (peaks[args.large] - peaks[args.small]) * 1024 / (args.large - args.small)
         print(f"recipe_kb_per_image={growth['recipe']:.1f}")
         print(f"trainer_default_kb_per_image={growth['trainer_default']:.1f}")
         print(f"ratio={growth['trainer_default'] / max(growth['recipe'], 0.1):.1f}x")
