@@ -61,6 +61,8 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = DetectionConfig
     # Records already read by `load_detection_dataset` (to avoid parsing the file twice); else None.
     records: list[dict] | None = None
+    # Dataset category id -> contiguous label (ClassLabel index); set by `load_detection_dataset`.
+    _label: dict = {}
 
     def _info(self):
         return datasets.DatasetInfo(features=features_for(list(self.config.category_names)))
@@ -85,8 +87,6 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
                     "area": [a["area"] for a in anns], "iscrowd": [a["iscrowd"] for a in anns],
                 },
             }
-
-    _label: dict = {}
 
 
 FORMATS = ("auto", "coco", "bdd100k")
