@@ -91,8 +91,10 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
 
     from .config import parse_config
     from .data.builder import load_detection_dataset
-    from .metrics import CocoDetectionMetrics, gt_from_table, postprocess_detections
-    from .train import DetectionTrainer
+    from .coco_eval import gt_from_table
+    from .metrics import CocoDetectionMetrics
+    from .postprocess import postprocess_detections
+    from .trainer import DetectionTrainer
     from .transforms import make_transform
 
     data_args, model_args, train_args = parse_config([

@@ -15,9 +15,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-
-class ConfigError(ValueError):
-    """A configuration the user must fix; the message says which key or file."""
+from .errors import ConfigError
 
 
 @dataclass

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-from .data.coco import DataError, load_json
-from .metrics import METRIC_KEYS, _quiet_coco, coco_eval, format_per_class
+from .coco_eval import METRIC_KEYS, ROW_BOX, ROW_CATEGORY, ROW_IMAGE_ID, ROW_SCORE, coco_eval, format_per_class, \
+    quiet_coco
+from .data.coco import load_json
+from .errors import DataError
 
 
 def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_convention: str = "inclusive"):
@@ -26,7 +28,7 @@ def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_co
         raise DataError(f"{gt}: not a COCO ground-truth file (for BDD100K frame lists pass --format bdd100k)")
     if not isinstance(preds, list):
         raise DataError(f"{predictions}: a COCO results file is a JSON list of detections")
-    return _quiet_coco(gt_data), preds
+    return quiet_coco(gt_data), preds
 
 
 def evaluate_files(gt: str, predictions: str, output: str | None = None, fmt: str = "coco",
@@ -60,11 +62,12 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
     from .collate import DetectionCollator
-    from .config import DetectionTrainingArguments, ModelArguments, launched_without_cuda
+    from .config import DetectionTrainingArguments, launched_without_cuda
     from .data.builder import load_detection_dataset
-    from .metrics import CocoDetectionMetrics, gt_from_table
-    from .modeling import install_float32_loss
-    from .train import DetectionTrainer
+    from .coco_eval import gt_from_table
+    from .losses import install_float32_loss
+    from .metrics import CocoDetectionMetrics
+    from .trainer import DetectionTrainer
     from .transforms import build_augmentation, make_transform
 
     args = DetectionTrainingArguments(output_dir=tempfile.mkdtemp(prefix="recipe-eval-"), report_to=[],
@@ -79,15 +82,15 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     if names != [c["name"] for c in data.categories]:
         raise DataError(f"{ann}: categories {[c['name'] for c in data.categories]} differ from the model's "
                         f"classes {names} ({model_dir}/config.json)")
-    model_args = ModelArguments(top_k=top_k, score_threshold=score_threshold)
-    install_float32_loss(model, model_args)
+    install_float32_loss(model)
     size = processor.size
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
     dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(False, [short], long, short)))
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
-                                   score_threshold, backend, keep_rows=bool(predictions_out))
+                                   score_threshold=score_threshold, backend=backend,
+                                   keep_rows=bool(predictions_out))
     trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=DetectionCollator(processor),
-                               compute_metrics=metrics, model_args=model_args)
+                               compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
@@ -108,8 +111,8 @@ def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convent
         raise DataError(f"predictions format {fmt!r}: choose coco or bdd100k")
     from .data.bdd100k import coco_results_to_bdd_frames
 
-    results = [{"image_id": int(r[0]), "category_id": int(r[6]), "bbox": [float(v) for v in r[1:5]],
-                "score": float(r[5])} for r in rows]
+    results = [{"image_id": int(r[ROW_IMAGE_ID]), "category_id": int(r[ROW_CATEGORY]),
+                "bbox": [float(v) for v in r[ROW_BOX]], "score": float(r[ROW_SCORE])} for r in rows]
     names = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
     return coco_results_to_bdd_frames(results, names, {c["id"]: c["name"] for c in categories}, box_convention)
 
@@ -119,8 +122,9 @@ def results_file(rows, dataset) -> list[dict]:
     image ids (ints where the file had ints, else the original strings)."""
     orig = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
     as_int = all(o.lstrip("-").isdigit() and int(o) == i for i, o in orig.items())
-    return [{"image_id": int(r[0]) if as_int else orig[int(r[0])], "category_id": int(r[6]),
-             "bbox": [round(float(v), 3) for v in r[1:5]], "score": round(float(r[5]), 5)} for r in rows]
+    return [{"image_id": int(r[ROW_IMAGE_ID]) if as_int else orig[int(r[ROW_IMAGE_ID])],
+             "category_id": int(r[ROW_CATEGORY]), "bbox": [round(float(v), 3) for v in r[ROW_BOX]],
+             "score": round(float(r[ROW_SCORE]), 5)} for r in rows]
 
 
 def _write_json(path: str, obj) -> None:

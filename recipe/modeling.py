@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 
-import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
 
-from .metrics import SOFTMAX_MODEL_TYPES
-from .optim import loss_weights, weighted_loss
+from .errors import ModelNotAvailable
+from .losses import install_float32_loss
 
 logger = logging.getLogger(__name__)
-
-
-class ModelNotAvailable(RuntimeError):
-    """The requested pretrained model cannot be loaded without the network (or at all)."""
 
 
 def is_offline(model_args) -> bool:
@@ -87,7 +81,9 @@ def load_model_and_processor(model_args, id2label: dict[int, str]):
     train_stem = model_args.train_backbone_stem
     set_backbone_trainable(model, train_stem=bool(model_args.model_config or model_args.random_init)
                            if train_stem is None else train_stem)
-    install_float32_loss(model, model_args)
+    install_float32_loss(model, class_coefficient=model_args.class_loss_coefficient,
+                         bbox_coefficient=model_args.bbox_loss_coefficient,
+                         giou_coefficient=model_args.giou_loss_coefficient)
     return model, processor
 
 
@@ -107,43 +103,3 @@ def set_backbone_trainable(model, train_stem: bool) -> None:
     for name, param in inner.named_parameters():
         if train_stem or any(f"stages.{i}." in name for i in (1, 2, 3)):
             param.requires_grad_(True)
-
-
-def uses_softmax(model) -> bool:
-    return model.config.model_type in SOFTMAX_MODEL_TYPES
-
-
-def install_float32_loss(model, model_args) -> None:
-    """Run the Hungarian matcher and the losses in float32 (autocast off) and weight `loss_dict` with the
-    recipe's coefficients.
-
-    Under fp16 the matcher's `log(p + 1e-8)` turns into log(0) = -inf and scipy refuses the cost matrix
-    (transformers #42202). transformers also fixes the weight of loss_ce at 1 (original recipe: 2).
-    """
-    original = model.loss_function
-    num_aux = model.config.decoder_layers - 1 if model.config.auxiliary_loss else 0
-    weights = loss_weights(model_args.class_loss_coefficient, model_args.bbox_loss_coefficient,
-                           model_args.giou_loss_coefficient, num_aux)
-
-    def float32_loss(logits, labels, device, pred_boxes, config, *args, **kwargs):
-        to32 = _to_float32
-        labels = [{k: to32(v) for k, v in t.items()} for t in labels]
-        with _autocast_off(logits.device.type):
-            loss, loss_dict, aux = original(to32(logits), labels, device, to32(pred_boxes), config,
-                                            *[to32(a) for a in args], **{k: to32(v) for k, v in kwargs.items()})
-        return weighted_loss(loss_dict, weights), loss_dict, aux
-
-    model.loss_function = float32_loss
-
-
-def _to_float32(x):
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
-        return x.float()
-    return x
-
-
-def _autocast_off(device_type: str):
-    try:
-        return torch.autocast(device_type=device_type, enabled=False)
-    except RuntimeError:
-        return contextlib.nullcontext()

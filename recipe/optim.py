@@ -28,21 +28,3 @@ def build_param_groups(model: torch.nn.Module, lr: float, weight_decay: float, b
     lrs = {"other": lr, "backbone": lr * backbone_lr_multiplier, "linear_proj": lr * linear_proj_lr_multiplier}
     return [{"params": params, "lr": lrs[name], "weight_decay": weight_decay, "name": name}
             for name, params in groups.items() if params]
-
-
-def loss_weights(class_coefficient: float, bbox_coefficient: float, giou_coefficient: float,
-                 num_aux: int) -> dict[str, float]:
-    """Weights for `loss_dict` terms; auxiliary decoder layers carry the same weights, suffixed `_0`, `_1`..."""
-    base = {"loss_ce": class_coefficient, "loss_bbox": bbox_coefficient, "loss_giou": giou_coefficient}
-    weights = dict(base)
-    for i in range(num_aux):
-        weights.update({f"{k}_{i}": v for k, v in base.items()})
-    return weights
-
-
-def weighted_loss(loss_dict: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """Sum of weight x term over the terms that have a weight (cardinality_error is a log-only metric)."""
-    missing = [k for k in weights if k not in loss_dict]
-    if missing:
-        raise KeyError(f"loss terms {missing} not in the model's loss_dict {sorted(loss_dict)}")
-    return sum(loss_dict[k] * w for k, w in weights.items())

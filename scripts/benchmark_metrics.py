@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from recipe.metrics import METRIC_KEYS, _quiet_coco, coco_eval  # noqa: E402
+from recipe.coco_eval import METRIC_KEYS, quiet_coco, coco_eval  # noqa: E402
 
 
 def synthetic(images: int, dets: int, seed: int = 0):
@@ -48,7 +48,7 @@ if __name__ == "__main__":
     times, results = {"pycocotools": [], "faster_coco_eval": []}, {}
     for _ in range(args.repeats):
         for backend in times:  # alternate, so both see the same machine load
-            coco_gt = _quiet_coco(gt)
+            coco_gt = quiet_coco(gt)
             start = time.perf_counter()
             results[backend] = coco_eval(coco_gt, dets, backend=backend)
             times[backend].append(time.perf_counter() - start)

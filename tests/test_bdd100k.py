@@ -10,7 +10,7 @@ from recipe.data.bdd100k import (BDD_CATEGORIES, bdd_predictions_to_coco_results
                                  read_bdd100k)
 from recipe.data.coco import DataError, read_coco
 from recipe.data.sanitize import sanitize_records
-from recipe.metrics import METRIC_KEYS, _quiet_coco, coco_eval
+from recipe.coco_eval import METRIC_KEYS, quiet_coco, coco_eval
 
 from conftest import ROOT, shared, write_json
 
@@ -203,7 +203,7 @@ def test_scores_match_scalabel_reference_and_empty_predictions_are_clean():
     name_to_id = {i["file_name"]: i["id"] for i in gt["images"]}
     results = bdd_predictions_to_coco_results(load_frames(folder / "bbox_predictions.json"), name_to_id)
     assert len(results) == 5372
-    metrics = coco_eval(_quiet_coco(gt), results)
+    metrics = coco_eval(quiet_coco(gt), results)
     # scalabel tests/eval/detect_test.py (percent); reproduced only with the inclusive convention
     reference = {"pedestrian": 41.37670388442971, "rider": 41.70985553789942, "car": 66.14185518719762,
                  "truck": 50.07078219289907, "bus": 0.3025302530253025, "motorcycle": 4.574628954954978}
@@ -218,7 +218,7 @@ def test_scores_match_scalabel_reference_and_empty_predictions_are_clean():
 
     empty = bdd_predictions_to_coco_results(load_frames(folder / "bbox_predictions_empty.json"), name_to_id)
     assert empty == []  # its one label has a score but no box2d
-    metrics = coco_eval(_quiet_coco(gt), empty)
+    metrics = coco_eval(quiet_coco(gt), empty)
     assert all(metrics[k] == 0.0 for k in METRIC_KEYS)
     assert metrics["per_class"] == {n: (0.0 if n in reference else None) for n in NAMES}
 
@@ -230,7 +230,7 @@ def test_legacy_flat_predictions_reproduce_the_2021_toolkit_scores():
     # names are "<video>/<frame>.jpg": found by their base name
     results = bdd_predictions_to_coco_results(flat, {i["file_name"]: i["id"] for i in gt["images"]}, "exclusive")
     assert len(results) == 5372
-    metrics = coco_eval(_quiet_coco(gt), results)
+    metrics = coco_eval(quiet_coco(gt), results)
     # bdd100k eval/eval_test.py::test_det at a2ff51dc (2021), scored on the toolkit's own COCO file
     expected = [0.3310833329280097, 0.5373587734237398, 0.34287281244106843, 0.20356852321079935,
                 0.48831230759261923, 0.6425314827066648, 0.23178269105404029, 0.3713671493592072,

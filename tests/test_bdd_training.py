@@ -11,7 +11,7 @@ from recipe.config import parse_config
 from recipe.data.bdd100k import BDD_CATEGORIES
 from recipe.data.builder import load_detection_dataset
 from recipe.data.synthetic import make_demo_dataset
-from recipe.metrics import METRIC_KEYS, gt_from_table
+from recipe.coco_eval import METRIC_KEYS, gt_from_table
 from recipe.train import run
 
 from conftest import ROOT, shared, write_json

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from recipe.evaluate import evaluate_checkpoint
-from recipe.metrics import METRIC_KEYS
+from recipe.coco_eval import METRIC_KEYS
 from recipe.train import run
 
 from conftest import ROOT, write_json

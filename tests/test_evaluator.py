@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from recipe.evaluate import evaluate_files
-from recipe.metrics import METRIC_KEYS
+from recipe.coco_eval import METRIC_KEYS
 
 from conftest import ROOT, shared, write_json
 
@@ -53,13 +53,13 @@ def test_batch_by_batch_scoring_equals_one_cocoeval(batch):
     import numpy as np
 
     from recipe.cocoeval_stream import StreamingCocoEval
-    from recipe.metrics import _quiet_coco, coco_eval, metrics_from
+    from recipe.coco_eval import coco_eval, metrics_from, quiet_coco
 
     folder = shared("coco-val2014-100")
     gt = json.loads((folder / "instances_val2014_100.json").read_text())
     dt = json.loads((folder / "instances_val2014_fakebbox100_results.json").read_text())
     rows = np.array([[d["image_id"], *d["bbox"], d["score"], d["category_id"]] for d in dt])
-    coco = _quiet_coco(gt)
+    coco = quiet_coco(gt)
     ids = [img["id"] for img in gt["images"]]
     np.random.default_rng(batch).shuffle(ids)  # arrival order must not matter
     stream = StreamingCocoEval(coco)

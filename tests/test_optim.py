@@ -5,7 +5,8 @@ import torch
 
 from recipe.config import ModelArguments
 from recipe.modeling import load_model_and_processor
-from recipe.optim import build_param_groups, loss_weights, weighted_loss
+from recipe.losses import loss_weights, weighted_loss
+from recipe.optim import build_param_groups
 
 from conftest import ROOT
 

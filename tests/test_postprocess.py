@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from recipe.metrics import CocoDetectionMetrics, postprocess_detections
+from recipe.metrics import CocoDetectionMetrics
+from recipe.postprocess import postprocess_detections
 
 
 def test_top_k_over_queries_and_classes_hand_computed():
@@ -45,7 +46,7 @@ def test_metrics_map_labels_back_to_category_ids_and_score_perfectly():
     assert rows[0][0].tolist() == [5, 80, 30, 40, 40, 0.9, 17]
     result = metrics(type("P", (), {"predictions": dets[:0], "label_ids": np.array([])}), compute_result=True)
     one = pytest.approx(1.0, abs=1e-12)
-    assert (result["map"], result["map_50"], result["map_medium"], result["map_b"]) == (one, one, one, one)
+    assert (result["map"], result["map_50"], result["map_medium"], result["map_class/b"]) == (one, one, one, one)
     assert result["map_small"] == -1.0  # no small ground truth: COCOeval's -1
     assert "map_a" not in result  # class a has no ground truth
     assert metrics.last_result["per_class"] == {"a": None, "b": one}

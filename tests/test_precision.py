@@ -55,7 +55,7 @@ class _Args:
 
 
 def test_amp_picks_bf16_on_cuda_that_supports_it(monkeypatch):
-    from recipe import train
+    from recipe import runtime as train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
@@ -64,7 +64,7 @@ def test_amp_picks_bf16_on_cuda_that_supports_it(monkeypatch):
 
 
 def test_amp_falls_back_to_fp16_on_older_cuda(monkeypatch):
-    from recipe import train
+    from recipe import runtime as train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
@@ -73,7 +73,7 @@ def test_amp_falls_back_to_fp16_on_older_cuda(monkeypatch):
 
 
 def test_amp_on_cpu_uses_bf16_if_available_else_warns_fp32(monkeypatch):
-    from recipe import train
+    from recipe import runtime as train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(train, "cpu_supports_bf16", lambda: True)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from recipe.config import parse_config
-from recipe.metrics import METRIC_KEYS
-from recipe.modeling import ModelNotAvailable
+from recipe.coco_eval import METRIC_KEYS
+from recipe.errors import ModelNotAvailable
 from recipe.train import run
 
 from conftest import ROOT, shared

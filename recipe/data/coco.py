@@ -11,9 +11,7 @@ import json
 import os
 from pathlib import Path
 
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and the record and says what to do."""
+from ..errors import DataError
 
 
 def load_json(path: str | os.PathLike) -> object:

@@ -1,0 +1,47 @@
+"""The model card (README.md) of an output folder: what was trained on what, and how it scored."""
+
+from __future__ import annotations
+
+import os
+
+from .coco_eval import METRIC_KEYS
+from .metrics import PER_CLASS_PREFIX
+
+
+def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precision: str) -> None:
+    rows = "\n".join(f"| {k} | {metrics[f'eval_{k}']:.4f} |" for k in METRIC_KEYS if f"eval_{k}" in metrics)
+    prefix = f"eval_{PER_CLASS_PREFIX}"
+    per_class = "\n".join(f"| {k[len(prefix):]} | {v:.4f} |" for k, v in metrics.items() if k.startswith(prefix))
+    text = f"""---
+library_name: transformers
+pipeline_tag: object-detection
+tags: [object-detection, {model.config.model_type}]
+---
+
+# {model.config.model_type} fine-tuned for object detection
+
+Trained with the detection fine-tuning recipe on `{data_args.train_ann}`; evaluated with COCOeval
+(pycocotools, bbox, top-100 detections per image, score threshold 0 unless set) on `{data_args.val_ann}`.
+Precision: {precision}. Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
+
+## Evaluation
+
+| metric | value |
+|---|---|
+{rows or "| (no validation set) | |"}
+
+Per-class AP (IoU 0.50:0.95):
+
+| class | AP |
+|---|---|
+{per_class or "| - | - |"}
+
+## Use
+
+```python
+from transformers import pipeline
+detector = pipeline("object-detection", model="{output_dir}")
+```
+"""
+    with open(os.path.join(output_dir, "README.md"), "w") as f:
+        f.write(text)

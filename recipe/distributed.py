@@ -1,0 +1,29 @@
+"""The one answer to "am I the main process?" and score-once-then-share for metrics."""
+
+from __future__ import annotations
+
+import os
+
+
+def _group():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def is_main_process() -> bool:
+    """Rank 0 of the process group if one is formed, else of the launch (RANK), else True."""
+    dist = _group()
+    if dist is not None:
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_on_main_then_broadcast(compute):
+    """Call `compute()` on rank 0 only and give every rank its result (one process: just call it)."""
+    dist = _group()
+    if dist is None or dist.get_world_size() == 1:
+        return compute()
+    box = [compute() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

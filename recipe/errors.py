@@ -1,0 +1,18 @@
+"""The recipe's error types. Entry points turn each into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration the user must fix; the message says which key or file."""
+
+
+class DataError(ValueError):
+    """An annotation or image problem the user must fix; the message names the file and the record."""
+
+
+class ModelNotAvailable(RuntimeError):
+    """The requested model cannot be loaded (not cached offline, not a detector, a package missing)."""
+
+
+USER_ERRORS = (ConfigError, DataError, ModelNotAvailable, FloatingPointError)

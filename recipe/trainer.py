@@ -1,0 +1,62 @@
+"""The Trainer subclass: the original recipe's parameter groups and a detection-aware prediction step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from .families import uses_softmax
+from .optim import build_param_groups
+from .postprocess import postprocess_detections
+
+
+class DetectionTrainer(Trainer):
+    """Trainer with per-group learning rates and a prediction step that returns kept detections.
+
+    `model_args` supplies the lr multipliers (training); `eval_args` the top-k (evaluation)."""
+
+    def __init__(self, *args, model_args=None, top_k: int = 100, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_args = model_args
+        self.top_k = top_k
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            groups = build_param_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
+                                        self.model_args.backbone_lr_multiplier,
+                                        self.model_args.linear_proj_lr_multiplier)
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs.pop("lr", None)  # each group carries its own
+            self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        return self.optimizer
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """-> (loss, detections [B, K, 6] (score, label, xywh_abs in the original image), image_ids [B]).
+
+        Post-processing here, batch by batch, keeps eval memory to the kept detections."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        loss = outputs.loss.detach().mean() if outputs.loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        labels = inputs["labels"]
+        orig_sizes = torch.stack([t["orig_size"] for t in labels])
+        detections = postprocess_detections(outputs.logits, outputs.pred_boxes, orig_sizes, top_k=self.top_k,
+                                            softmax=uses_softmax(self.model.config.model_type))
+        image_ids = torch.cat([t["image_id"] for t in labels])
+        return loss, detections, image_ids
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Stop at the first non-finite logged loss instead of burning the rest of the run."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss} at step {state.global_step}; lower the learning rate, check the data "
+                "report, or train in fp32/bf16 instead of fp16")
