@@ -45,6 +45,7 @@ class Family:
     no_decay_keys: tuple[str, ...] = ()           # parameter-name fragments trained without weight decay
     frozen_backbone_keys: tuple[str, ...] = ()    # backbone parameter-name fragments frozen for pretrained runs
     trained_backbone_keys: tuple[str, ...] = ()   # ... unless the name also contains one of these
+    processor_class: str = "DeformableDetrImageProcessor"  # for models built from a config (no checkpoint)
 
     def weight_of(self, term: str) -> float:
         """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
@@ -76,28 +77,33 @@ def _detr_like(model_type, source, ce, class_cost, **kwargs) -> Family:
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in [
-    _detr_like("detr", "facebookresearch/detr main.py", 1.0, 1, softmax=True, **_RESNET_FROZEN),
+    _detr_like("detr", "facebookresearch/detr main.py", 1.0, 1, softmax=True, processor_class="DetrImageProcessor",
+               **_RESNET_FROZEN),
     _detr_like("table-transformer", "microsoft/table-transformer src/detection_config.json", 1.0, 1, softmax=True,
-               config_defaults={"eos_coefficient": 0.4}, **_RESNET_FROZEN),
-    _detr_like("conditional_detr", "Atten4Vis/ConditionalDETR main.py", 2.0, 2, **_RESNET_FROZEN),
-    _detr_like("dab-detr", "IDEA-Research/DAB-DETR main.py", 1.0, 2, **_RESNET_FROZEN),
+               config_defaults={"eos_coefficient": 0.4}, processor_class="DetrImageProcessor", **_RESNET_FROZEN),
+    _detr_like("conditional_detr", "Atten4Vis/ConditionalDETR main.py", 2.0, 2,
+               processor_class="ConditionalDetrImageProcessor", **_RESNET_FROZEN),
+    _detr_like("dab-detr", "IDEA-Research/DAB-DETR main.py", 1.0, 2, processor_class="ConditionalDetrImageProcessor",
+               **_RESNET_FROZEN),
     _detr_like("deformable_detr", "fundamentalvision/Deformable-DETR main.py", 2.0, 2,
                linear_proj_keys=("sampling_offsets", "reference_points"), **_RESNET_FROZEN),
     # YOLOS has no decoder: no auxiliary loss (transformers' YOLOS breaks with auxiliary_loss=True).
     Family("yolos", "hustvl/YOLOS main.py", softmax=True,
            loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
            config_names=_DETR_NAMES, config_defaults={"class_cost": 1, "bbox_cost": 5, "giou_cost": 2},
-           backbone_lr_multiplier=1.0),
+           backbone_lr_multiplier=1.0, processor_class="YolosImageProcessor"),
     # LW-DETR / RF-DETR: IA-BCE class loss weight 1, encoder proposals trained (`_enc` terms), ViT backbone
     # trained at 1.5x lr (lr_encoder 1.5e-4 for lr 1e-4).
     *[Family(t, src, loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
              config_names={**_DETR_NAMES, "class_loss_coefficient": "class_loss_coefficient"},
              config_defaults={"auxiliary_loss": True, "class_cost": 2, "bbox_cost": 5, "giou_cost": 2},
-             backbone_lr_multiplier=1.5)
-      for t, src in (("lw_detr", "Atten4Vis/LW-DETR main.py"), ("rf_detr", "roboflow/rf-detr config.py"))],
+             backbone_lr_multiplier=1.5, processor_class=proc)
+      for t, src, proc in (("lw_detr", "Atten4Vis/LW-DETR main.py", "DeformableDetrImageProcessor"),
+                            ("rf_detr", "roboflow/rf-detr config.py", "RfDetrImageProcessor"))],
     *[Family(t, src, weighted_terms=True, loss_weights={**base, "loss_bbox": 5.0, "loss_giou": 2.0},
              config_names={**_RT_NAMES, **names}, config_defaults={"auxiliary_loss": True, **cfg},
-             backbone_lr_multiplier=mult, no_decay_keys=_RT_NO_DECAY, **_RT_FROZEN)
+             backbone_lr_multiplier=mult, no_decay_keys=_RT_NO_DECAY, processor_class="RTDetrImageProcessor",
+             **_RT_FROZEN)
       for t, src, base, names, cfg, mult in (
           ("rt_detr", "lyuwenyu/RT-DETR rtdetr_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1),
           ("rt_detr_v2", "lyuwenyu/RT-DETR rtdetrv2_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1),

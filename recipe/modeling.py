@@ -8,7 +8,6 @@ import logging
 import os
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
-from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
 
 from .errors import ConfigError, ModelNotAvailable
 from .families import Family, config_overrides, family_of, loss_weights
@@ -83,12 +82,9 @@ def _from_model_config(model_args, id2label):
     base = AutoConfig.for_model(model_type, **cfg)
     config = AutoConfig.for_model(model_type, **{**cfg, **recipe_config_values(model_args, family, id2label, base)})
     model = AutoModelForObjectDetection.from_config(config)
-    processor_class = IMAGE_PROCESSOR_MAPPING_NAMES[model_type]
-    if isinstance(processor_class, dict):  # transformers 5: {"torchvision": ..., "pil": ...}
-        processor_class = processor_class.get("torchvision") or processor_class.get("pil")
     import transformers
 
-    processor = getattr(transformers, processor_class)()
+    processor = getattr(transformers, family.processor_class)()
     logger.warning("model built from model_config with random weights (%s, %.1fM parameters)",
                    model_type, sum(p.numel() for p in model.parameters()) / 1e6)
     return model, processor
