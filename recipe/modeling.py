@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import os
@@ -21,20 +22,40 @@ def is_offline(model_args) -> bool:
 
 
 def check_model_available(model_args) -> None:
-    """Fail early (before any data is read) if a pretrained model cannot be had."""
+    """Fail early (before any data is read): a checkpoint not in the cache offline, an architecture that is
+    not a DETR-family detector, or a package the checkpoint needs that is not installed."""
     if model_args.model_config:
+        try:
+            model_type = json.loads(model_args.model_config).get("model_type", "deformable_detr")
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ConfigError(f"model_config is not a JSON object ({e})") from None
+        family_of(model_type)
         return
     if not model_args.model_name_or_path:
         raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
     offline = is_offline(model_args)
     try:
-        AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
+    except ImportError as e:
+        raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} needs a package that is missing: {e}")
     except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "not here"
         where = "the local cache (offline mode)" if offline else "the Hub or the local cache"
         raise ModelNotAvailable(
             f"model {model_args.model_name_or_path!r} is not in {where} ({type(e).__name__}). Download it once "
             "where there is network (`hf download ID`), pass a local folder, or ask for random weights with "
             "--random_init (or give model_config).") from None
+    family_of(config.model_type)
+    check_packages(config, model_args.model_name_or_path)
+
+
+def check_packages(config, name: str) -> None:
+    """A checkpoint whose backbone is a timm model cannot be built without timm: say so, with the command."""
+    backbone = getattr(config, "backbone_config", None)
+    if getattr(backbone, "model_type", None) == "timm_backbone" or getattr(config, "use_timm_backbone", False):
+        if importlib.util.find_spec("timm") is None:
+            raise ModelNotAvailable(f"model {name!r} has a timm backbone "
+                                    f"({getattr(backbone, 'backbone', '?')}) and needs the timm package: "
+                                    "pip install 'timm>=1.0,<2'")
 
 
 def _as_config_value(name: str, value, default):
