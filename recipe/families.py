@@ -15,6 +15,7 @@ Either way a term the family does not know is an error naming the term, never a 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class Family:
     frozen_backbone_keys: tuple[str, ...] = ()    # backbone parameter-name fragments frozen for pretrained runs
     trained_backbone_keys: tuple[str, ...] = ()   # ... unless the name also contains one of these
     processor_class: str = "DeformableDetrImageProcessor"  # for models built from a config (no checkpoint)
+    backbone_keys: tuple[str, ...] = ("backbone",)  # parameter-name fragments of the backbone (lr group, freezing)
 
     def weight_of(self, term: str) -> float:
         """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
@@ -113,6 +115,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
            {"loss_mal": 1.0, "loss_fgl": 0.15, "loss_ddf": 1.5}, {"class_loss_coefficient": "weight_loss_mal"},
            {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05))],
 ]}
+# DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names).
+FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",))
 
 
 def family_of(model_type: str) -> Family:

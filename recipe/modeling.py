@@ -8,6 +8,7 @@ import json
 import logging
 import os
 
+import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 
 from .errors import ConfigError, ModelNotAvailable
@@ -127,7 +128,11 @@ def _from_checkpoint(model_args, id2label):
     model, info = AutoModelForObjectDetection.from_pretrained(path, config=config, local_files_only=offline,
                                                              output_loading_info=True)
     check_loading_info(info, path)
-    return rehead(model, labels["id2label"]), processor
+    model = rehead(model, labels["id2label"])
+    on_meta = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
+    if on_meta:
+        raise ModelNotAvailable(f"{path}: {len(on_meta)} parameters were not materialised ({on_meta[:3]})")
+    return model, processor
 
 
 def check_loading_info(info: dict, path: str) -> None:
@@ -142,11 +147,13 @@ def check_loading_info(info: dict, path: str) -> None:
 
 def rehead(model, id2label: dict[int, str]):
     """The same model for the classes `id2label`: every parameter and buffer whose shape does not depend on
-    the class count keeps the checkpoint's value; the class-dependent ones (class heads, tied or not, the
-    softmax "no object" row, encoder score heads, denoising class embeddings) are freshly initialised.
+    the class count keeps the checkpoint's value; the class-dependent ones (class heads, the softmax
+    "no object" row, encoder score heads, denoising class embeddings) are freshly initialised. Weight
+    sharing follows the checkpoint: heads shared there stay shared, distinct ones (box refine) stay distinct.
 
     Same class count: nothing is re-initialised (only the names change). Building a fresh model and copying
-    avoids `from_pretrained(ignore_mismatched_sizes=True)`, which leaves tied heads on the meta device."""
+    avoids `from_pretrained(ignore_mismatched_sizes=True)`, which crashes on tied heads or leaves them on
+    the meta device (transformers 5.23-5.24)."""
     label2id = {v: k for k, v in id2label.items()}
     if len(id2label) == model.config.num_labels:
         model.config.id2label, model.config.label2id = id2label, label2id
@@ -154,15 +161,37 @@ def rehead(model, id2label: dict[int, str]):
     config = copy.deepcopy(model.config)
     config.id2label, config.label2id = id2label, label2id
     fresh = AutoModelForObjectDetection.from_config(_no_backbone_download(config))
-    target = fresh.state_dict()
-    kept = {k: v for k, v in model.state_dict().items() if k in target and target[k].shape == v.shape}
-    missing, unexpected = fresh.load_state_dict(kept, strict=False)
-    if unexpected:
-        raise ModelNotAvailable(f"re-heading left checkpoint weights unused: {unexpected[:5]}")
+    source = dict(model.named_parameters(remove_duplicate=False))
+    reinitialised = _copy_parameters(fresh, source)
+    source_buffers = dict(model.named_buffers())
+    for name, buffer in fresh.named_buffers():
+        if name in source_buffers and source_buffers[name].shape == buffer.shape:
+            buffer.copy_(source_buffers[name])
     logger.warning("new classification heads for %d classes (checkpoint: %d): re-initialised %d tensors %s",
-                   len(id2label), model.config.num_labels, len(missing), _short(missing))
-    fresh.reinitialised_keys = sorted(missing)
+                   len(id2label), model.config.num_labels, len(reinitialised), _short(reinitialised))
+    fresh.reinitialised_keys = reinitialised
     return fresh
+
+
+@torch.no_grad()
+def _copy_parameters(fresh, source: dict) -> list[str]:
+    """Give `fresh` the source's parameter values and sharing; a name whose shape differs keeps fresh's
+    initialisation (shared where the source's was). -> the re-initialised names."""
+    groups: dict = {}
+    for name, param in fresh.named_parameters(remove_duplicate=False):
+        src = source.get(name)
+        keep = src is not None and src.shape == param.shape
+        key = ("src", src.data_ptr()) if src is not None else ("fresh", param.data_ptr())
+        groups.setdefault(key, []).append((name, src if keep else param, keep))
+    reinitialised = []
+    for members in groups.values():
+        shared = torch.nn.Parameter(members[0][1].detach().clone(), requires_grad=True)
+        for name, _, keep in members:
+            module_name, _, attr = name.rpartition(".")
+            setattr(fresh.get_submodule(module_name), attr, shared)
+            if not keep:
+                reinitialised.append(name)
+    return sorted(reinitialised)
 
 
 def _short(keys: list[str], n: int = 4) -> str:
@@ -184,7 +213,7 @@ def set_backbone_trainable(model, family: Family, *, train_stem: bool) -> None:
     transformers' own rule misses both HF ResNet ("stage.1" never occurs in "encoder.stages.1...": the whole
     backbone stays frozen) and timm ResNet (model type "timm_backbone" has no "resnet": nothing is frozen).
     """
-    backbone = [(n, p) for n, p in model.named_parameters() if ".backbone." in f".{n}"]
+    backbone = [(n, p) for n, p in model.named_parameters() if any(k in n for k in family.backbone_keys)]
     trained_keys, frozen_keys = family.trained_backbone_keys, family.frozen_backbone_keys
     if trained_keys and not any(k in n for n, _ in backbone for k in trained_keys):
         frozen_keys = ()  # not the backbone kind the rule is written for (e.g. Swin in a DETR): train all

@@ -30,7 +30,8 @@ class DetectionTrainer(Trainer):
             groups = build_param_groups(
                 opt_model, self.args.learning_rate, self.args.weight_decay,
                 family.backbone_lr_multiplier if multiplier is None else multiplier,
-                self.model_args.linear_proj_lr_multiplier, linear_proj_keys=family.linear_proj_keys,
+                self.model_args.linear_proj_lr_multiplier, backbone_keys=family.backbone_keys,
+                linear_proj_keys=family.linear_proj_keys,
                 no_decay_keys=family.no_decay_keys)
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs.pop("lr", None)  # each group carries its own

@@ -51,3 +51,4 @@ def demo_args(demo_dir, tmp_path, *extra):
                          "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
                          "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
                          "--shortest_edges", "128", "--eval_size", "128", "--logging_steps", "1", *extra])
+from published import hub_cache, offline_hub  # noqa: E402,F401  (the local hub cache of published checkpoints)
