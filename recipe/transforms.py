@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .boxes import xywh_abs_to_cxcywh_norm
+from .data.images import read_image
 
 
 class MultiScaleResize(A.SmallestMaxSize):
@@ -52,11 +53,6 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
     return A.Compose(steps, bbox_params=bbox_params, seed=None)
 
 
-def load_rgb(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))  # writable: torch warns on read-only arrays
-
-
 def make_labels(bboxes_xywh_abs: np.ndarray, category: Sequence[int], iscrowd: Sequence[int], image_id: int,
                 orig_hw: tuple[int, int], size_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Model labels for one image; crowd boxes and boxes that end up with w or h <= 0 are left out."""
@@ -91,7 +87,7 @@ def make_transform(image_processor, augmentation: A.Compose) -> Callable[[dict],
         pixel_values, labels = [], []
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
-            image = load_rgb(path)
+            image = read_image(path)
             if image.shape[:2] != (height, width):
                 # Annotated size wins: boxes and evaluation are in its pixels. Warn, don't crash mid-epoch.
                 _warn_size_once(path, image.shape[:2], (height, width))
