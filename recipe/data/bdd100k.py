@@ -199,6 +199,8 @@ def bdd_to_coco(frames: list, box_convention: str = "inclusive", image_size: tup
 
 def convert_file(label_file: str | os.PathLike, output: str | os.PathLike, box_convention: str = "inclusive") -> dict:
     """Write the COCO json of a BDD100K label file; returns the counts."""
+    if os.path.isdir(output):
+        raise DataError(f"--output {output}: is a folder; give a file name, e.g. {os.path.join(output, 'coco.json')}")
     coco = bdd_to_coco(load_frames(label_file), box_convention, source=str(label_file))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
