@@ -222,12 +222,13 @@ def _make_builder(cache_dir, fp, annotation_file, image_root, options, categorie
 def _cached_images_ok(ds, meta, meta_path, source, image_check, skip_bad_images) -> bool:
     """True if the cached table can be used: every image unchanged, or changed but still good (the new
     stats are then recorded). False (rebuild) if some went bad and `skip_bad_images` drops them."""
-    paths = ds["image_path"]
+    # Straight from Arrow: `ds[column]` formats row by row (3 s for 70k rows here, against 0.02 s).
+    paths = ds.data.column("image_path").to_pylist()
     changed = changed_since(paths, meta["image_stats"])
     if not changed:
         return True
     annotation_file, image_root = source
-    widths, heights = ds["width"], ds["height"]
+    widths, heights = ds.data.column("width").to_pylist(), ds.data.column("height").to_pylist()
     records = [{"image_path": paths[i], "width": widths[i], "height": heights[i]} for i in changed]
     bad = find_bad_images(records, image_check)
     if bad and skip_bad_images:
