@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import os
 
-from .coco_eval import METRIC_KEYS, ROW_BOX, ROW_CATEGORY, ROW_IMAGE_ID, ROW_SCORE, coco_eval, format_per_class, \
-    quiet_coco
-from .data.coco import load_json
-from .errors import DataError
+from .coco_eval import (
+    METRIC_KEYS,
+    ROW_BOX,
+    ROW_CATEGORY,
+    ROW_IMAGE_ID,
+    ROW_SCORE,
+    coco_eval,
+    format_per_class,
+    quiet_coco,
+)
+from .data.coco import is_finite_number, is_id, load_json, parse_coco
+from .errors import ConfigError, DataError
 
 
 def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_convention: str = "inclusive"):
-    """-> (COCO ground truth object, COCO results list). BDD100K files are converted with the official rules."""
+    """-> (COCO ground truth object, COCO results list), both checked (`validate_ground_truth`,
+    `validate_results`). BDD100K files are converted with the official rules first."""
     gt_data, preds = load_json(gt), load_json(predictions)
     if fmt == "bdd100k":
         from .data.bdd100k import bdd_predictions_to_coco_results, bdd_to_coco
@@ -28,12 +37,61 @@ def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_co
         raise DataError(f"{gt}: not a COCO ground-truth file (for BDD100K frame lists pass --format bdd100k)")
     if not isinstance(preds, list):
         raise DataError(f"{predictions}: a COCO results file is a JSON list of detections")
-    return quiet_coco(gt_data), preds
+    gt_data = validate_ground_truth(gt_data, gt)
+    return quiet_coco(gt_data), validate_results(preds, gt_data, predictions)
+
+
+def validate_ground_truth(data: dict, source) -> dict:
+    """A clean COCO ground truth for COCOeval, by the training reader's rules (`parse_coco`): unique image
+    and annotation ids (COCOeval matches by id: duplicates silently mis-score), finite boxes, known
+    categories and images, `iscrowd` 0/1 (the string "0" is 0), `area` = w x h where missing, ids
+    assigned where missing."""
+    images, anns, categories, _ = parse_coco(data, source)
+    return {"images": [{k: v for k, v in img.items() if v is not None} for img in images],
+            "annotations": anns, "categories": categories}
+
+
+def validate_results(preds: list, gt: dict, source) -> list:
+    """Every detection {image_id, category_id, bbox `xywh_abs`, score}: an image and a category of the ground
+    truth, 4 finite numbers with w, h >= 0, a finite score. The first bad row is an error naming it."""
+    image_ids, cat_ids = {img["id"] for img in gt["images"]}, {c["id"] for c in gt["categories"]}
+    for n, row in enumerate(preds):
+        if not isinstance(row, dict):
+            raise DataError(f"{source}: detection [{n}] is not an object {{image_id, category_id, bbox, score}}: "
+                            f"{row!r:.80}")
+        what = f"{source}: detection [{n}] (image_id {row.get('image_id')!r})"
+        if not (is_id(row.get("image_id")) and row["image_id"] in image_ids):
+            raise DataError(f"{what}: image_id is not in the ground truth's images (ids are compared as written: "
+                            "1 and \"1\" differ)")
+        if not (is_id(row.get("category_id")) and row["category_id"] in cat_ids):
+            raise DataError(f"{what}: category_id {row.get('category_id')!r} is not in the ground truth's "
+                            f"categories {sorted(cat_ids)}")
+        bbox = row.get("bbox")
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(map(is_finite_number, bbox))
+                and bbox[2] >= 0 and bbox[3] >= 0):
+            raise DataError(f"{what}: bbox must be 4 finite numbers [x, y, w, h] with w, h >= 0, got {bbox!r:.80}")
+        if not is_finite_number(row.get("score")):
+            raise DataError(f"{what}: score must be a finite number, got {row.get('score')!r}")
+    return preds
+
+
+def check_output_path(path: str | None, flag: str = "--output") -> None:
+    """Before any work: an output that is a folder (or inside a file) would fail only at the very end."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path}: is a folder; give a file name, e.g. {os.path.join(path, 'metrics.json')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
 
 
 def evaluate_files(gt: str, predictions: str, output: str | None = None, fmt: str = "coco",
                    box_convention: str = "inclusive", backend: str = "pycocotools") -> dict:
     """-> {12 metric keys (0..1, -1 where COCOeval has nothing to score), per_class: {name: AP or None}}."""
+    check_output_path(output)
     metrics = coco_eval(*load_gt_and_predictions(gt, predictions, fmt, box_convention), backend=backend)
     if output:
         _write_json(output, metrics)
@@ -59,12 +117,15 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     import tempfile
 
     import torch
+
+    check_output_path(output)
+    check_output_path(predictions_out, "--predictions-out")
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+    from .coco_eval import gt_from_table
     from .collate import DetectionCollator
     from .config import DetectionTrainingArguments, launched_without_cuda
     from .data.builder import load_detection_dataset
-    from .coco_eval import gt_from_table
     from .families import family_of, loss_weights
     from .losses import install_recipe_loss
     from .metrics import CocoDetectionMetrics

@@ -7,8 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from recipe.cli import main_guard  # noqa: E402
-from recipe.data.bdd100k import BOX_CONVENTIONS, convert_file  # noqa: E402
+from recipe.cli import main_guard
+from recipe.data.bdd100k import BOX_CONVENTIONS, convert_file
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

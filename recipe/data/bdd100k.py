@@ -21,7 +21,13 @@ import math
 import os
 from pathlib import Path
 
-from .coco import DataError, load_json, resolve_image_path
+from .coco import (
+    DataError,
+    check_relative_name,
+    is_finite_number,
+    load_json,
+    resolve_image_path,
+)
 
 BDD_CATEGORIES = [{"id": i, "name": n} for i, n in enumerate(
     ["pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "traffic light",
@@ -43,11 +49,13 @@ _NO_ATTRIBUTES: dict = {}
 def is_bdd_frame_list(obj) -> bool:
     """True for a non-empty JSON list of frames `{name, labels, ...}` (BDD100K / Scalabel).
 
-    Only the first element is looked at; `convert_frames` checks every frame. A Scalabel dataset dict
+    Only the first element is looked at; `convert_frames` checks every frame. A frame may lack `labels`
+    (no boxes); a 2021 flat prediction `{name, category, bbox}` is not a frame. A Scalabel dataset dict
     `{frames, config}` is not accepted (no sample file has that shape).
     """
-    return isinstance(obj, list) and bool(obj) and isinstance(obj[0], dict) and "name" in obj[0] \
-        and "labels" in obj[0]
+    if not (isinstance(obj, list) and obj and isinstance(obj[0], dict) and "name" in obj[0]):
+        return False
+    return "labels" in obj[0] or not ("bbox" in obj[0] or "category" in obj[0])
 
 
 def box_offset(box_convention: str) -> float:
@@ -56,10 +64,14 @@ def box_offset(box_convention: str) -> float:
     return BOX_CONVENTIONS[box_convention]
 
 
-def convert_frames(frames: list, source: str = "frames", box_convention: str = "inclusive"
-                   ) -> tuple[list[tuple[str, list[tuple]]], dict]:
+def convert_frames(frames: list, source: str = "frames", box_convention: str = "inclusive", *,
+                   predictions: bool = False) -> tuple[list[tuple[str, list[tuple]]], dict]:
     """Apply the toolkit's rules. Returns ([(frame name, rows)] sorted by name, counts), where each row is
-    (category_id, bbox `xywh_abs`, area, iscrowd, ignored, label id, score or None)."""
+    (category_id, bbox `xywh_abs`, area, iscrowd, ignored, label id, score or None).
+
+    Frame names must stay inside the image folder (`check_relative_name`). With `predictions`, every
+    label needs a finite `score` and a known category (a label file may hold other categories; a
+    detector's output may not)."""
     one = box_offset(box_convention)
     if not isinstance(frames, list):
         raise DataError(f"{source}: not a BDD100K frame list (a JSON list of {{name, labels}})")
@@ -71,6 +83,7 @@ def convert_frames(frames: list, source: str = "frames", box_convention: str = "
             raise DataError(f"{source}: frame #{i} has no 'name' (each frame is {{name, labels}})")
         if name in seen:
             raise DataError(f"{source}: frame {name!r} appears twice; merge its labels into one frame")
+        check_relative_name(name, f"{source}: frame {name!r}")
         seen.add(name)
         labels = frame.get("labels")
         if labels is None:
@@ -79,13 +92,13 @@ def convert_frames(frames: list, source: str = "frames", box_convention: str = "
             raise DataError(f"{source}: frame {name!r}: 'labels' must be a list or null, got {type(labels).__name__}")
         counts["frames_without_labels"] += not labels
         counts["labels_read"] += len(labels)
-        out.append((name, _convert_labels(labels, one, counts, f"{source}: frame {name!r}")))
+        out.append((name, _convert_labels(labels, one, counts, f"{source}: frame {name!r}", predictions)))
     out.sort(key=lambda item: item[0])
     counts["frames"] = counts["string_image_ids"] = len(out)
     return out, counts
 
 
-def _convert_labels(labels: list, one: float, counts: dict, where: str) -> list[tuple]:
+def _convert_labels(labels: list, one: float, counts: dict, where: str, predictions: bool = False) -> list[tuple]:
     rows = []
     for label in labels:
         try:
@@ -97,6 +110,9 @@ def _convert_labels(labels: list, one: float, counts: dict, where: str) -> list[
             if rule is None:
                 if not isinstance(label["category"], str):
                     raise TypeError
+                if predictions:
+                    raise DataError(f"{where}, label id {label.get('id')!r}: category {label['category']!r} is not "
+                                    f"a BDD100K detection class ({', '.join(_ID)})")
                 counts["labels_dropped_category"] += 1
                 continue
             x1, y1 = box["x1"] + 0.0, box["y1"] + 0.0
@@ -109,6 +125,9 @@ def _convert_labels(labels: list, one: float, counts: dict, where: str) -> list[
             raise _label_error(label, where) from None
         if not math.isfinite(x1 + y1 + w + h):
             raise _label_error(label, where)
+        if predictions and not is_finite_number(label.get("score")):
+            raise DataError(f"{where}, label id {label.get('id')!r}: 'score' must be a number (finite), "
+                            f"got {label.get('score')!r}")
         counts["labels_renamed"] += rule[2]
         counts["labels_ignored_as_crowd"] += ignored
         rows.append((rule[0], [x1, y1, w, h], w * h, int(crowd), int(ignored), label.get("id"), label.get("score")))
@@ -144,13 +163,10 @@ def read_bdd100k(label_file: str | os.PathLike, image_root: str | os.PathLike, b
     label_file, image_root = Path(label_file), Path(image_root)
     frames, counts = convert_frames(load_frames(label_file), str(label_file), box_convention)
     width, height = image_size
-    root = str(image_root.resolve())
+    root = os.path.realpath(image_root)
     records, missing, ann_id = [], [], 0
     for image_id, (name, rows) in enumerate(frames, start=1):
-        if "/" in name or "\\" in name or name in (".", ".."):
-            path = str(resolve_image_path(name, image_root, f"{label_file}: frame {name!r}")[0])
-        else:  # a plain file name cannot leave the root: skip resolve(), which costs ~40 us a frame
-            path = os.path.join(root, name)
+        path = resolve_image_path(name, image_root, f"{label_file}: frame {name!r}", root)[0]
         if check_images and not os.path.isfile(path):
             missing.append(path)
         anns = []
@@ -183,6 +199,8 @@ def bdd_to_coco(frames: list, box_convention: str = "inclusive", image_size: tup
 
 def convert_file(label_file: str | os.PathLike, output: str | os.PathLike, box_convention: str = "inclusive") -> dict:
     """Write the COCO json of a BDD100K label file; returns the counts."""
+    if os.path.isdir(output):
+        raise DataError(f"--output {output}: is a folder; give a file name, e.g. {os.path.join(output, 'coco.json')}")
     coco = bdd_to_coco(load_frames(label_file), box_convention, source=str(label_file))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
@@ -203,25 +221,29 @@ def bdd_predictions_to_coco_results(pred_frames: list, name_to_image_id: dict, b
             and "bbox" in pred_frames[0]:
         pred_frames = [_flat_to_frame(p, source) for p in pred_frames]
     by_name: dict[str, list] = {}
-    for frame in pred_frames:  # the flat format has one frame per box; frames may repeat
-        if isinstance(frame, dict) and isinstance(frame.get("labels"), list):
-            by_name.setdefault(frame.get("name"), []).extend(frame["labels"])
-        elif not isinstance(frame, dict) or "name" not in frame:
-            raise DataError(f"{source}: a prediction frame is not {{name, labels}}: {frame!r:.80}")
-    converted, _ = convert_frames([{"name": n, "labels": ls} for n, ls in by_name.items()], source, box_convention)
+    for n, frame in enumerate(pred_frames):  # the flat format has one frame per box; frames may repeat
+        if not isinstance(frame, dict) or not isinstance(frame.get("name"), str):
+            raise DataError(f"{source}: prediction frame [{n}] is not {{name, labels}}: {frame!r:.80}")
+        labels = frame.get("labels")
+        if labels is not None and not isinstance(labels, list):
+            raise DataError(f"{source}: frame {frame['name']!r}: 'labels' must be a list, got "
+                            f"{type(labels).__name__}; write one entry per detection")
+        by_name.setdefault(frame["name"], []).extend(labels or [])
+    converted, _ = convert_frames([{"name": n, "labels": ls} for n, ls in by_name.items()], source, box_convention,
+                                  predictions=True)
     results = []
     for name, rows in converted:
         image_id = name_to_image_id.get(name, name_to_image_id.get(name.rsplit("/", 1)[-1]))
         if image_id is None:
             raise DataError(f"{source}: predictions for frame {name!r}, which is not in the ground truth")
         for category_id, bbox, _, _, _, label_id, score in rows:
-            if not isinstance(score, (int, float)):
-                raise DataError(f"{source}: frame {name!r}, label id {label_id!r}: 'score' must be a number")
             results.append({"image_id": image_id, "category_id": category_id, "bbox": bbox, "score": float(score)})
     return results
 
 
 def _flat_to_frame(pred: dict, source: str) -> dict:
+    if not isinstance(pred, dict):
+        raise DataError(f"{source}: a flat prediction is not {{name, category, score, bbox}}: {pred!r:.80}")
     bbox = pred.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
         raise DataError(f"{source}: prediction {pred.get('id')!r} of frame {pred.get('name')!r}: bbox must be "

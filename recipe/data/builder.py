@@ -1,13 +1,18 @@
 """The `datasets` builder (today's form of a loading script): annotations -> typed, Arrow-cached table.
 
 datasets >= 4 has no script loading, so the builder is a class in the package, instantiated directly.
-The cache key is a hash of the annotation file's bytes, the image root and the format, so loading the
-same files again is a cache hit and editing the annotation file invalidates it. The sanitizing report
-and the category list are kept beside the cache, so a cache hit does not re-read the annotation file.
+The cache key is a hash of the annotation file's bytes, the image root and the options, so loading the
+same files again is a cache hit and editing the annotation file invalidates it. The sanitizing report,
+the category list and each image's (size, mtime) are kept beside the cache, so a cache hit does not
+re-read the annotation file, yet finds an image deleted or changed since (`image_check.py`).
+
+Order of the checks when a table is built: read (file well-formed, paths inside the image folder) ->
+image check (every image decoded once, size compared) -> bad images dropped or an error -> sanitize.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,10 +23,19 @@ import datasets
 
 from .bdd100k import read_bdd100k
 from .coco import DataError, read_coco
+from .image_check import (
+    IMAGE_CHECKS,
+    bad_images_error,
+    changed_since,
+    describe,
+    file_stats,
+    find_bad_images,
+)
 from .sanitize import sanitize_records
 
 # Bump when the table's content or schema changes, so old caches are not reused.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+MAX_LISTED = 1000  # bad images listed by name in the data report (all are counted)
 
 
 def features_for(category_names: list[str]) -> datasets.Features:
@@ -62,7 +76,7 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
     # Records already read by `load_detection_dataset` (to avoid parsing the file twice); else None.
     records: list[dict] | None = None
     # Dataset category id -> contiguous label (ClassLabel index); set by `load_detection_dataset`.
-    _label: dict = {}
+    _label: dict | None = None
 
     def _info(self):
         return datasets.DatasetInfo(features=features_for(list(self.config.category_names)))
@@ -72,10 +86,8 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self):
         records = self.records
-        if records is None:
-            records, _, _ = read_source(self.config.annotation_file, self.config.image_root,
-                                        self.config.annotation_format, self.config.box_convention,
-                                        self.config.bdd_image_size)
+        if records is None:  # the table is always built by `load_detection_dataset`, which sets them
+            raise RuntimeError("DetectionDatasetBuilder.records must be set before download_and_prepare()")
         for rec in records:
             anns = rec["annotations"]
             yield rec["image_id"], {
@@ -94,25 +106,47 @@ FORMATS = ("auto", "coco", "bdd100k")
 
 def detect_format(annotation_file) -> str:
     """A COCO file is a JSON object, a BDD100K/Scalabel frame list a JSON array: peek, don't parse."""
+    if not Path(annotation_file).is_file():
+        raise DataError(f"{annotation_file}: annotation file not found")
     with open(annotation_file, "rb") as f:
         head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     return "bdd100k" if head.startswith(b"[") else "coco"
 
 
 def read_source(annotation_file, image_root, annotation_format="auto", box_convention="inclusive",
-                bdd_image_size=(1280, 720)):
-    """Read and sanitize one source. Returns (records, categories [{id, name}], report)."""
+                bdd_image_size=(1280, 720), *, image_check: str = "decode", skip_bad_images: bool = False,
+                workers: int | None = None):
+    """Read, check every image, and sanitize one source. Returns (records, categories [{id, name}], report).
+
+    Bad images (missing, empty, not decodable, size unlike the annotations') are an error naming them, or
+    with `skip_bad_images` dropped and listed in the report (`bad_images`). A source left with no image is
+    an error either way."""
     if annotation_format not in FORMATS:
         raise DataError(f"annotation_format {annotation_format!r} is not one of {FORMATS}")
+    if image_check not in IMAGE_CHECKS:
+        raise DataError(f"image_check {image_check!r} is not one of {IMAGE_CHECKS}")
     if annotation_format == "auto":
         annotation_format = detect_format(annotation_file)
     if annotation_format == "bdd100k":
-        records, categories, counts = read_bdd100k(annotation_file, image_root, box_convention,
+        records, categories, counts = read_bdd100k(annotation_file, image_root, box_convention, check_images=False,
                                                    image_size=tuple(bdd_image_size))
+        size_advice = "set bdd_image_size (--bdd_image_size W H) to the frames' size"
     else:
-        records, categories, counts = read_coco(annotation_file, image_root)
-    records, report = sanitize_records(records, counts)
-    return records, categories, report
+        records, categories, counts = read_coco(annotation_file, image_root, check_images=False)
+        size_advice = "fix width/height in the annotation file"
+    bad = find_bad_images(records, image_check, workers)
+    listed = [describe(records[i]["image_path"], problem, image_root) for i, problem in bad.items()]
+    if bad and not skip_bad_images:
+        advice = size_advice if any("annotations say" in p for p in bad.values()) else "replace or remove them"
+        raise bad_images_error(annotation_file, listed, advice=f"{advice}, or set skip_bad_images to drop them")
+    kept = [r for i, r in enumerate(records) if i not in bad]
+    if not kept:
+        dropped = f" ({len(bad)} bad image(s) dropped, e.g. {listed[0]})" if bad else ""
+        raise DataError(f"{annotation_file}: no images to use{dropped}; a split needs at least one image")
+    kept, report = sanitize_records(kept, counts)
+    report["images_bad_dropped"] = len(bad)
+    report["bad_images"] = listed[:MAX_LISTED]
+    return kept, categories, report
 
 
 @dataclass
@@ -138,37 +172,84 @@ def default_cache_dir() -> str:
 
 def load_detection_dataset(annotation_file, image_root, annotation_format="auto", cache_dir: str | None = None,
                            subset: int | None = None, box_convention: str = "inclusive",
-                           bdd_image_size=(1280, 720)) -> DetectionData:
-    """Build (or load from cache) the table for one annotation file. `subset`: first N images by id."""
+                           bdd_image_size=(1280, 720), *, image_check: str = "decode",
+                           skip_bad_images: bool = False, workers: int | None = None) -> DetectionData:
+    """Build (or load from cache) the table for one annotation file. `subset`: first N images by id.
+
+    See `read_source` for the checks. On a cache hit, images whose (size, mtime) changed since the build
+    are checked again: a bad one is an error naming it, or with `skip_bad_images` the table is rebuilt
+    without it."""
     if not Path(annotation_file).is_file():
         raise DataError(f"{annotation_file}: annotation file not found")
+    if not Path(image_root).is_dir():
+        raise DataError(f"{image_root}: image folder not found (for {annotation_file}); check --train-img/--val-img")
+    options = (annotation_format, box_convention, tuple(bdd_image_size), image_check, skip_bad_images)
     cache_dir = cache_dir or default_cache_dir()
-    fp = fingerprint_source(annotation_file, image_root, annotation_format, box_convention, tuple(bdd_image_size))
+    fp = fingerprint_source(annotation_file, image_root, *options)
     meta_path = Path(cache_dir) / "recipe_meta" / f"{fp}.json"
-    records = None
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-    else:
-        records, categories, report = read_source(annotation_file, image_root, annotation_format, box_convention,
-                                                  bdd_image_size)
-        meta = {"categories": categories, "report": report}
-    names = [c["name"] for c in meta["categories"]]
-    builder = DetectionDatasetBuilder(
-        cache_dir=cache_dir, dataset_name="recipe_detection", config_name=f"{annotation_format}-{fp}",
-        annotation_file=str(annotation_file), image_root=str(image_root),
-        annotation_format=annotation_format, box_convention=box_convention, bdd_image_size=tuple(bdd_image_size),
-        fingerprint=fp,
-        category_names=tuple(names))
+    make = functools.partial(_make_builder, cache_dir, fp, annotation_file, image_root, options)
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    table_exists = False
+    if meta is not None:
+        builder = make(meta["categories"])
+        table_exists = bool(builder.info.splits) and "data" in builder.info.splits
+        if table_exists:
+            ds = builder.as_dataset(split="data")
+            if _cached_images_ok(ds, meta, meta_path, (annotation_file, image_root), image_check, skip_bad_images):
+                return _finish(ds, meta, subset, from_cache=True)
+    records, categories, report = read_source(annotation_file, image_root, annotation_format, box_convention,
+                                              bdd_image_size, image_check=image_check,
+                                              skip_bad_images=skip_bad_images, workers=workers)
+    meta = {"categories": categories, "report": report, "image_stats": file_stats([r["image_path"] for r in records])}
+    builder = make(categories)
     builder.records = records
-    builder._label = {c["id"]: i for i, c in enumerate(meta["categories"])}
-    from_cache = builder.info.splits is not None and "data" in (builder.info.splits or {})
-    builder.download_and_prepare(verification_mode="no_checks")
-    if not meta_path.is_file():
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = meta_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
-    ds = builder.as_dataset(split="data")
+    builder._label = {c["id"]: i for i, c in enumerate(categories)}
+    builder.download_and_prepare(verification_mode="no_checks",
+                                 download_mode="force_redownload" if table_exists else None)
+    _write_json_atomic(meta_path, meta)
+    return _finish(builder.as_dataset(split="data"), meta, subset, from_cache=False)
+
+
+def _make_builder(cache_dir, fp, annotation_file, image_root, options, categories) -> DetectionDatasetBuilder:
+    annotation_format, box_convention, bdd_image_size = options[:3]
+    return DetectionDatasetBuilder(
+        cache_dir=cache_dir, dataset_name="recipe_detection", config_name=f"{annotation_format}-{fp}",
+        annotation_file=str(annotation_file), image_root=str(image_root), annotation_format=annotation_format,
+        box_convention=box_convention, bdd_image_size=bdd_image_size, fingerprint=fp,
+        category_names=tuple(c["name"] for c in categories))
+
+
+def _cached_images_ok(ds, meta, meta_path, source, image_check, skip_bad_images) -> bool:
+    """True if the cached table can be used: every image unchanged, or changed but still good (the new
+    stats are then recorded). False (rebuild) if some went bad and `skip_bad_images` drops them."""
+    # Straight from Arrow: `ds[column]` formats row by row (3 s for 70k rows here, against 0.02 s).
+    paths = ds.data.column("image_path").to_pylist()
+    changed = changed_since(paths, meta["image_stats"])
+    if not changed:
+        return True
+    annotation_file, image_root = source
+    widths, heights = ds.data.column("width").to_pylist(), ds.data.column("height").to_pylist()
+    records = [{"image_path": paths[i], "width": widths[i], "height": heights[i]} for i in changed]
+    bad = find_bad_images(records, image_check)
+    if bad and skip_bad_images:
+        return False
+    if bad:
+        listed = [describe(records[i]["image_path"], problem, image_root) for i, problem in bad.items()]
+        raise bad_images_error(annotation_file, listed, advice="they changed after the table was cached: restore "
+                               "them, or set skip_bad_images to rebuild the table without them")
+    meta["image_stats"] = file_stats(paths)
+    _write_json_atomic(meta_path, meta)
+    return True
+
+
+def _finish(ds, meta, subset, *, from_cache: bool) -> DetectionData:
     if subset is not None:
         ds = ds.select(range(min(subset, len(ds))))
     return DetectionData(ds, meta["categories"], meta["report"], from_cache)
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)

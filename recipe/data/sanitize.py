@@ -24,6 +24,13 @@ REPORT_ROWS = [
     ("string_image_ids", "string image ids mapped to ints"),
     ("paths_from_base_name", "foreign absolute paths -> base name under the root"),
 ]
+# Rows counted before sanitizing (reader, image check): shown when present, not initialised here.
+OTHER_ROWS = [
+    ("images_bad_dropped", "bad images dropped (skip_bad_images; listed below)"),
+    ("annotation_ids_assigned", "annotations without an integer id: ids assigned"),
+    ("areas_computed", "annotations without area: w x h used"),
+]
+LIST_ROWS = ("bad_images",)  # lists, not counts: printed one per line (first 10)
 
 
 def sanitize_records(records: list[dict], counts: dict | None = None) -> tuple[list[dict], dict]:
@@ -52,11 +59,15 @@ def sanitize_records(records: list[dict], counts: dict | None = None) -> tuple[l
 
 def format_report(report: dict, title: str) -> str:
     """A short fixed-width table of the non-zero rows (plus images and boxes kept, always)."""
-    rows = [(label, report.get(key, 0)) for key, label in REPORT_ROWS
+    labels = dict(REPORT_ROWS + OTHER_ROWS)
+    rows = [(label, report.get(key, 0)) for key, label in labels.items()
             if report.get(key, 0) or key in ("images", "boxes_kept")]
-    rows += [(k, v) for k, v in report.items() if k not in dict(REPORT_ROWS) and v]
+    rows += [(k, v) for k, v in report.items() if k not in labels and k not in LIST_ROWS and v]
     width = max(len(label) for label, _ in rows)
     lines = [f"data report: {title}"] + [f"  {label:<{width}}  {value:>9,}" for label, value in rows]
+    for key in LIST_ROWS:
+        items = report.get(key) or []
+        lines += [f"    {item}" for item in items[:10]] + ([f"    ... and {len(items) - 10} more"] if len(items) > 10 else [])
     return "\n".join(lines)
 
 

@@ -1,0 +1,63 @@
+"""Check a dataset without training: the builder's reading, path, image and box checks and its data report.
+
+`scripts/check_data.py --ann FILE --images DIR [--format coco|bdd100k]` for users' CI pipelines. Every image
+is decoded (unless `--image_check` says otherwise). Exit code 0: clean; 1: problems found (bad images,
+boxes clamped or dropped: training would run, on the data after those changes); 2: unusable (the one-line
+error says why: broken JSON, unknown category, path outside the image folder, no usable image, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from .data.builder import FORMATS, read_source
+from .data.image_check import IMAGE_CHECKS
+from .data.sanitize import format_report
+from .errors import ConfigError
+
+# Report keys that mean "the data was changed or dropped on the way in".
+PROBLEM_KEYS = ("images_bad_dropped", "boxes_dropped_degenerate", "boxes_clamped")
+
+
+@dataclass
+class CheckDataArguments:
+    ann: str = field(metadata={"help": "Annotation file: COCO json or a BDD100K frame list."})
+    images: str = field(metadata={"help": "The image folder the annotation file's names are relative to."})
+    format: str = field(default="auto", metadata={
+        "help": "auto (a JSON object is COCO, a JSON list BDD100K), coco or bdd100k.", "choices": list(FORMATS)})
+    box_convention: str = field(default="inclusive", metadata={
+        "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1) or exclusive (2021 toolkit).",
+        "choices": ["inclusive", "exclusive"]})
+    bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
+        "help": "Width and height of BDD100K frames (the label files do not carry them)."})
+    image_check: str = field(default="decode", metadata={
+        "help": "decode: every image decoded; header: sizes from headers only (truncation not found); "
+                "exists: files only.", "choices": list(IMAGE_CHECKS)})
+    workers: int | None = field(default=None, metadata={"help": "Threads that decode images (default: cores, <= 8)."})
+    report: str | None = field(default=None, metadata={"help": "Also write the data report here (JSON)."})
+
+    def __post_init__(self):
+        if len(self.bdd_image_size) != 2 or min(self.bdd_image_size) <= 0:
+            raise ConfigError(f"--bdd_image_size {self.bdd_image_size}: give two positive integers, width height")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: must be >= 1")
+        if self.report and os.path.isdir(self.report):
+            raise ConfigError(f"--report {self.report}: is a folder; give a file name")
+
+
+def check_data(args: CheckDataArguments) -> int:
+    """Run the checks, print the report; -> exit code 0 (clean) or 1 (problems). Unusable data raises DataError."""
+    _, _, report = read_source(args.ann, args.images, args.format, args.box_convention, args.bdd_image_size,
+                               image_check=args.image_check, skip_bad_images=True, workers=args.workers)
+    print(format_report(report, args.ann))
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=2)
+    problems = {key: report.get(key, 0) for key in PROBLEM_KEYS if report.get(key, 0)}
+    if problems:
+        print("problems: " + ", ".join(f"{key}={value}" for key, value in problems.items()))
+        return 1
+    print(f"ok: {report['images']} images, {report['boxes_kept']} boxes")
+    return 0
