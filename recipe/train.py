@@ -18,6 +18,7 @@ from .coco_eval import gt_from_table
 from .collate import DetectionCollator
 from .data.builder import DetectionData, load_detection_dataset
 from .data.sanitize import format_report, save_reports
+from .families import size_multiple
 from .errors import ConfigError, DataError
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
@@ -43,7 +44,7 @@ def run(data_args, model_args, train_args) -> dict:
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               data_collator=DetectionCollator(processor), processing_class=processor,
+                               data_collator=DetectionCollator(processor, size_multiple(model.config)), processing_class=processor,
                                compute_metrics=metrics, callbacks=[NonFiniteLossCallback()],
                                model_args=model_args, top_k=model_args.top_k)
     final = train_and_evaluate(trainer, train_args)
@@ -120,12 +121,14 @@ def build_datasets(data_args, processor, train, val):
     """The tables with their on-the-fly transforms: (train dataset, eval dataset or None)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
                  eval_size=data_args.eval_size)
-    train_ds = train.dataset.with_transform(make_transform(processor, build_augmentation(
+    # Reseeded from torch per batch: --seed governs augmentation, each dataloader worker draws its own stream.
+    train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes)))
+        color_jitter_prob=data_args.color_jitter_prob, **sizes), reseed_from_torch=True))
     if val is None:
         return train_ds, None
-    return train_ds, val.dataset.with_transform(make_transform(processor, build_augmentation(False, **sizes)))
+    eval_transform = make_transform(build_augmentation(False, **sizes), reseed_from_torch=False)
+    return train_ds, val.dataset.with_transform(eval_transform)
 
 
 def build_metrics(model_args, val) -> CocoDetectionMetrics | None:
