@@ -97,7 +97,7 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
     from .trainer import DetectionTrainer
     from .transforms import make_transform
 
-    data_args, model_args, train_args = parse_config([
+    data_args, model_args, train_args, _ = parse_config([
         "configs/demo.yaml", "--output_dir", tempfile.mkdtemp(), "--dataloader_num_workers", "0",
         "--per_device_eval_batch_size", "8", "--report_to", "none"])
     data = load_detection_dataset(ann, images, cache_dir=cache_dir, subset=num_images)

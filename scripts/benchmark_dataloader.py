@@ -18,7 +18,7 @@ if __name__ == "__main__":
         num_batches = int(argv[i + 1])
         del argv[i:i + 2]
     with main_guard():
-        data_args, model_args, train_args = parse_config(argv)
+        data_args, model_args, train_args, _ = parse_config(argv)
         prepare_demo_data(data_args)
         result = benchmark_dataloader(data_args, model_args, train_args, num_batches)
     print(f"{result['images']} images in {result['batches']} batches, {result['num_workers']} workers")

@@ -8,15 +8,7 @@ from recipe.modeling import load_model_and_processor
 from recipe.losses import loss_weights, weighted_loss
 from recipe.optim import build_param_groups
 
-from conftest import ROOT
-
-
-def tiny_model_args(**overrides) -> ModelArguments:
-    """The demo's tiny model config, from configs/demo.yaml."""
-    import yaml
-
-    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["model_config"]
-    return ModelArguments(model_config=json.dumps(cfg), **overrides)
+from conftest import ROOT, tiny_model_args
 
 
 def test_parameter_groups_follow_the_original_recipe():

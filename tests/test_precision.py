@@ -5,7 +5,7 @@ import torch
 
 from recipe.modeling import load_model_and_processor
 
-from test_optim import tiny_model_args
+from conftest import tiny_model_args
 
 
 def _extreme_inputs():

@@ -12,17 +12,7 @@ from recipe.coco_eval import METRIC_KEYS
 from recipe.errors import ModelNotAvailable
 from recipe.train import run
 
-from conftest import ROOT, shared
-
-DEMO = str(ROOT / "configs" / "demo.yaml")
-
-
-def demo_args(demo_dir, tmp_path, *extra):
-    return parse_config([DEMO, "--train-img", f"{demo_dir}/train/images", "--train-ann",
-                         f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
-                         "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
-                         "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
-                         "--shortest_edges", "128", "--eval_size", "128", "--logging_steps", "1", *extra])
+from conftest import DEMO, ROOT, demo_args, shared
 
 
 def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
