@@ -89,9 +89,9 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
 
     from transformers import Trainer
 
+    from .coco_eval import gt_from_table
     from .config import parse_config
     from .data.builder import load_detection_dataset
-    from .coco_eval import gt_from_table
     from .metrics import CocoDetectionMetrics
     from .postprocess import postprocess_detections
     from .trainer import DetectionTrainer

@@ -111,10 +111,12 @@ def _delegate(module: str, command: str, argv: list[str] | None) -> None:
     import importlib
 
     try:
-        main = importlib.import_module(module).main
-    except (ModuleNotFoundError, AttributeError) as e:
-        if isinstance(e, ModuleNotFoundError) and e.name not in (module, None):
+        main = getattr(importlib.import_module(module), "main", None)
+    except ModuleNotFoundError as e:
+        if e.name != module:
             raise  # a missing dependency inside the module is a real error, not "not available"
+        main = None
+    if main is None:
         with main_guard():
             raise ConfigError(f"{command} is not available in this version of the recipe ({module}.main missing)")
     if argv is None:

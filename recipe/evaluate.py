@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 import os
 
-from .coco_eval import METRIC_KEYS, ROW_BOX, ROW_CATEGORY, ROW_IMAGE_ID, ROW_SCORE, coco_eval, format_per_class, \
-    quiet_coco
+from .coco_eval import (
+    METRIC_KEYS,
+    ROW_BOX,
+    ROW_CATEGORY,
+    ROW_IMAGE_ID,
+    ROW_SCORE,
+    coco_eval,
+    format_per_class,
+    quiet_coco,
+)
 from .data.coco import load_json
 from .errors import DataError
 
@@ -61,10 +69,10 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     import torch
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+    from .coco_eval import gt_from_table
     from .collate import DetectionCollator
     from .config import DetectionTrainingArguments, launched_without_cuda
     from .data.builder import load_detection_dataset
-    from .coco_eval import gt_from_table
     from .losses import install_float32_loss
     from .metrics import CocoDetectionMetrics
     from .trainer import DetectionTrainer

@@ -5,10 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from recipe.benchmark import benchmark_dataloader  # noqa: E402
-from recipe.cli import main_guard  # noqa: E402
-from recipe.config import parse_config  # noqa: E402
-from recipe.train import prepare_demo_data  # noqa: E402
+from recipe.benchmark import benchmark_dataloader
+from recipe.cli import main_guard
+from recipe.config import parse_config
+from recipe.train import prepare_demo_data
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from conftest import ROOT
 from recipe.cli import evaluate_main, train_main
 from recipe.config import (
     EVALUATE_DATACLASSES,
@@ -19,8 +20,6 @@ from recipe.config import (
     parse_config,
     parse_evaluate_args,
 )
-
-from conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

@@ -8,11 +8,10 @@ import sys
 
 import pytest
 
-from recipe.evaluate import evaluate_checkpoint
-from recipe.coco_eval import METRIC_KEYS
-from recipe.train import run
-
 from conftest import ROOT, demo_args, write_json
+from recipe.coco_eval import METRIC_KEYS
+from recipe.evaluate import evaluate_checkpoint
+from recipe.train import run
 
 
 def torchrun(*args, cwd=None):

@@ -1,14 +1,11 @@
-import json
 
 import pytest
 import torch
 
-from recipe.config import ModelArguments
-from recipe.modeling import load_model_and_processor
+from conftest import tiny_model_args
 from recipe.losses import loss_weights, weighted_loss
+from recipe.modeling import load_model_and_processor
 from recipe.optim import build_param_groups
-
-from conftest import ROOT, tiny_model_args
 
 
 def test_parameter_groups_follow_the_original_recipe():

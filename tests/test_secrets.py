@@ -4,9 +4,8 @@ import logging
 
 import torch
 
-from recipe.train import run
-
 from conftest import demo_args
+from recipe.train import run
 
 FAKE = "hf_FAKEtokenForTheTest0123456789"
 
