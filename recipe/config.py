@@ -442,9 +442,13 @@ def parse_args(argv: list[str] | None, dataclasses_: tuple, *, aliases: dict | N
         # Under torchrun / `accelerate launch --multi_gpu` on a machine without CUDA, the Trainer joins the
         # processes in a (gloo) group only with use_cpu=True; otherwise each trains alone, silently.
         values.setdefault("use_cpu", True)
-    parser = RecipeArgumentParser(dataclasses_, prog=prog)
+    aliases = DASHED_ALIASES if aliases is None else aliases
+    parser = RecipeArgumentParser(dataclasses_, prog=prog, usage=f"{prog} [CONFIG.yaml] [--field value ...]")
+    known = set(parser._option_string_actions)
+    parser.epilog = "aliases: " + "; ".join(f"{alias} = {' '.join(t for t in targets if t in known)}"
+                                            for alias, targets in aliases.items() if set(targets) & known)
     parser.set_defaults(**values)
-    argv = apply_aliases(argv, DASHED_ALIASES if aliases is None else aliases, set(parser._option_string_actions))
+    argv = apply_aliases(argv, aliases, known)
     try:
         *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True,
                                                            look_for_args_file=False)
