@@ -153,7 +153,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out))
-    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=DetectionCollator(processor, size_multiple(model.config)),
+    collator = DetectionCollator(processor, size_multiple(model.config))
+    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=collator,
                                compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
