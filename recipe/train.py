@@ -211,6 +211,6 @@ def save_plots(trainer, metrics) -> dict[str, str]:
         return write_plots(os.path.join(trainer.args.output_dir, "plots"), metrics.coco_gt, metrics.last_rows,
                            image_paths=dict(zip(table["image_id"], table["image_path"])),
                            log_history=trainer.state.log_history)
-    except Exception:  # noqa: BLE001 - hours of training must not end in a traceback over a figure
+    except Exception:  # hours of training must not end in a traceback over a figure
         logger.exception("plots could not be drawn (the model and metrics are saved)")
         return {}

@@ -5,13 +5,12 @@ import json
 
 import pytest
 import torch
+from test_train import demo_args
 
 from recipe.errors import ConfigError
 from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
-
-from test_train import demo_args
 
 
 @pytest.fixture(scope="module")
