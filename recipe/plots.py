@@ -168,7 +168,7 @@ def prediction_grid(coco_gt, rows: np.ndarray, image_paths: dict[int, str], path
         except ImageError as e:
             logger.warning("prediction grid: %s", e)
             continue
-        gt = [a for a in coco_gt.imgToAnns.get(img_id, [])]
+        gt = list(coco_gt.imgToAnns.get(img_id, []))
         dets = rows[(rows[:, ROW_IMAGE_ID] == img_id) & (rows[:, ROW_SCORE] > score_threshold)] if len(rows) else rows
         left = draw_boxes(image, [a["bbox"] for a in gt], [label[a["category_id"]] for a in gt], names=names)
         right = draw_boxes(image, dets[:, ROW_BOX], [label[int(c)] for c in dets[:, ROW_CATEGORY]], names=names,
