@@ -7,7 +7,6 @@ training reads; crowd boxes are tagged "(crowd)" (the loss never sees them, COCO
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -33,11 +32,10 @@ class BrowseArguments:
 
 def training_augmentation(config_path: str, seed: int):
     """The training augmentation that `config_path` sets up (its data fields over DataArguments' defaults)."""
-    from .config import DataArguments, load_yaml
+    from .config import parse_config
     from .transforms import build_augmentation
 
-    values = load_yaml(config_path)
-    data = DataArguments(**{f.name: values[f.name] for f in dataclasses.fields(DataArguments) if f.name in values})
+    data = parse_config([config_path]).data
     augmentation = build_augmentation(True, data.shortest_edges, data.longest_edge, data.eval_size,
                                       hflip_prob=data.hflip_prob, crop_prob=data.crop_prob,
                                       color_jitter_prob=data.color_jitter_prob)

@@ -10,7 +10,7 @@ from recipe.errors import ConfigError
 from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
-from test_train import demo_args
+from conftest import demo_args
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +57,16 @@ def make_checkpoints(out, *steps):
 
 
 def test_resume_last_and_auto_pick_the_newest_checkpoint(demo_dir, tmp_path):
-    _, _, args = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", "last")
+    _, _, args, _ = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", "last")
     with pytest.raises(ConfigError, match="no checkpoint-<step> folder in"):
         prepare_output_dir(args)
-    _, _, args = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", "auto")
+    _, _, args, _ = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", "auto")
     prepare_output_dir(args)
     assert args.resume_from_checkpoint is None  # auto without checkpoints: a fresh start
     make_checkpoints(tmp_path / "out", 3, 10, 9)
     (tmp_path / "out" / "checkpoint-99.tmp").mkdir()
     for how in ("last", "auto"):
-        _, _, args = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", how)
+        _, _, args, _ = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", how)
         prepare_output_dir(args)
         assert args.resume_from_checkpoint == str(tmp_path / "out" / "checkpoint-10")
 
