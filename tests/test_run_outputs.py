@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
+from conftest import demo_args
 from recipe.errors import ConfigError
 from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
-from conftest import demo_args
 
 
 @pytest.fixture(scope="module")
