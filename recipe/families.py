@@ -158,8 +158,11 @@ def loss_weights(family: Family, model_args=None) -> dict[str, float]:
 
 
 def size_multiple(config) -> int:
-    """Padded batch sizes must be a multiple of this: windowed ViT backbones (LW-DETR, RF-DETR) split the patch
-    grid into `num_windows` x `num_windows` windows, so height and width must be multiples of patch x windows."""
+    """Padded batch sizes must be a multiple of this. RT-DETR-style hybrid encoders add upsampled stride-32
+    maps to stride-16 ones (sizes must divide by 32); windowed ViT backbones (LW-DETR, RF-DETR) split the
+    patch grid into `num_windows` x `num_windows` windows (multiples of patch x windows)."""
+    if config.model_type in ("rt_detr", "rt_detr_v2", "d_fine", "deimv2"):
+        return 32
     if config.model_type not in ("lw_detr", "rf_detr"):
         return 1
     backbone = config.backbone_config

@@ -7,6 +7,7 @@ transformers' loss functions return (loss, loss_dict, aux) with `loss_dict` hold
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
@@ -35,6 +36,11 @@ def install_recipe_loss(model, family: Family, weights: dict[str, float]) -> Non
 
     def float32_loss(logits, labels, device, pred_boxes, config, *args, **kwargs):
         to32 = _to_float32
+        if not model.training and getattr(config, "group_detr", 1) > 1:
+            # LW-DETR / RF-DETR query groups exist only in training; an eval forward has one group, and the
+            # loss split into `group_detr` groups would fail (transformers 5.24).
+            config = copy.copy(config)
+            config.group_detr = 1
         labels = [{k: to32(v) for k, v in t.items()} for t in labels]
         with _autocast_off(logits.device.type):
             _, loss_dict, aux = original(to32(logits), labels, device, to32(pred_boxes), config,

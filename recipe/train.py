@@ -155,6 +155,10 @@ def build_model(model_args, data_args, categories: list[dict]):
     model.config.category_ids = [int(c["id"]) for c in categories]
     # The saved processor then resizes like our eval transform (for pipeline() and evaluate.py).
     processor.size = {"shortest_edge": data_args.eval_size, "longest_edge": data_args.longest_edge}
+    multiple = size_multiple(model.config)
+    if multiple > 1:  # as the collator pads batches: to a multiple the backbone/encoder can take
+        side = -(-data_args.longest_edge // multiple) * multiple
+        processor.do_pad, processor.pad_size = True, {"height": side, "width": side}
     return model, processor
 
 

@@ -15,7 +15,7 @@ from conftest import ROOT
 from published import PUBLISHED
 from recipe.config import ModelArguments, parse_config
 from recipe.errors import ModelNotAvailable
-from recipe.families import family_of
+from recipe.families import family_of, size_multiple
 from recipe.modeling import check_model_available, load_model_and_processor
 from recipe.train import run
 
@@ -49,8 +49,12 @@ def test_reheading_keeps_every_class_independent_tensor(offline_hub, hub_id):
     assert model.config.num_labels == 5 and model.config.id2label == FIVE
 
 
-@pytest.mark.xfail(strict=False, reason="some families still fail (unverified at session end; see closing note)")
-@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
+TRAIN_IDS = [pytest.param(h, marks=pytest.mark.xfail(strict=True, reason=(
+    "random-weight RF-DETR (DINOv2, 13 query groups): loss rises 17.96 -> 19.0 over 20 AdamW steps at lr 1e-4; "
+    "not yet explained"))) if h == "Roboflow/rf-detr-base" else h for h in sorted(PUBLISHED)]
+
+
+@pytest.mark.parametrize("hub_id", TRAIN_IDS)
 def test_same_classes_reinitialise_nothing_and_five_classes_train(offline_hub, hub_id):
     source = _source(hub_id)
     same = dict(source.config.id2label)
@@ -61,21 +65,22 @@ def test_same_classes_reinitialise_nothing_and_five_classes_train(offline_hub, h
     model, _ = load_model_and_processor(ModelArguments(model_name_or_path=hub_id, offline=True), FIVE)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    pixels = torch.rand(2, 3, 128, 128)
+    side = -(-128 // size_multiple(model.config)) * size_multiple(model.config)  # what the collator pads to
+    pixels = torch.rand(2, 3, side, side)
     labels = [{"class_labels": torch.tensor([1, 4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.2, 0.3, 0.2, 0.2]])},  # noqa: E501
               {"class_labels": torch.tensor([0]), "boxes": torch.tensor([[0.6, 0.4, 0.3, 0.5]])}]
     losses = []
-    for _ in range(6):
+    for _ in range(20):
+        torch.manual_seed(1)  # the same denoising queries and group draws at every step: only the weights change
         out = model(pixel_values=pixels, labels=[dict(t) for t in labels])
         assert torch.isfinite(out.loss)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
         losses.append(out.loss.item())
-    assert min(losses[-2:]) < losses[0], losses  # falls (LW/RF-DETR's 13 query groups make single steps noisy)
+    assert min(losses[-3:]) < losses[0], losses
 
 
-@pytest.mark.xfail(strict=False, reason="some families still fail (unverified at session end; see closing note)")
 @pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
 def test_family_config_fine_tunes_the_cached_checkpoint_offline(offline_hub, demo_dir, tmp_path, hub_id):
     """`python scripts/train.py configs/<family>.yaml --offline --pretrained ID --train-img ...` (5 classes)."""

@@ -83,7 +83,7 @@ def test_new_run_into_a_folder_with_checkpoints_is_refused_unless_overwriting(de
 @pytest.mark.slow
 def test_resumed_run_continues_from_the_newest_checkpoint(demo_dir, tmp_path):
     common = ("--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "1",
-              "--val-ann", "")
+              "--val-ann", "", "--val-img", "")
     run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", *common))
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     run(*demo_args(demo_dir, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "last", *common))
