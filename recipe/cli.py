@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .errors import USER_ERRORS, ConfigError
+from .errors import USER_ERRORS
 
 
 def setup_logging() -> None:
@@ -98,28 +98,30 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
 
 
 def predict_main(argv: list[str] | None = None) -> None:
-    """detr-predict: `recipe.predict.main` (when this version has it)."""
-    _delegate("recipe.predict", "detr-predict", argv)
+    """detr-predict --model DIR_OR_ID --images PATH_OR_FOLDER_OR_GLOB --output DIR [--threshold 0.3]"""
+    with main_guard():
+        from .config import parse_args
+        from .predict import PredictArguments, predict
+
+        (args,) = parse_args(argv, (PredictArguments,), prog="detr-predict")
+        predict(args)
 
 
 def check_data_main(argv: list[str] | None = None) -> None:
-    """detr-check-data: `recipe.check.main` (when this version has it)."""
-    _delegate("recipe.check", "detr-check-data", argv)
+    """detr-check-data --ann ANN --images DIR: exit 0 clean, 1 problems found, 2 unusable (one-line error)."""
+    with main_guard():
+        from .check import CheckDataArguments, check_data
+        from .config import parse_args
+
+        (args,) = parse_args(argv, (CheckDataArguments,), prog="detr-check-data")
+        sys.exit(check_data(args))
 
 
-def _delegate(module: str, command: str, argv: list[str] | None) -> None:
-    import importlib
+def browse_dataset_main(argv: list[str] | None = None) -> None:
+    """detr-browse-dataset --ann ANN --images DIR [--augment CONFIG] --output grid.jpg"""
+    with main_guard():
+        from .browse import BrowseArguments, browse_dataset
+        from .config import parse_args
 
-    try:
-        main = getattr(importlib.import_module(module), "main", None)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise  # a missing dependency inside the module is a real error, not "not available"
-        main = None
-    if main is None:
-        with main_guard():
-            raise ConfigError(f"{command} is not available in this version of the recipe ({module}.main missing)")
-    if argv is None:
-        main()
-    else:
-        main(argv)
+        (args,) = parse_args(argv, (BrowseArguments,), prog="detr-browse-dataset")
+        browse_dataset(args)

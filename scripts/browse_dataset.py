@@ -4,19 +4,7 @@ python scripts/browse_dataset.py --ann data/demo/train/annotations.json --images
     [--augment configs/demo.yaml] [--num_images 12] --output grid.jpg
 """
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from transformers import HfArgumentParser
-
-from recipe.browse import BrowseArguments, browse_dataset
-from recipe.cli import main_guard
+from recipe.cli import browse_dataset_main
 
 if __name__ == "__main__":
-    (args,) = HfArgumentParser(BrowseArguments, description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter).parse_args_into_dataclasses()
-    with main_guard():
-        browse_dataset(args)
+    browse_dataset_main()

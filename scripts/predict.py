@@ -7,19 +7,7 @@ Writes preds/predictions.json (COCO results with file names, or a BDD100K frame 
 with the boxes drawn. With --threshold 0 the results file scores (scripts/evaluate.py) as the evaluation does.
 """
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from transformers import HfArgumentParser
-
-from recipe.cli import main_guard
-from recipe.predict import PredictArguments, predict
+from recipe.cli import predict_main
 
 if __name__ == "__main__":
-    (args,) = HfArgumentParser(PredictArguments, description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter).parse_args_into_dataclasses()
-    with main_guard():
-        predict(args)
+    predict_main()
