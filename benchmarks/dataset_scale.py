@@ -26,7 +26,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from recipe.data.builder import load_detection_dataset
 t = time.perf_counter()
-data = load_detection_dataset({ann!r}, {img!r}, "bdd100k", {cache!r})
+data = load_detection_dataset({ann!r}, {img!r}, "bdd100k", {cache!r}, image_check="exists")  # 0-byte stand-ins
 print(json.dumps({{"seconds": time.perf_counter() - t, "rows": len(data.dataset), "cached": data.from_cache,
                   "boxes": data.report["boxes_kept"]}}))
 """

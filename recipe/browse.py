@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .draw import ImageError, draw_boxes, grid, read_image, titled
+from .data.images import ImageError, read_image
+from .draw import draw_boxes, grid, titled
 
 
 @dataclass

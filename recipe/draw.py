@@ -6,21 +6,7 @@ Boxes are `xywh_abs` in the pixels of the image they are drawn on. One colour pe
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
-
-try:
-    from .data.images import ImageError, read_image  # the one image reader (EXIF, 16-bit, CMYK)
-except ImportError:  # TODO integrate: recipe/data/images.py arrives with the reliability work; remove this fallback
-    class ImageError(ValueError):
-        """An image that cannot be read."""
-
-    def read_image(path) -> np.ndarray:
-        """uint8 [H, W, 3] RGB, EXIF orientation applied."""
-        try:
-            with Image.open(path) as im:
-                return np.array(ImageOps.exif_transpose(im).convert("RGB"))
-        except (OSError, ValueError) as e:
-            raise ImageError(f"{path}: cannot read the image ({type(e).__name__}: {e})") from None
+from PIL import Image, ImageDraw, ImageFont
 
 # Distinct, saturated colours (Tableau 10 then the light half of Tableau 20): class i gets PALETTE[i % 20].
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),

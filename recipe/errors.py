@@ -15,4 +15,8 @@ class ModelNotAvailable(RuntimeError):
     """The requested model cannot be loaded (not cached offline, not a detector, a package missing)."""
 
 
-USER_ERRORS = (ConfigError, DataError, ModelNotAvailable, FloatingPointError)
+class ImageError(ValueError):
+    """An image file that cannot be used; the message is one line naming the file and the problem."""
+
+
+USER_ERRORS = (ConfigError, DataError, ModelNotAvailable, FloatingPointError, ImageError)

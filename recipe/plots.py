@@ -15,7 +15,8 @@ import numpy as np
 
 from . import analysis
 from .coco_eval import ROW_BOX, ROW_CATEGORY, ROW_IMAGE_ID, ROW_SCORE, coco_eval
-from .draw import ImageError, class_colour, draw_boxes, grid, read_image, titled
+from .data.images import ImageError, read_image
+from .draw import class_colour, draw_boxes, grid, titled
 
 logger = logging.getLogger("recipe")
 

@@ -142,7 +142,7 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        from .draw import ImageError, read_image
+        from .data.images import ImageError, read_image
 
         try:
             image = read_image(str(self.files[i]))

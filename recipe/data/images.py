@@ -19,14 +19,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode
 
+from ..errors import ImageError  # noqa: F401  (raised here; defined with the other user errors)
+
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}  # transpose, rotate 270, transverse, rotate 90: width and height exchange
 
 
-class ImageError(ValueError):
-    """An image file that cannot be used; the message is one line naming the file and the problem."""
 
 
 def read_image(path: str) -> np.ndarray:
