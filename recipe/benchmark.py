@@ -10,7 +10,8 @@ import torch
 from .collate import DetectionCollator
 from .data.builder import load_detection_dataset
 from .modeling import load_model_and_processor
-from .transforms import build_augmentation, load_rgb, make_labels
+from .data.images import read_image
+from .transforms import build_augmentation, make_labels
 
 
 class _TimedTransform:
@@ -25,7 +26,7 @@ class _TimedTransform:
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
             t0 = time.perf_counter()
-            image = load_rgb(path)
+            image = read_image(path)
             t1 = time.perf_counter()
             out = self.augmentation(image=image, bboxes=np.asarray(objects["bbox"], np.float64).reshape(-1, 4),
                                     category=list(objects["category"]), iscrowd=list(objects["iscrowd"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from .coco_eval import METRIC_KEYS
@@ -16,7 +17,7 @@ def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precis
 library_name: transformers
 pipeline_tag: object-detection
 tags: [object-detection, {model.config.model_type}]
----
+{model_index(model.config.model_type, data_args.val_ann, metrics)}---
 
 # {model.config.model_type} fine-tuned for object detection
 
@@ -45,3 +46,16 @@ detector = pipeline("object-detection", model="{output_dir}")
 """
     with open(os.path.join(output_dir, "README.md"), "w") as f:
         f.write(text)
+
+
+def model_index(model_type: str, dataset: str | None, metrics: dict) -> str:
+    """Hub `model-index` metadata (YAML) so the Hub shows the evaluation; empty without metrics."""
+    rows = [(k, metrics[f"eval_{k}"]) for k in METRIC_KEYS if f"eval_{k}" in metrics]
+    if not rows:
+        return ""
+    lines = ["model-index:", f"- name: {model_type}-finetuned", "  results:", "  - task:",
+             "      type: object-detection", "    dataset:", f"      name: {json.dumps(str(dataset))}",
+             "      type: custom", "    metrics:"]
+    for key, value in rows:
+        lines += [f"    - type: {key}", f"      value: {value:.4f}", f"      name: COCO {key}"]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""DetectionCollator: pad a list of images to the batch's largest size and pass the pixel mask."""
+"""DetectionCollator: normalise and pad a batch of uint8 images once, with the pixel mask."""
 
 from __future__ import annotations
 
@@ -11,20 +11,47 @@ import torch
 @dataclass
 class DetectionCollator:
     """features: [{"pixel_values": [3, H_i, W_i], "labels": dict}] ->
-    {"pixel_values": [B, 3, H, W], "pixel_mask": [B, H, W] int64 (1 = real pixel), "labels": list[dict]}.
+    {"pixel_values": [B, 3, H, W] float32, "pixel_mask": [B, H, W] int64 (1 = real pixel), "labels": list[dict]}.
 
-    Padding is bottom-right with zeros, done by the image processor's `pad` so it matches inference.
+    uint8 images are rescaled and normalised as the image processor says (its `do_rescale`, `rescale_factor`,
+    `do_normalize`, `image_mean`, `image_std`: DETR normalises with ImageNet statistics, RT-DETR only
+    rescales), with the same float32 arithmetic as its torchvision backend, so the values equal the processor's
+    output. Floating-point images are taken as already processed. Padding is bottom-right with zeros after
+    normalisation (as the processor's `pad`), to the batch's largest height and width.
     """
 
     image_processor: Any
 
     def __call__(self, features: list[dict]) -> dict:
-        height = max(f["pixel_values"].shape[-2] for f in features)
-        width = max(f["pixel_values"].shape[-1] for f in features)
-        images, masks = [], []
-        for f in features:
-            image, mask, _ = self.image_processor.pad(f["pixel_values"], (height, width))
-            images.append(image)
-            masks.append(mask)
-        return {"pixel_values": torch.stack(images), "pixel_mask": torch.stack(masks).long(),
-                "labels": [f["labels"] for f in features]}
+        images = [f["pixel_values"] for f in features]
+        height = max(image.shape[-2] for image in images)
+        width = max(image.shape[-1] for image in images)
+        pixel_values = torch.zeros((len(images), 3, height, width), dtype=torch.float32)
+        pixel_mask = torch.zeros((len(images), height, width), dtype=torch.int64)
+        mean, std, factor = self._normalisation()
+        for i, image in enumerate(images):
+            h, w = image.shape[-2:]
+            region = pixel_values[i, :, :h, :w]
+            region.copy_(image)  # uint8 -> float32 in the copy
+            if image.dtype == torch.uint8:
+                if mean is not None:
+                    region.sub_(mean).div_(std)  # torchvision's normalize: (x - mean) / std, in place
+                elif factor is not None:
+                    region.mul_(factor)
+            pixel_mask[i, :h, :w] = 1
+        return {"pixel_values": pixel_values, "pixel_mask": pixel_mask, "labels": [f["labels"] for f in features]}
+
+    def _normalisation(self) -> tuple[torch.Tensor | None, torch.Tensor | None, float | None]:
+        """(mean, std) in 0..255 units, or only a rescale factor, read from the processor at each call (it
+        may be changed after the collator is built). Fused as transformers' TorchvisionBackend
+        `_fuse_mean_std_and_rescale_factor` does: mean and std divided by the rescale factor, in float32."""
+        p = self.image_processor
+        do_rescale, do_normalize = getattr(p, "do_rescale", True), getattr(p, "do_normalize", True)
+        rescale_factor = getattr(p, "rescale_factor", 1 / 255)
+        if not do_normalize:
+            return None, None, (rescale_factor if do_rescale else None)
+        mean = torch.tensor(p.image_mean, dtype=torch.float32).reshape(-1, 1, 1)
+        std = torch.tensor(p.image_std, dtype=torch.float32).reshape(-1, 1, 1)
+        if do_rescale:
+            mean, std = mean * (1.0 / rescale_factor), std * (1.0 / rescale_factor)
+        return mean, std, None

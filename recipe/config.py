@@ -59,16 +59,20 @@ class ModelArguments:
     train_backbone_stem: bool | None = field(default=None, metadata={
         "help": "Train the backbone's stem and first stage too (default: yes for random weights, "
                 "no for pretrained, as in the original recipe)."})
-    auxiliary_loss: bool = field(default=True, metadata={"help": "Decoder auxiliary losses (original: on)."})
-    class_cost: float = field(default=2.0, metadata={"help": "Hungarian matching cost of the class (original: 2)."})
-    bbox_cost: float = field(default=5.0, metadata={"help": "Matching cost of the L1 box distance."})
-    giou_cost: float = field(default=2.0, metadata={"help": "Matching cost of the GIoU."})
-    class_loss_coefficient: float = field(default=2.0, metadata={"help": "Weight of loss_ce (original: 2)."})
-    bbox_loss_coefficient: float = field(default=5.0, metadata={"help": "Weight of loss_bbox."})
-    giou_loss_coefficient: float = field(default=2.0, metadata={"help": "Weight of loss_giou."})
-    backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "Backbone lr = lr x this."})
+    # Loss and matching: None = the model family's original recipe (recipe/families.py, README "Families").
+    auxiliary_loss: bool | None = field(default=None, metadata={
+        "help": "Decoder auxiliary losses (default: the family's original recipe; on for all but YOLOS)."})
+    class_cost: float | None = field(default=None, metadata={"help": "Hungarian matching cost of the class."})
+    bbox_cost: float | None = field(default=None, metadata={"help": "Matching cost of the L1 box distance."})
+    giou_cost: float | None = field(default=None, metadata={"help": "Matching cost of the GIoU."})
+    class_loss_coefficient: float | None = field(default=None, metadata={
+        "help": "Weight of the class loss (loss_ce / loss_vfl / loss_mal; Deformable DETR original: 2)."})
+    bbox_loss_coefficient: float | None = field(default=None, metadata={"help": "Weight of loss_bbox."})
+    giou_loss_coefficient: float | None = field(default=None, metadata={"help": "Weight of loss_giou."})
+    backbone_lr_multiplier: float | None = field(default=None, metadata={
+        "help": "Backbone lr = lr x this (default: the family's, e.g. 0.1 for the DETRs)."})
     linear_proj_lr_multiplier: float = field(default=0.1, metadata={
-        "help": "sampling_offsets / reference_points lr = lr x this."})
+        "help": "sampling_offsets / reference_points lr = lr x this (Deformable DETR)."})
     score_threshold: float = field(default=0.0, metadata={
         "help": "Evaluation: keep detections scoring above this (COCO protocol: 0)."})
     top_k: int = field(default=100, metadata={"help": "Evaluation: detections kept per image (COCO: 100)."})

@@ -126,7 +126,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     from .collate import DetectionCollator
     from .config import DetectionTrainingArguments, launched_without_cuda
     from .data.builder import load_detection_dataset
-    from .losses import install_float32_loss
+    from .families import family_of, loss_weights
+    from .losses import install_recipe_loss
     from .metrics import CocoDetectionMetrics
     from .trainer import DetectionTrainer
     from .transforms import build_augmentation, make_transform
@@ -143,7 +144,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     if names != [c["name"] for c in data.categories]:
         raise DataError(f"{ann}: categories {[c['name'] for c in data.categories]} differ from the model's "
                         f"classes {names} ({model_dir}/config.json)")
-    install_float32_loss(model)
+    family = family_of(model.config.model_type)
+    install_recipe_loss(model, family, loss_weights(family))
     size = processor.size
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
     dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(False, [short], long, short)))

@@ -1,13 +1,157 @@
-"""What differs between DETR-family model types: classifier kind, loss terms, original-recipe defaults.
+"""What differs between DETR-family model types: classifier, loss terms and weights, lr groups, freezing.
 
-One entry per `model_type`; everything family-specific that the rest of the recipe needs is read from here.
+One `Family` per `model_type`; everything family-specific that the rest of the recipe needs is read from
+here. Values are the ORIGINAL recipe's (the repository each entry names in `source`) where transformers'
+defaults differ; `configs/<family>.yaml` states the training schedule that goes with them.
+
+Two loss conventions exist in transformers 5:
+- `weighted_terms=False` (DETR-like): `loss_dict` holds unweighted terms; transformers weights them with
+  its own table (and fixes loss_ce at 1 for DETR/Deformable DETR). The recipe re-weights every term with
+  the family's `loss_weights` (auxiliary `_<i>` and encoder `_enc` terms take their base term's weight).
+- `weighted_terms=True` (RT-DETR-like): `loss_dict` terms are already multiplied by the config's
+  `weight_loss_*`; the recipe sets those weights in the config and sums the terms.
+Either way a term the family does not know is an error naming the term, never a silent drop.
 """
 
 from __future__ import annotations
 
-# Classifier is a softmax with a trailing "no object" class (the others use sigmoid / focal scores).
-SOFTMAX_MODEL_TYPES = frozenset({"detr", "table-transformer", "yolos"})
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from .errors import ModelNotAvailable
+
+# A loss_dict key is a base term plus an optional suffix: decoder layer `_0`.., RT-DETR-style `_aux_0`..,
+# denoising `_dn_0`.., encoder proposals `_enc`.
+_SUFFIX = re.compile(r"^(?P<base>.+?)(?:_aux_\d+|_dn_\d+|_enc|_\d+)?$")
+
+
+def base_term(term: str) -> str:
+    """`loss_giou_aux_2` -> `loss_giou`; `loss_ce_enc` -> `loss_ce`."""
+    return _SUFFIX.match(term).group("base")
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    source: str                                   # where the original recipe's values come from
+    softmax: bool = False                         # softmax + "no object" class, else sigmoid (focal) scores
+    weighted_terms: bool = False                  # transformers already weighted the loss_dict terms
+    loss_weights: dict[str, float] = field(default_factory=dict)  # base term -> weight; 0 = logged only
+    config_defaults: dict = field(default_factory=dict)  # model config values of the original recipe
+    # recipe argument -> this family's config attribute (matcher costs, and loss weights for weighted_terms)
+    config_names: dict[str, str] = field(default_factory=dict)
+    backbone_lr_multiplier: float = 0.1
+    linear_proj_keys: tuple[str, ...] = ()        # parameters trained at lr x linear_proj_lr_multiplier
+    no_decay_keys: tuple[str, ...] = ()           # parameter-name fragments trained without weight decay
+    frozen_backbone_keys: tuple[str, ...] = ()    # backbone parameter-name fragments frozen for pretrained runs
+    trained_backbone_keys: tuple[str, ...] = ()   # ... unless the name also contains one of these
+    processor_class: str = "DeformableDetrImageProcessor"  # for models built from a config (no checkpoint)
+    backbone_keys: tuple[str, ...] = ("backbone",)  # parameter-name fragments of the backbone (lr group, freezing)
+
+    def weight_of(self, term: str) -> float:
+        """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
+        base = base_term(term)
+        if base not in self.loss_weights:
+            raise KeyError(f"{self.model_type}: loss term {term!r} is not one the recipe knows "
+                           f"({sorted(self.loss_weights)}); add it to recipe/families.py with its weight")
+        return self.loss_weights[base]
+
+
+_DETR_NAMES = {"class_cost": "class_cost", "bbox_cost": "bbox_cost", "giou_cost": "giou_cost"}
+_RT_NAMES = {"class_cost": "matcher_class_cost", "bbox_cost": "matcher_bbox_cost", "giou_cost": "matcher_giou_cost",
+             "class_loss_coefficient": "weight_loss_vfl", "bbox_loss_coefficient": "weight_loss_bbox",
+             "giou_loss_coefficient": "weight_loss_giou"}
+# torchvision/timm ResNet: the original DETRs train layer2-4 and freeze the stem and layer1 (DETR backbone.py).
+_RESNET_FROZEN = dict(frozen_backbone_keys=("",), trained_backbone_keys=(
+    "layer2", "layer3", "layer4", "stages.1.", "stages.2.", "stages.3."))
+_RT_FROZEN = dict(frozen_backbone_keys=("embedder",))  # RT-DETR / D-FINE: freeze_at=0 freezes the stem only
+_RT_NO_DECAY = ("encoder.", "decoder.")  # combined with norm/bias below: RT-DETR's optimizer regex
+
+
+def _detr_like(model_type, source, ce, class_cost, **kwargs) -> Family:
+    return Family(model_type=model_type, source=source,
+                  loss_weights={"loss_ce": ce, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
+                  config_names=_DETR_NAMES,
+                  config_defaults={"auxiliary_loss": True, "class_cost": class_cost, "bbox_cost": 5, "giou_cost": 2,
+                                   **kwargs.pop("config_defaults", {})},
+                  **kwargs)
+
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in [
+    _detr_like("detr", "facebookresearch/detr main.py", 1.0, 1, softmax=True, processor_class="DetrImageProcessor",
+               **_RESNET_FROZEN),
+    _detr_like("table-transformer", "microsoft/table-transformer src/detection_config.json", 1.0, 1, softmax=True,
+               config_defaults={"eos_coefficient": 0.4}, processor_class="DetrImageProcessor", **_RESNET_FROZEN),
+    _detr_like("conditional_detr", "Atten4Vis/ConditionalDETR main.py", 2.0, 2,
+               processor_class="ConditionalDetrImageProcessor", **_RESNET_FROZEN),
+    _detr_like("dab-detr", "IDEA-Research/DAB-DETR main.py", 1.0, 2, processor_class="ConditionalDetrImageProcessor",
+               **_RESNET_FROZEN),
+    _detr_like("deformable_detr", "fundamentalvision/Deformable-DETR main.py", 2.0, 2,
+               linear_proj_keys=("sampling_offsets", "reference_points"), **_RESNET_FROZEN),
+    # YOLOS has no decoder: no auxiliary loss (transformers' YOLOS breaks with auxiliary_loss=True).
+    Family("yolos", "hustvl/YOLOS main.py", softmax=True,
+           loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
+           config_names=_DETR_NAMES, config_defaults={"class_cost": 1, "bbox_cost": 5, "giou_cost": 2},
+           backbone_lr_multiplier=1.0, processor_class="YolosImageProcessor"),
+    # LW-DETR / RF-DETR: IA-BCE class loss weight 1, encoder proposals trained (`_enc` terms), ViT backbone
+    # trained at 1.5x lr (lr_encoder 1.5e-4 for lr 1e-4).
+    *[Family(t, src, loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
+             config_names={**_DETR_NAMES, "class_loss_coefficient": "class_loss_coefficient"},
+             config_defaults={"auxiliary_loss": True, "class_cost": 2, "bbox_cost": 5, "giou_cost": 2},
+             backbone_lr_multiplier=1.5, processor_class=proc)
+      for t, src, proc in (("lw_detr", "Atten4Vis/LW-DETR main.py", "DeformableDetrImageProcessor"),
+                            ("rf_detr", "roboflow/rf-detr config.py", "RfDetrImageProcessor"))],
+    *[Family(t, src, weighted_terms=True, loss_weights={**base, "loss_bbox": 5.0, "loss_giou": 2.0},
+             config_names={**_RT_NAMES, **names}, config_defaults={"auxiliary_loss": True, **cfg},
+             backbone_lr_multiplier=mult, no_decay_keys=_RT_NO_DECAY, processor_class="RTDetrImageProcessor",
+             **_RT_FROZEN)
+      for t, src, base, names, cfg, mult in (
+          ("rt_detr", "lyuwenyu/RT-DETR rtdetr_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1),
+          ("rt_detr_v2", "lyuwenyu/RT-DETR rtdetrv2_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1),
+          ("d_fine", "Peterande/D-FINE configs", {"loss_vfl": 1.0, "loss_fgl": 0.15, "loss_ddf": 1.5}, {},
+           {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05),
+          ("deimv2", "Intellindust-AI-Lab/DEIMv2 configs",
+           {"loss_mal": 1.0, "loss_fgl": 0.15, "loss_ddf": 1.5}, {"class_loss_coefficient": "weight_loss_mal"},
+           {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05))],
+]}
+# DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names).
+FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",))
+
+
+def family_of(model_type: str) -> Family:
+    """The Family of a config's model_type; a clear error for a type the recipe cannot train."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise ModelNotAvailable(
+            f"model_type {model_type!r} is not a DETR-family detector this recipe trains; supported: "
+            f"{', '.join(sorted(FAMILIES))}") from None
 
 
 def uses_softmax(model_type: str) -> bool:
-    return model_type in SOFTMAX_MODEL_TYPES
+    return family_of(model_type).softmax
+
+
+def config_overrides(family: Family, model_args) -> dict:
+    """Model config values: the family's original recipe, then what the user set explicitly (not None)."""
+    values = dict(family.config_defaults)
+    for arg, attr in family.config_names.items():
+        user = getattr(model_args, arg, None)
+        if user is not None:
+            values[attr] = user
+    if getattr(model_args, "auxiliary_loss", None) is not None and family.model_type != "yolos":
+        values["auxiliary_loss"] = model_args.auxiliary_loss
+    return values
+
+
+def loss_weights(family: Family, model_args=None) -> dict[str, float]:
+    """Base-term weights for re-weighting (families with unweighted terms), user coefficients applied."""
+    weights = dict(family.loss_weights)
+    if family.weighted_terms or model_args is None:
+        return weights
+    for arg, term in (("class_loss_coefficient", "loss_ce"), ("bbox_loss_coefficient", "loss_bbox"),
+                      ("giou_loss_coefficient", "loss_giou")):
+        if getattr(model_args, arg, None) is not None:
+            weights[term] = float(getattr(model_args, arg))
+    return weights

@@ -10,46 +10,79 @@ import contextlib
 
 import torch
 
-
-def loss_weights(class_coefficient: float, bbox_coefficient: float, giou_coefficient: float,
-                 num_aux: int) -> dict[str, float]:
-    """Weights for `loss_dict` terms; auxiliary decoder layers carry the same weights, suffixed `_0`, `_1`..."""
-    base = {"loss_ce": class_coefficient, "loss_bbox": bbox_coefficient, "loss_giou": giou_coefficient}
-    weights = dict(base)
-    for i in range(num_aux):
-        weights.update({f"{k}_{i}": v for k, v in base.items()})
-    return weights
+from .families import Family, base_term
 
 
-def weighted_loss(loss_dict: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """Sum of weight x term over the terms that have a weight (cardinality_error is a log-only metric)."""
-    missing = [k for k in weights if k not in loss_dict]
-    if missing:
-        raise KeyError(f"loss terms {missing} not in the model's loss_dict {sorted(loss_dict)}")
-    return sum(loss_dict[k] * w for k, w in weights.items())
+def weighted_loss(loss_dict: dict[str, torch.Tensor], family: Family, weights: dict[str, float]) -> torch.Tensor:
+    """The total loss from `loss_dict`. Families whose terms transformers already weighted: their sum.
+    The others: sum of weight x term, a term's weight being its base term's (`loss_ce_0` -> `loss_ce`).
+    A term the family does not know raises (KeyError naming it)."""
+    total = 0.0
+    for term, value in loss_dict.items():
+        family.weight_of(term)  # raises on an unknown term
+        total = total + (value if family.weighted_terms else value * weights[base_term(term)])
+    return total
 
 
-def install_float32_loss(model, *, class_coefficient: float = 2.0, bbox_coefficient: float = 5.0,
-                         giou_coefficient: float = 2.0) -> None:
+def install_recipe_loss(model, family: Family, weights: dict[str, float]) -> None:
     """Run the Hungarian matcher and the losses in float32 (autocast off) and weight `loss_dict` with the
-    recipe's coefficients.
+    family's original-recipe weights; two-stage Deformable DETR also trains its encoder proposals.
 
-    Under fp16 the matcher's `log(p + 1e-8)` turns into log(0) = -inf and scipy refuses the cost matrix
-    (transformers #42202). transformers also fixes the weight of loss_ce at 1 (original recipe: 2).
+    Under fp16 the matcher's `log(p + 1e-8)` turns into log(0) = -inf: 5.23+ then matches wrongly
+    (transformers #42202). transformers also fixes the weight of loss_ce at 1 (Deformable DETR: 2).
     """
     original = model.loss_function
-    num_aux = model.config.decoder_layers - 1 if model.config.auxiliary_loss else 0
-    weights = loss_weights(class_coefficient, bbox_coefficient, giou_coefficient, num_aux)
 
     def float32_loss(logits, labels, device, pred_boxes, config, *args, **kwargs):
         to32 = _to_float32
         labels = [{k: to32(v) for k, v in t.items()} for t in labels]
         with _autocast_off(logits.device.type):
-            loss, loss_dict, aux = original(to32(logits), labels, device, to32(pred_boxes), config,
-                                            *[to32(a) for a in args], **{k: to32(v) for k, v in kwargs.items()})
-        return weighted_loss(loss_dict, weights), loss_dict, aux
+            _, loss_dict, aux = original(to32(logits), labels, device, to32(pred_boxes), config,
+                                         *[to32(a) for a in args], **{k: to32(v) for k, v in kwargs.items()})
+        return weighted_loss(loss_dict, family, weights), loss_dict, aux
 
     model.loss_function = float32_loss
+    if family.model_type == "deformable_detr" and getattr(model.config, "two_stage", False):
+        _add_encoder_proposal_loss(model, family, weights)
+
+
+def _add_encoder_proposal_loss(model, family: Family, weights: dict[str, float]) -> None:
+    """Wrap forward: with labels, add the `_enc` terms (see `encoder_proposal_loss`) to loss and loss_dict."""
+    forward = model.forward
+
+    def forward_with_encoder_loss(*args, **kwargs):
+        outputs = forward(*args, **kwargs)
+        labels = kwargs.get("labels")
+        if labels is None or outputs.loss is None or outputs.enc_outputs_class is None:
+            return outputs
+        with _autocast_off(outputs.loss.device.type):
+            terms = encoder_proposal_loss(outputs.enc_outputs_class.float(),
+                                          outputs.enc_outputs_coord_logits.float().sigmoid(),
+                                          [{k: _to_float32(v) for k, v in t.items()} for t in labels], model.config)
+        outputs.loss = outputs.loss + weighted_loss(terms, family, weights)
+        outputs.loss_dict.update(terms)
+        return outputs
+
+    model.forward = forward_with_encoder_loss
+
+
+def encoder_proposal_loss(enc_logits: torch.Tensor, enc_boxes: torch.Tensor, labels: list[dict], config) -> dict:
+    """Two-stage Deformable DETR's loss on the encoder proposals, as the original trains them
+    (fundamentalvision/Deformable-DETR models/deformable_detr.py, SetCriterion: `enc_outputs` with every
+    target relabelled 0, matched and scored with the decoder's losses); transformers computes none.
+
+    enc_logits [B, S, C], enc_boxes [B, S, 4] `cxcywh_norm` -> {loss_ce_enc, loss_bbox_enc, loss_giou_enc}
+    (unweighted; num_boxes = the batch's target count, at least 1).
+    """
+    from transformers.loss.loss_deformable_detr import DeformableDetrHungarianMatcher, DeformableDetrImageLoss
+
+    binary = [{**t, "class_labels": torch.zeros_like(t["class_labels"])} for t in labels]
+    matcher = DeformableDetrHungarianMatcher(class_cost=config.class_cost, bbox_cost=config.bbox_cost,
+                                             giou_cost=config.giou_cost)
+    criterion = DeformableDetrImageLoss(matcher=matcher, num_classes=config.num_labels,
+                                        focal_alpha=config.focal_alpha, losses=["labels", "boxes"])
+    terms = criterion({"logits": enc_logits, "pred_boxes": enc_boxes}, binary)
+    return {f"{k}_enc": v for k, v in terms.items()}
 
 
 def _to_float32(x):

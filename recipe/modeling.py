@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
 import logging
 import os
 
+import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
-from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
 
-from .errors import ModelNotAvailable
-from .losses import install_float32_loss
+from .errors import ConfigError, ModelNotAvailable
+from .families import Family, config_overrides, family_of, loss_weights
+from .losses import install_recipe_loss
 
 logger = logging.getLogger(__name__)
 
@@ -20,86 +23,200 @@ def is_offline(model_args) -> bool:
 
 
 def check_model_available(model_args) -> None:
-    """Fail early (before any data is read) if a pretrained model cannot be had."""
+    """Fail early (before any data is read): a checkpoint not in the cache offline, an architecture that is
+    not a DETR-family detector, or a package the checkpoint needs that is not installed."""
     if model_args.model_config:
+        try:
+            model_type = json.loads(model_args.model_config).get("model_type", "deformable_detr")
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ConfigError(f"model_config is not a JSON object ({e})") from None
+        family_of(model_type)
         return
     if not model_args.model_name_or_path:
         raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
     offline = is_offline(model_args)
     try:
-        AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
+    except ImportError as e:
+        raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} needs a package that is missing: {e}")
     except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "not here"
         where = "the local cache (offline mode)" if offline else "the Hub or the local cache"
         raise ModelNotAvailable(
             f"model {model_args.model_name_or_path!r} is not in {where} ({type(e).__name__}). Download it once "
             "where there is network (`hf download ID`), pass a local folder, or ask for random weights with "
             "--random_init (or give model_config).") from None
+    family_of(config.model_type)
+    check_packages(config, model_args.model_name_or_path)
 
 
-def _as_int(name: str, value: float) -> int:
-    # transformers' config validates these as int.
-    if float(value) != int(value):
-        raise ValueError(f"{name} must be a whole number for this model's config, got {value}")
-    return int(value)
+def check_packages(config, name: str) -> None:
+    """A checkpoint whose backbone is a timm model cannot be built without timm: say so, with the command."""
+    backbone = getattr(config, "backbone_config", None)
+    if getattr(backbone, "model_type", None) == "timm_backbone" or getattr(config, "use_timm_backbone", False):
+        if importlib.util.find_spec("timm") is None:
+            raise ModelNotAvailable(f"model {name!r} has a timm backbone "
+                                    f"({getattr(backbone, 'backbone', '?')}) and needs the timm package: "
+                                    "pip install 'timm>=1.0,<2'")
 
 
-def _overrides(model_args, id2label: dict[int, str]) -> dict:
-    ints = {k: _as_int(k, getattr(model_args, k)) for k in
-            ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficient", "giou_loss_coefficient")}
-    return {**ints, "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
-            "auxiliary_loss": model_args.auxiliary_loss}
+def _as_config_value(name: str, value, default):
+    # DETR-like configs type their matcher costs as int; keep that where the value is whole.
+    if isinstance(default, int) and not isinstance(default, bool):
+        if float(value) != int(value):
+            raise ConfigError(f"{name}={value}: this model's config takes a whole number")
+        return int(value)
+    return value
+
+
+def recipe_config_values(model_args, family: Family, id2label: dict[int, str], config=None) -> dict:
+    """Config values the recipe sets: the family's original recipe, user overrides, the data's classes."""
+    values = config_overrides(family, model_args)
+    if config is not None:
+        values = {k: _as_config_value(k, v, getattr(config, k, None)) for k, v in values.items()}
+    return {**values, "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
 
 
 def load_model_and_processor(model_args, id2label: dict[int, str]):
-    """-> (model, image_processor). `id2label` comes from the data (contiguous labels 0..N-1)."""
-    overrides = _overrides(model_args, id2label)
-    if model_args.model_config:
-        cfg = json.loads(model_args.model_config)
-        model_type = cfg.pop("model_type", "deformable_detr")
-        config = AutoConfig.for_model(model_type, **{**cfg, **overrides})
-        model = AutoModelForObjectDetection.from_config(config)
-        processor_class = IMAGE_PROCESSOR_MAPPING_NAMES[model_type]
-        if isinstance(processor_class, dict):  # transformers 5: {"torchvision": ..., "pil": ...}
-            processor_class = processor_class.get("torchvision") or processor_class.get("pil")
-        import transformers
+    """-> (model, image_processor) for the data's classes `id2label` (contiguous labels 0..N-1).
 
-        processor = getattr(transformers, processor_class)()
-        logger.warning("model built from model_config with random weights (%s, %.1fM parameters)",
-                       model_type, sum(p.numel() for p in model.parameters()) / 1e6)
+    A pretrained checkpoint keeps every weight; only the class-dependent parameters are re-initialised,
+    and only when the class count differs (see `rehead`). Then the family's backbone freezing and loss."""
+    if model_args.model_config:
+        model, processor = _from_model_config(model_args, id2label)
     else:
-        path, offline = model_args.model_name_or_path, is_offline(model_args)
-        config = AutoConfig.from_pretrained(path, local_files_only=offline, **overrides)
-        if model_args.random_init:
-            model = AutoModelForObjectDetection.from_config(config)
-            logger.warning("*** RANDOM INITIALISATION of %s as asked (--random_init): no pretrained weights ***",
-                           path)
-        else:
-            model = AutoModelForObjectDetection.from_pretrained(
-                path, config=config, local_files_only=offline,
-                ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
-        processor = AutoImageProcessor.from_pretrained(path, local_files_only=offline)
+        model, processor = _from_checkpoint(model_args, id2label)
+    family = family_of(model.config.model_type)
     train_stem = model_args.train_backbone_stem
-    set_backbone_trainable(model, train_stem=bool(model_args.model_config or model_args.random_init)
-                           if train_stem is None else train_stem)
-    install_float32_loss(model, class_coefficient=model_args.class_loss_coefficient,
-                         bbox_coefficient=model_args.bbox_loss_coefficient,
-                         giou_coefficient=model_args.giou_loss_coefficient)
+    if train_stem is None:
+        train_stem = bool(model_args.model_config or model_args.random_init)
+    set_backbone_trainable(model, family, train_stem=train_stem)
+    install_recipe_loss(model, family, loss_weights(family, model_args))
     return model, processor
 
 
-def set_backbone_trainable(model, train_stem: bool) -> None:
-    """Original recipe: the backbone's stem and first stage frozen, stages 2-4 trained.
+def _from_model_config(model_args, id2label):
+    try:
+        cfg = json.loads(model_args.model_config)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"model_config is not valid JSON ({e})") from None
+    model_type = cfg.pop("model_type", "deformable_detr")
+    family = family_of(model_type)
+    base = AutoConfig.for_model(model_type, **cfg)
+    config = AutoConfig.for_model(model_type, **{**cfg, **recipe_config_values(model_args, family, id2label, base)})
+    model = AutoModelForObjectDetection.from_config(config)
+    import transformers
 
-    transformers freezes an HF (non-timm) ResNet backbone by matching "stage.1"-style names that its
-    parameters ("encoder.stages.1...") never contain, so the whole backbone ends up frozen. Re-apply the
-    intended rule; with `train_stem` (the default for random weights) the whole backbone trains.
+    processor = getattr(transformers, family.processor_class)()
+    logger.warning("model built from model_config with random weights (%s, %.1fM parameters)",
+                   model_type, sum(p.numel() for p in model.parameters()) / 1e6)
+    return model, processor
+
+
+def _from_checkpoint(model_args, id2label):
+    path, offline = model_args.model_name_or_path, is_offline(model_args)
+    config = AutoConfig.from_pretrained(path, local_files_only=offline)
+    family = family_of(config.model_type)
+    values = recipe_config_values(model_args, family, id2label, config)
+    labels = {k: values.pop(k) for k in ("id2label", "label2id")}
+    for key, value in values.items():
+        setattr(config, key, value)
+    processor = AutoImageProcessor.from_pretrained(path, local_files_only=offline)
+    if model_args.random_init:
+        config.update(labels)
+        logger.warning("*** RANDOM INITIALISATION of %s as asked (--random_init): no pretrained weights ***", path)
+        return AutoModelForObjectDetection.from_config(_no_backbone_download(config)), processor
+    model, info = AutoModelForObjectDetection.from_pretrained(path, config=config, local_files_only=offline,
+                                                             output_loading_info=True)
+    check_loading_info(info, path)
+    model = rehead(model, labels["id2label"])
+    on_meta = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
+    if on_meta:
+        raise ModelNotAvailable(f"{path}: {len(on_meta)} parameters were not materialised ({on_meta[:3]})")
+    return model, processor
+
+
+def check_loading_info(info: dict, path: str) -> None:
+    """Missing, unexpected or mismatched keys mean weights silently left at random: an error here."""
+    problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        detail = "; ".join(f"{k}: {len(v)} (e.g. {[str(x) for x in v[:3]]})" for k, v in problems.items())
+        raise ModelNotAvailable(f"{path}: the checkpoint does not match the model ({detail}); weights would be "
+                                "left at random. Is it a checkpoint of this architecture and transformers version?")
+
+
+def rehead(model, id2label: dict[int, str]):
+    """The same model for the classes `id2label`: every parameter and buffer whose shape does not depend on
+    the class count keeps the checkpoint's value; the class-dependent ones (class heads, the softmax
+    "no object" row, encoder score heads, denoising class embeddings) are freshly initialised. Weight
+    sharing follows the checkpoint: heads shared there stay shared, distinct ones (box refine) stay distinct.
+
+    Same class count: nothing is re-initialised (only the names change). Building a fresh model and copying
+    avoids `from_pretrained(ignore_mismatched_sizes=True)`, which crashes on tied heads or leaves them on
+    the meta device (transformers 5.23-5.24)."""
+    label2id = {v: k for k, v in id2label.items()}
+    if len(id2label) == model.config.num_labels:
+        model.config.id2label, model.config.label2id = id2label, label2id
+        return model
+    config = copy.deepcopy(model.config)
+    config.id2label, config.label2id = id2label, label2id
+    fresh = AutoModelForObjectDetection.from_config(_no_backbone_download(config))
+    source = dict(model.named_parameters(remove_duplicate=False))
+    reinitialised = _copy_parameters(fresh, source)
+    source_buffers = dict(model.named_buffers())
+    for name, buffer in fresh.named_buffers():
+        if name in source_buffers and source_buffers[name].shape == buffer.shape:
+            buffer.copy_(source_buffers[name])
+    logger.warning("new classification heads for %d classes (checkpoint: %d): re-initialised %d tensors %s",
+                   len(id2label), model.config.num_labels, len(reinitialised), _short(reinitialised))
+    fresh.reinitialised_keys = reinitialised
+    return fresh
+
+
+@torch.no_grad()
+def _copy_parameters(fresh, source: dict) -> list[str]:
+    """Give `fresh` the source's parameter values and sharing; a name whose shape differs keeps fresh's
+    initialisation (shared where the source's was). -> the re-initialised names."""
+    groups: dict = {}
+    for name, param in fresh.named_parameters(remove_duplicate=False):
+        src = source.get(name)
+        keep = src is not None and src.shape == param.shape
+        key = ("src", src.data_ptr()) if src is not None else ("fresh", param.data_ptr())
+        groups.setdefault(key, []).append((name, src if keep else param, keep))
+    reinitialised = []
+    for members in groups.values():
+        shared = torch.nn.Parameter(members[0][1].detach().clone(), requires_grad=True)
+        for name, _, keep in members:
+            module_name, _, attr = name.rpartition(".")
+            setattr(fresh.get_submodule(module_name), attr, shared)
+            if not keep:
+                reinitialised.append(name)
+    return sorted(reinitialised)
+
+
+def _short(keys: list[str], n: int = 4) -> str:
+    return str(sorted(keys)[:n])[:-1] + (", ...]" if len(keys) > n else "]")
+
+
+def _no_backbone_download(config):
+    """from_config must not fetch backbone weights (offline machines); the checkpoint supplies them."""
+    for cfg in (config, getattr(config, "backbone_config", None)):
+        if cfg is not None and getattr(cfg, "use_pretrained_backbone", False):
+            cfg.use_pretrained_backbone = False
+    return config
+
+
+def set_backbone_trainable(model, family: Family, *, train_stem: bool) -> None:
+    """The family's original backbone freezing: ResNet stem + first stage frozen (DETRs), the stem only
+    (RT-DETR, D-FINE), nothing (ViT backbones). With `train_stem` (default for random weights) all trains.
+
+    transformers' own rule misses both HF ResNet ("stage.1" never occurs in "encoder.stages.1...": the whole
+    backbone stays frozen) and timm ResNet (model type "timm_backbone" has no "resnet": nothing is frozen).
     """
-    backbone = getattr(getattr(model, "model", None), "backbone", None)
-    conv_encoder = getattr(backbone, "conv_encoder", backbone)
-    inner = getattr(conv_encoder, "model", None)
-    if inner is None or hasattr(conv_encoder, "_backbone") or "stages" not in str(
-            [n for n, _ in inner.named_parameters()][:50]):
-        return
-    for name, param in inner.named_parameters():
-        if train_stem or any(f"stages.{i}." in name for i in (1, 2, 3)):
-            param.requires_grad_(True)
+    backbone = [(n, p) for n, p in model.named_parameters() if any(k in n for k in family.backbone_keys)]
+    trained_keys, frozen_keys = family.trained_backbone_keys, family.frozen_backbone_keys
+    if trained_keys and not any(k in n for n, _ in backbone for k in trained_keys):
+        frozen_keys = ()  # not the backbone kind the rule is written for (e.g. Swin in a DETR): train all
+    for name, param in backbone:
+        frozen = any(k in name for k in frozen_keys) and not any(k in name for k in trained_keys)
+        param.requires_grad_(train_stem or not frozen)

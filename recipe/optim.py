@@ -8,23 +8,26 @@ import torch
 
 
 def build_param_groups(model: torch.nn.Module, lr: float, weight_decay: float, backbone_lr_multiplier: float = 0.1,
-                       linear_proj_lr_multiplier: float = 0.1, backbone_keys: Iterable[str] = ("backbone",),
+                       linear_proj_lr_multiplier: float = 0.1, *, backbone_keys: Iterable[str] = ("backbone",),
                        linear_proj_keys: Iterable[str] = ("sampling_offsets", "reference_points"),
-                       ) -> list[dict]:
-    """Three AdamW groups as in Deformable DETR's main.py: backbone at lr x backbone multiplier,
-    `sampling_offsets`/`reference_points` projections at lr x linear-proj multiplier, the rest at lr.
-    Weight decay applies to every group (as there). Frozen parameters are left out; empty groups dropped."""
-    backbone_keys, linear_proj_keys = tuple(backbone_keys), tuple(linear_proj_keys)
-    groups = {"backbone": [], "linear_proj": [], "other": []}
+                       no_decay_keys: Iterable[str] = ()) -> list[dict]:
+    """AdamW groups as in the original recipes: backbone at lr x backbone multiplier, the linear projections
+    (Deformable DETR's `sampling_offsets`/`reference_points`) at lr x linear-proj multiplier, the rest at lr.
+    Weight decay applies to every parameter except biases and norm weights under `no_decay_keys` (RT-DETR's
+    encoder/decoder rule), which go to `<group>_no_decay` groups. Frozen parameters are left out; empty groups
+    dropped."""
+    backbone_keys, linear_proj_keys, no_decay_keys = tuple(backbone_keys), tuple(linear_proj_keys), tuple(no_decay_keys)
+    groups: dict[str, list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if any(k in name for k in backbone_keys):
-            groups["backbone"].append(param)
-        elif any(k in name for k in linear_proj_keys):
-            groups["linear_proj"].append(param)
-        else:
-            groups["other"].append(param)
+        group = ("backbone" if any(k in name for k in backbone_keys) else
+                 "linear_proj" if any(k in name for k in linear_proj_keys) else "other")
+        if any(k in name for k in no_decay_keys) and (name.endswith("bias") or "norm" in name):
+            group += "_no_decay"
+        groups.setdefault(group, []).append(param)
     lrs = {"other": lr, "backbone": lr * backbone_lr_multiplier, "linear_proj": lr * linear_proj_lr_multiplier}
-    return [{"params": params, "lr": lrs[name], "weight_decay": weight_decay, "name": name}
-            for name, params in groups.items() if params]
+    order = [g + suffix for g in ("backbone", "linear_proj", "other") for suffix in ("", "_no_decay")]
+    return [{"params": groups[name], "lr": lrs[name.removesuffix("_no_decay")],
+             "weight_decay": 0.0 if name.endswith("_no_decay") else weight_decay, "name": name}
+            for name in order if name in groups]

@@ -18,7 +18,8 @@ from .coco_eval import gt_from_table
 from .collate import DetectionCollator
 from .data.builder import DetectionData, load_detection_dataset
 from .data.sanitize import format_report, save_reports
-from .errors import DataError
+from .errors import ConfigError, DataError
+from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, load_model_and_processor
 from .runtime import check_world_size, resolve_precision
@@ -38,6 +39,7 @@ def run(data_args, model_args, train_args) -> dict:
     model, processor = build_model(model_args, data_args, train.categories)
     train_ds, eval_ds = build_datasets(data_args, processor, train, val)
     metrics = build_metrics(model_args, val)
+    push = take_hub_push(train_args)
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -46,6 +48,8 @@ def run(data_args, model_args, train_args) -> dict:
                                model_args=model_args, top_k=model_args.top_k)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)
+    if push and trainer.is_world_process_zero():
+        push_folder(train_args.output_dir, push["repo_id"], token=push["token"], private=push["private"])
     return final
 
 
@@ -141,6 +145,19 @@ def train_and_evaluate(trainer, train_args) -> dict:
     trainer.log_metrics("eval", final)
     trainer.save_metrics("eval", final, combined=False)
     return final
+
+
+def take_hub_push(train_args) -> dict | None:
+    """The Trainer would push every checkpoint as it is saved; the recipe pushes the final folder once,
+    after the final evaluation (`push_folder`). Takes the request (and the token) off the arguments."""
+    if not train_args.push_to_hub:
+        return None
+    if not train_args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/deformable-detr-mydata)")
+    push = {"repo_id": train_args.hub_model_id, "token": train_args.hub_token,
+            "private": train_args.hub_private_repo}
+    train_args.push_to_hub, train_args.hub_token = False, None
+    return push
 
 
 def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> None:

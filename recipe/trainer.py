@@ -7,7 +7,7 @@ import math
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .families import uses_softmax
+from .families import family_of, uses_softmax
 from .optim import build_param_groups
 from .postprocess import postprocess_detections
 
@@ -25,9 +25,14 @@ class DetectionTrainer(Trainer):
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
-            groups = build_param_groups(opt_model, self.args.learning_rate, self.args.weight_decay,
-                                        self.model_args.backbone_lr_multiplier,
-                                        self.model_args.linear_proj_lr_multiplier)
+            family = family_of(opt_model.config.model_type)
+            multiplier = self.model_args.backbone_lr_multiplier
+            groups = build_param_groups(
+                opt_model, self.args.learning_rate, self.args.weight_decay,
+                family.backbone_lr_multiplier if multiplier is None else multiplier,
+                self.model_args.linear_proj_lr_multiplier, backbone_keys=family.backbone_keys,
+                linear_proj_keys=family.linear_proj_keys,
+                no_decay_keys=family.no_decay_keys)
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs.pop("lr", None)  # each group carries its own
             self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)

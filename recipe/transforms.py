@@ -1,4 +1,6 @@
-"""Augmentation (albumentations, bbox-safe) + image processor -> `pixel_values` and model labels.
+"""Augmentation (albumentations, bbox-safe) on uint8 images -> uint8 `pixel_values` and model labels.
+
+Normalisation and padding happen once per batch in `collate.DetectionCollator`.
 
 Labels that reach the model (one dict per image):
   class_labels [N] int64 contiguous 0..C-1 (crowd boxes removed), boxes [N, 4] float32 `cxcywh_norm`
@@ -8,6 +10,8 @@ Labels that reach the model (one dict per image):
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any, Callable, Sequence
 
 import albumentations as A
@@ -16,6 +20,7 @@ import torch
 from PIL import Image
 
 from .boxes import xywh_abs_to_cxcywh_norm
+from .data.images import read_image
 
 
 class MultiScaleResize(A.SmallestMaxSize):
@@ -37,8 +42,10 @@ class MultiScaleResize(A.SmallestMaxSize):
 
 def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge: int, eval_size: int,
                        hflip_prob: float = 0.5, crop_prob: float = 0.0, color_jitter_prob: float = 0.5,
-                       ) -> A.Compose:
-    """Train: flip, optional bbox-safe crop, multi-scale resize, mild colour jitter. Eval: fixed resize."""
+                       seed: int | None = None) -> A.Compose:
+    """Train: flip, optional bbox-safe crop, multi-scale resize, mild colour jitter. Eval: fixed resize.
+
+    `seed` fixes the random state (`make_transform(..., reseed_from_torch=True)` replaces it per batch)."""
     bbox_params = A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
                                filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
     if not train:
@@ -49,12 +56,12 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
     steps.append(MultiScaleResize(list(shortest_edges), longest_edge))
     if color_jitter_prob > 0:
         steps.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=color_jitter_prob))
-    return A.Compose(steps, bbox_params=bbox_params, seed=None)
-
-
-def load_rgb(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))  # writable: torch warns on read-only arrays
+    augmentation = A.Compose(steps, bbox_params=bbox_params)
+    if seed is not None:
+        # Not Compose(seed=...): albumentations 2.0.8 then gives every child transform its own generator with
+        # that same seed, so the children's draws are correlated (flip and jitter see the same numbers).
+        reseed(augmentation, seed)
+    return augmentation
 
 
 def make_labels(bboxes_xywh_abs: np.ndarray, category: Sequence[int], iscrowd: Sequence[int], image_id: int,
@@ -84,25 +91,68 @@ def _warn_size_once(path: str, actual_hw, annotated_hw) -> None:
     _warned_sizes.add(path)
 
 
-def make_transform(image_processor, augmentation: A.Compose) -> Callable[[dict], dict]:
-    """A `Dataset.with_transform` function: table rows -> {"pixel_values": [...], "labels": [...]}."""
+class StageTimer:
+    """Seconds spent per stage ("decode", "augment", "labels") by a transform, summed; for benchmarks.
+
+    Only the process that runs the transform sees it: use it with 0 dataloader workers."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.images = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def make_transform(augmentation: A.Compose, *, reseed_from_torch: bool,
+                   stage_timer: StageTimer | None = None) -> Callable[[dict], dict]:
+    """A `Dataset.with_transform` function: table rows -> {"pixel_values": [uint8 [3, H, W]], "labels": [...]}.
+
+    Images stay uint8 here; `DetectionCollator` normalises and pads them once per batch.
+    `reseed_from_torch=True` (training): before each batch the augmentation is reseeded from torch's default
+    generator, so `--seed` governs it, each dataloader worker (seeded by torch with base_seed + worker_id)
+    draws differently but repeatably, and a checkpoint's saved RNG state restores it on resume. Leave it
+    off for a deterministic (eval) augmentation: drawing would shift torch's random stream.
+    """
 
     def transform(batch: dict) -> dict:
+        if reseed_from_torch:
+            reseed(augmentation, int(torch.randint(0, 2**62, (1,))))
         pixel_values, labels = [], []
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
-            image = load_rgb(path)
-            if image.shape[:2] != (height, width):
-                # Annotated size wins: boxes and evaluation are in its pixels. Warn, don't crash mid-epoch.
-                _warn_size_once(path, image.shape[:2], (height, width))
-                image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+            start = time.perf_counter()
+            image = _read_at_annotated_size(path, height, width)
+            decoded = time.perf_counter()
             out = augmentation(image=image, bboxes=np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4),
                                category=list(objects["category"]), iscrowd=list(objects["iscrowd"]))
+            augmented = time.perf_counter()
             img = out["image"]
-            pixel_values.append(image_processor(images=img, do_resize=False, do_pad=False,
-                                                return_tensors="pt")["pixel_values"][0])
+            pixel_values.append(torch.from_numpy(img).permute(2, 0, 1))  # a view: the collator copies once
             labels.append(make_labels(out["bboxes"], out["category"], out["iscrowd"], image_id,
                                       (height, width), img.shape[:2]))
+            if stage_timer is not None:
+                stage_timer.add("decode", decoded - start)
+                stage_timer.add("augment", augmented - decoded)
+                stage_timer.add("labels", time.perf_counter() - augmented)
+                stage_timer.images += 1
         return {"pixel_values": pixel_values, "labels": labels}
 
     return transform
+
+
+def reseed(augmentation: A.Compose, seed: int) -> None:
+    """Give `augmentation` (and every transform in it) a fresh random state drawn from `seed`.
+
+    Cheaper than `Compose.set_random_seed`, which builds a new generator per child transform: children share
+    the Compose's generators (albumentations' own `set_random_state` propagation)."""
+    augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+def _read_at_annotated_size(path: str, height: int, width: int) -> np.ndarray:
+    image = read_image(path)
+    if image.shape[:2] != (height, width):
+        # Annotated size wins: boxes and evaluation are in its pixels. Warn, don't crash mid-epoch.
+        _warn_size_once(path, image.shape[:2], (height, width))
+        image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return image

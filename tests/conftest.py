@@ -40,3 +40,15 @@ def demo_dir(tmp_path_factory) -> Path:
 def write_json(path: Path, obj) -> Path:
     path.write_text(json.dumps(obj))
     return path
+
+
+def demo_args(demo_dir, tmp_path, *extra):
+    """The demo config on the small `demo_dir` data, tiny sizes, output and cache under tmp_path."""
+    from recipe.config import parse_config
+
+    return parse_config([str(ROOT / "configs" / "demo.yaml"), "--train-img", f"{demo_dir}/train/images",
+                         "--train-ann", f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
+                         "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
+                         "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
+                         "--shortest_edges", "128", "--eval_size", "128", "--logging_steps", "1", *extra])
+from published import hub_cache, offline_hub  # noqa: E402,F401  (the local hub cache of published checkpoints)

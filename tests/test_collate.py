@@ -1,14 +1,34 @@
+"""DetectionCollator and the uint8 transform: same tensors as the image processor's own per-image path."""
+
+import numpy as np
+import pytest
 import torch
-from transformers import DeformableDetrImageProcessor
+import transformers
+from PIL import Image
 
 from recipe.collate import DetectionCollator
+from recipe.transforms import build_augmentation, make_labels, make_transform
+
+PROCESSORS = [
+    ("DeformableDetrImageProcessor", {}),
+    ("DeformableDetrImageProcessorPil", {}),  # numpy backend: float32 rounding differs by < 1e-5
+    ("DetrImageProcessor", {}),
+    ("ConditionalDetrImageProcessor", {}),
+    ("YolosImageProcessor", {}),
+    ("RTDetrImageProcessor", {}),  # rescale only, no mean/std
+    ("RfDetrImageProcessor", {}),
+    ("DeformableDetrImageProcessor", {"image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3],
+                                      "rescale_factor": 1 / 127.5}),
+    ("DeformableDetrImageProcessor", {"do_rescale": False}),  # normalise in 0..255 units
+    ("DeformableDetrImageProcessor", {"do_rescale": False, "do_normalize": False}),
+]
 
 
 def test_pads_bottom_right_and_masks_real_pixels():
-    collate = DetectionCollator(DeformableDetrImageProcessor())
+    collate = DetectionCollator(transformers.DeformableDetrImageProcessor())
     a = {"pixel_values": torch.ones(3, 2, 3), "labels": {"class_labels": torch.tensor([1])}}
     b = {"pixel_values": torch.full((3, 3, 1), 2.0), "labels": {"class_labels": torch.tensor([], dtype=torch.long)}}
-    batch = collate([a, b])
+    batch = collate([a, b])  # float inputs: already processed, padded as they are
     assert batch["pixel_values"].shape == (2, 3, 3, 3)
     assert batch["pixel_mask"].dtype == torch.int64
     assert batch["pixel_mask"].tolist() == [[[1, 1, 1], [1, 1, 1], [0, 0, 0]],
@@ -16,3 +36,85 @@ def test_pads_bottom_right_and_masks_real_pixels():
     assert batch["pixel_values"][0, 0].tolist() == [[1, 1, 1], [1, 1, 1], [0, 0, 0]]
     assert batch["pixel_values"][1, 2].tolist() == [[2, 0, 0], [2, 0, 0], [2, 0, 0]]
     assert batch["labels"][0] is a["labels"] and batch["labels"][1] is b["labels"]
+
+
+def test_uint8_normalised_by_hand():
+    collate = DetectionCollator(transformers.DeformableDetrImageProcessor())
+    image = torch.tensor([0, 255], dtype=torch.uint8).reshape(1, 1, 2).expand(3, 1, 2)
+    batch = collate([{"pixel_values": image, "labels": {}}, {"pixel_values": image[:, :, :1], "labels": {}}])
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])  # ImageNet
+    expected = np.stack([-mean / std, (1 - mean) / std], axis=1)[:, None, :]
+    np.testing.assert_allclose(batch["pixel_values"][0].numpy(), expected, atol=1e-5)
+    assert batch["pixel_values"][1, :, 0, 1].tolist() == [0, 0, 0]  # padding is 0 after normalisation
+    assert batch["pixel_mask"].tolist() == [[[1, 1]], [[1, 0]]]
+
+
+def _rows(tmp_path, count=4):
+    """Table rows (the builder's columns) over real JPEG files of different sizes with a few boxes."""
+    rng = np.random.default_rng(0)
+    rows = {"image_id": [], "image_path": [], "height": [], "width": [], "objects": []}
+    for i, (h, w) in enumerate([(120, 160), (150, 100), (96, 128), (130, 170)][:count]):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        boxes = [[5, 6, 40, 30], [w - 50, h - 40, 45, 35], [10, h / 2, w / 3, h / 4]]
+        rows["image_id"].append(i + 1)
+        rows["image_path"].append(str(path))
+        rows["height"].append(h)
+        rows["width"].append(w)
+        rows["objects"].append({"bbox": boxes, "category": [0, 2, 1], "iscrowd": [0, 0, i % 2]})
+    return rows
+
+
+def _old_pipeline(rows, processor, augmentation):
+    """The recipe's previous path, rebuilt from the processor: PIL decode, augment, the processor per image
+    in float (no resize, no pad), then `processor.pad` image by image to the batch's size."""
+    images, labels = [], []
+    for image_id, path, h, w, objects in zip(rows["image_id"], rows["image_path"], rows["height"], rows["width"],
+                                              rows["objects"]):
+        with Image.open(path) as im:
+            image = np.array(im.convert("RGB"))
+        out = augmentation(image=image, bboxes=np.asarray(objects["bbox"], np.float64).reshape(-1, 4),
+                           category=list(objects["category"]), iscrowd=list(objects["iscrowd"]))
+        pixels = processor(images=out["image"], do_resize=False, do_pad=False, return_tensors="pt")
+        images.append(torch.as_tensor(np.asarray(pixels["pixel_values"][0])))
+        labels.append(make_labels(out["bboxes"], out["category"], out["iscrowd"], image_id, (h, w),
+                                  out["image"].shape[:2]))
+    height, width = max(i.shape[-2] for i in images), max(i.shape[-1] for i in images)
+    padded = torch.zeros(len(images), 3, height, width)
+    mask = torch.zeros(len(images), height, width, dtype=torch.int64)
+    for i, image in enumerate(images):
+        padded[i, :, :image.shape[-2], :image.shape[-1]] = image
+        mask[i, :image.shape[-2], :image.shape[-1]] = 1
+    return padded, mask, labels
+
+
+@pytest.mark.parametrize("name,kwargs", PROCESSORS)
+def test_new_pipeline_equals_processor_path(tmp_path, name, kwargs):
+    processor = getattr(transformers, name)(**kwargs)
+    rows = _rows(tmp_path)
+    aug_args = dict(shortest_edges=[64, 96, 112], longest_edge=160, eval_size=96, crop_prob=0.5)
+    old_pixels, old_mask, old_labels = _old_pipeline(rows, processor, build_augmentation(True, **aug_args, seed=7))
+    transform = make_transform(build_augmentation(True, **aug_args, seed=7), reseed_from_torch=False)
+    out = transform(rows)
+    assert all(p.dtype == torch.uint8 and p.shape[0] == 3 for p in out["pixel_values"])
+    batch = DetectionCollator(processor)([{"pixel_values": p, "labels": lab}
+                                          for p, lab in zip(out["pixel_values"], out["labels"])])
+    assert batch["pixel_values"].dtype == torch.float32
+    assert batch["pixel_values"].shape == old_pixels.shape
+    assert torch.equal(batch["pixel_mask"], old_mask)
+    assert (batch["pixel_values"] - old_pixels).abs().max().item() <= 1e-5
+    for new, old in zip(batch["labels"], old_labels):
+        assert new.keys() == old.keys()
+        for key in old:
+            assert torch.equal(new[key], old[key]), key
+
+
+def test_torchvision_backend_values_are_bitwise_equal(tmp_path):
+    """Same float32 operations as the processor's torchvision backend: not only close, equal."""
+    processor = transformers.DeformableDetrImageProcessor()
+    rows = _rows(tmp_path, count=2)
+    old_pixels, _, _ = _old_pipeline(rows, processor, build_augmentation(False, [96], 160, 96))
+    out = make_transform(build_augmentation(False, [96], 160, 96), reseed_from_torch=False)(rows)
+    batch = DetectionCollator(processor)([{"pixel_values": p, "labels": {}} for p in out["pixel_values"]])
+    assert torch.equal(batch["pixel_values"], old_pixels)

@@ -20,7 +20,7 @@ def test_yaml_is_default_and_command_line_overrides():
     data_args, model_args, train_args = parse_config([str(ROOT / "configs" / "demo.yaml"), "--learning_rate", "0.5"])
     assert train_args.learning_rate == 0.5 != demo["learning_rate"]  # command line over YAML
     assert data_args.eval_size == demo["eval_size"] != 800  # YAML over the dataclass default
-    assert model_args.auxiliary_loss is True and "auxiliary_loss" not in demo  # the default
+    assert model_args.auxiliary_loss is None and "auxiliary_loss" not in demo  # the family default (on)
 
 
 def test_seed_flags_are_accepted():
@@ -37,9 +37,14 @@ def test_seed_flags_are_accepted():
 
 
 def test_recipe_defaults_follow_the_original_deformable_detr():
+    from recipe.families import FAMILIES, config_overrides, loss_weights
+
     _, model_args, train_args = parse_config([])
-    assert (model_args.auxiliary_loss, model_args.class_cost, model_args.class_loss_coefficient) == (True, 2.0, 2.0)
-    assert (model_args.backbone_lr_multiplier, model_args.linear_proj_lr_multiplier) == (0.1, 0.1)
+    family = FAMILIES["deformable_detr"]
+    assert config_overrides(family, model_args) == {"auxiliary_loss": True, "class_cost": 2, "bbox_cost": 5,
+                                                    "giou_cost": 2}
+    assert loss_weights(family, model_args)["loss_ce"] == 2.0
+    assert (family.backbone_lr_multiplier, model_args.linear_proj_lr_multiplier) == (0.1, 0.1)
     assert (train_args.learning_rate, train_args.weight_decay, train_args.max_grad_norm) == (2e-4, 1e-4, 0.1)
     assert train_args.eval_do_concat_batches is False and model_args.score_threshold == 0.0
 

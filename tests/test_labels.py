@@ -5,7 +5,6 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
-from transformers import DeformableDetrImageProcessor
 
 from recipe.data.builder import load_detection_dataset
 from recipe.transforms import build_augmentation, make_labels, make_transform
@@ -30,9 +29,8 @@ def voc_to_coco(annotation_dir, out_path):
 
 
 def check_labels(dataset, num_classes):
-    processor = DeformableDetrImageProcessor()
-    transform = make_transform(processor, build_augmentation(
-        True, shortest_edges=[256, 288, 320], longest_edge=400, eval_size=288, crop_prob=0.5))
+    transform = make_transform(build_augmentation(
+        True, shortest_edges=[256, 288, 320], longest_edge=400, eval_size=288, crop_prob=0.5), reseed_from_torch=True)
     seen_images = 0
     for start in range(0, len(dataset), 16):
         rows = dataset[start:start + 16]

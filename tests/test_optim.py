@@ -5,7 +5,8 @@ import torch
 
 from recipe.config import ModelArguments
 from recipe.modeling import load_model_and_processor
-from recipe.losses import loss_weights, weighted_loss
+from recipe.families import FAMILIES, loss_weights
+from recipe.losses import weighted_loss
 from recipe.optim import build_param_groups
 
 from conftest import ROOT
@@ -57,13 +58,26 @@ def test_frozen_parameters_are_left_out():
 
 
 def test_weighted_loss_uses_class_weight_two_and_aux_terms():
-    weights = loss_weights(2.0, 5.0, 2.0, num_aux=1)
-    assert weights == {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0,
-                       "loss_ce_0": 2.0, "loss_bbox_0": 5.0, "loss_giou_0": 2.0}
+    family = FAMILIES["deformable_detr"]
+    weights = loss_weights(family)
+    assert weights == {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0}
     terms = {"loss_ce": 1.0, "loss_bbox": 0.5, "loss_giou": 0.25, "loss_ce_0": 3.0, "loss_bbox_0": 0.1,
-             "loss_giou_0": 1.0, "cardinality_error": 100.0}
-    loss = weighted_loss({k: torch.tensor(v) for k, v in terms.items()}, weights)
+             "loss_giou_0": 1.0, "cardinality_error": 100.0, "cardinality_error_0": 50.0}
+    loss = weighted_loss({k: torch.tensor(v) for k, v in terms.items()}, family, weights)
     assert loss.item() == pytest.approx(2 * 1.0 + 5 * 0.5 + 2 * 0.25 + 2 * 3.0 + 5 * 0.1 + 2 * 1.0)
+
+
+def test_an_unknown_loss_term_is_an_error_naming_it():
+    family = FAMILIES["deformable_detr"]
+    with pytest.raises(KeyError, match="loss term 'loss_vfl_dn_0' is not one the recipe knows"):
+        weighted_loss({"loss_ce": torch.tensor(1.0), "loss_vfl_dn_0": torch.tensor(1.0)}, family, loss_weights(family))
+
+
+def test_weighted_families_sum_their_already_weighted_terms():
+    family = FAMILIES["d_fine"]
+    terms = {"loss_vfl": 1.0, "loss_bbox_aux_0": 2.0, "loss_fgl_dn_1": 0.5, "loss_ddf_aux_0": 0.25}
+    loss = weighted_loss({k: torch.tensor(v) for k, v in terms.items()}, family, loss_weights(family))
+    assert loss.item() == pytest.approx(3.75)
 
 
 def test_model_loss_is_the_recipe_weighted_sum():
@@ -71,6 +85,9 @@ def test_model_loss_is_the_recipe_weighted_sum():
     model, _ = load_model_and_processor(tiny_model_args(), {0: "a", 1: "b"})
     labels = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.2]])}]
     out = model(pixel_values=torch.randn(1, 3, 64, 64), labels=labels)
-    expected = sum(out.loss_dict[k] * w for k, w in loss_weights(2.0, 5.0, 2.0, num_aux=1).items())
+    w = {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0}
+    expected = sum(v * w[k.removesuffix("_0")] for k, v in out.loss_dict.items())
+    assert set(out.loss_dict) == {"loss_ce", "loss_bbox", "loss_giou", "cardinality_error", "loss_ce_0",
+                                  "loss_bbox_0", "loss_giou_0", "cardinality_error_0"}
     torch.testing.assert_close(out.loss, expected)
     assert model.config.class_cost == 2 and model.config.auxiliary_loss is True

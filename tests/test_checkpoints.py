@@ -1,0 +1,109 @@
+"""Published checkpoints (random weights, published configs, in a local hub cache): fine-tuning on other classes.
+
+For every checkpoint: the class-dependent tensors are the only ones re-initialised (checked tensor by tensor
+against the checkpoint), the same classes re-initialise nothing, the model trains and its loss falls, and the
+family's config fine-tunes it offline end to end into a folder that `from_pretrained` and `pipeline` load.
+"""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForObjectDetection
+
+from recipe.config import ModelArguments, parse_config
+from recipe.errors import ModelNotAvailable
+from recipe.families import family_of
+from recipe.modeling import check_model_available, load_model_and_processor
+from recipe.train import run
+
+from conftest import ROOT
+from published import PUBLISHED
+
+CONFIG_OF = {"deformable_detr": "deformable_detr_coco", "table-transformer": "table_transformer",
+             "dab-detr": "dab_detr"}
+FIVE = {i: f"class{i}" for i in range(5)}
+
+
+def _source(hub_id):
+    model, info = AutoModelForObjectDetection.from_pretrained(hub_id, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    return model
+
+
+@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
+def test_reheading_keeps_every_class_independent_tensor(offline_hub, hub_id):
+    source = _source(hub_id)
+    c = source.config.num_labels
+    before = dict(source.named_parameters(remove_duplicate=False))
+    torch.manual_seed(0)
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=hub_id, offline=True), FIVE)
+    after = dict(model.named_parameters(remove_duplicate=False))
+    assert set(after) == set(before) and not any(p.is_meta for p in after.values())
+    reinit = sorted(n for n in after if after[n].shape != before[n].shape or not torch.equal(after[n], before[n]))
+    assert reinit == model.reinitialised_keys and reinit
+    for name in reinit:  # only tensors sized by the class count
+        assert after[name].shape != before[name].shape, name
+        assert {c, c + 1} & set(before[name].shape) and {5, 6} & set(after[name].shape), name
+    for name, buffer in model.named_buffers():
+        torch.testing.assert_close(buffer, dict(source.named_buffers())[name], msg=name)
+    assert model.config.num_labels == 5 and model.config.id2label == FIVE
+
+
+@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
+def test_same_classes_reinitialise_nothing_and_five_classes_train(offline_hub, hub_id):
+    source = _source(hub_id)
+    same = dict(source.config.id2label)
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=hub_id, offline=True), same)
+    for (name, p), (_, q) in zip(model.state_dict().items(), source.state_dict().items()):
+        assert torch.equal(p, q), name
+    torch.manual_seed(0)
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=hub_id, offline=True), FIVE)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    pixels = torch.rand(2, 3, 128, 128)
+    labels = [{"class_labels": torch.tensor([1, 4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.2, 0.3, 0.2, 0.2]])},
+              {"class_labels": torch.tensor([0]), "boxes": torch.tensor([[0.6, 0.4, 0.3, 0.5]])}]
+    losses = []
+    for _ in range(4):
+        out = model(pixel_values=pixels, labels=[dict(t) for t in labels])
+        assert torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
+def test_family_config_fine_tunes_the_cached_checkpoint_offline(offline_hub, demo_dir, tmp_path, hub_id):
+    """`python scripts/train.py configs/<family>.yaml --offline --pretrained ID --train-img ...` (5 classes)."""
+    from transformers import pipeline
+
+    family = family_of(PUBLISHED[hub_id].model_type).model_type
+    config = ROOT / "configs" / f"{CONFIG_OF.get(family, family)}.yaml"
+    metrics = run(*parse_config([
+        str(config), "--pretrained", hub_id, "--offline", "--train-img", f"{demo_dir}/train/images",
+        "--train-ann", f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
+        "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
+        "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0", "--max_steps", "2",
+        "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4", "--shortest_edges", "128",
+        "--eval_size", "128", "--longest_edge", "160", "--warmup_steps", "0", "--eval_strategy", "no",
+        "--save_strategy", "no", "--logging_steps", "1"]))
+    out = tmp_path / "out"
+    assert 0.0 <= metrics["eval_map"] <= 1.0 and metrics["eval_loss"] == metrics["eval_loss"]
+    loaded, info = AutoModelForObjectDetection.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    assert loaded.config.num_labels == 5
+    assert json.loads((out / "config.json").read_text())["model_type"] == PUBLISHED[hub_id].model_type
+    detector = pipeline("object-detection", model=str(out), threshold=0.0)
+    assert detector(str(demo_dir / "val" / "images" / "000001.jpg"))
+
+
+def test_a_checkpoint_that_needs_timm_says_so_when_timm_is_missing(offline_hub, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real(name, *a))
+    with pytest.raises(ModelNotAvailable, match=r"needs the timm package: pip install 'timm>=1.0,<2'"):
+        check_model_available(ModelArguments(model_name_or_path="SenseTime/deformable-detr", offline=True))
