@@ -9,8 +9,8 @@ import torch
 
 from .collate import DetectionCollator
 from .data.builder import load_detection_dataset
-from .modeling import load_model_and_processor
 from .data.images import read_image
+from .modeling import load_model_and_processor
 from .transforms import build_augmentation, make_labels
 
 
@@ -90,15 +90,15 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
 
     from transformers import Trainer
 
+    from .coco_eval import gt_from_table
     from .config import parse_config
     from .data.builder import load_detection_dataset
-    from .coco_eval import gt_from_table
     from .metrics import CocoDetectionMetrics
     from .postprocess import postprocess_detections
     from .trainer import DetectionTrainer
     from .transforms import make_transform
 
-    data_args, model_args, train_args = parse_config([
+    data_args, model_args, train_args, _ = parse_config([
         "configs/demo.yaml", "--output_dir", tempfile.mkdtemp(), "--dataloader_num_workers", "0",
         "--per_device_eval_batch_size", "8", "--report_to", "none"])
     data = load_detection_dataset(ann, images, cache_dir=cache_dir, subset=num_images)

@@ -1,12 +1,19 @@
-"""Shared entry-point behaviour: logging, and user errors as one clear line with exit code 2."""
+"""Console entry points (`detr-train`, `detr-evaluate`, ... in setup.cfg; `python scripts/X.py` calls the same).
+
+Each `*_main(argv=None)` parses with the shared parser (`recipe.config.parse_args`) and calls one recipe
+function inside `main_guard`, which turns the recipe's own errors into one line on stderr and exit code 2.
+Logging is set up here, by the entry point, never by the library.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import time
 
-from .errors import USER_ERRORS
+from .errors import USER_ERRORS, ConfigError
 
 
 def setup_logging() -> None:
@@ -21,3 +28,98 @@ def main_guard():
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def train_main(argv: list[str] | None = None) -> None:
+    """detr-train [CONFIG.yaml] [--field value ...]: fine-tune, evaluate, write a Hub-style model folder."""
+    with main_guard():
+        from .config import parse_config
+        from .train import run
+
+        run(*parse_config(argv))
+
+
+def evaluate_main(argv: list[str] | None = None) -> None:
+    """detr-evaluate: score a results file (--gt --predictions) or a saved model (--model --images --ann)."""
+    with main_guard():
+        from .config import parse_evaluate_args
+
+        metrics = evaluate(*parse_evaluate_args(argv))
+        if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch
+            from .evaluate import print_metrics
+
+            print_metrics(metrics)
+
+
+def evaluate(data_args, model_args, eval_args, script_args) -> dict:
+    """Run the evaluation the parsed arguments ask for (see `parse_evaluate_args` for the two modes)."""
+    from .evaluate import evaluate_checkpoint, evaluate_files
+
+    if script_args.predictions:
+        fmt = "coco" if data_args.annotation_format == "auto" else data_args.annotation_format
+        return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
+                              data_args.box_convention, eval_args.metric_backend)
+    return evaluate_checkpoint(
+        model_args.model_name_or_path, data_args.val_img, data_args.val_ann, script_args.output,
+        script_args.predictions_out, script_args.per_device_eval_batch_size, script_args.dataloader_num_workers,
+        annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
+        bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
+        top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
+        predictions_format=script_args.predictions_format)
+
+
+def convert_bdd100k_main(argv: list[str] | None = None) -> None:
+    """detr-convert-bdd100k --labels det_val.json --output det_val_coco.json [--box-convention exclusive]"""
+    with main_guard():
+        from .config import ConvertArguments, parse_args
+        from .data.bdd100k import convert_file
+
+        (args,) = parse_args(argv, (ConvertArguments,), prog="detr-convert-bdd100k")
+        counts = convert_file(args.labels, args.output, args.box_convention)
+        print(f"wrote {args.output}")
+        for key, value in counts.items():
+            print(f"  {key:<24} {value:>9,}")
+
+
+def make_demo_data_main(argv: list[str] | None = None) -> None:
+    """detr-make-demo-data --output DIR [--format bdd100k]: the synthetic traffic-scenes demo data."""
+    with main_guard():
+        from .config import DemoDataArguments, parse_args
+        from .data.synthetic import make_demo_dataset
+
+        (args,) = parse_args(argv, (DemoDataArguments,), prog="detr-make-demo-data")
+        start = time.perf_counter()
+        summary = make_demo_dataset(args.output, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
+                                    image_size=tuple(args.image_size), fmt=args.annotation_format)
+        for split, s in summary.items():
+            classes = ", ".join(f"{k}={v}" for k, v in s["per_class"].items())
+            print(f"{split}: {s['images']} images ({s['empty_images']} empty), {s['boxes']} boxes [{classes}]")
+        print(f"wrote {args.output} in {time.perf_counter() - start:.1f}s")
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    """detr-predict: `recipe.predict.main` (when this version has it)."""
+    _delegate("recipe.predict", "detr-predict", argv)
+
+
+def check_data_main(argv: list[str] | None = None) -> None:
+    """detr-check-data: `recipe.check.main` (when this version has it)."""
+    _delegate("recipe.check", "detr-check-data", argv)
+
+
+def _delegate(module: str, command: str, argv: list[str] | None) -> None:
+    import importlib
+
+    try:
+        main = getattr(importlib.import_module(module), "main", None)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise  # a missing dependency inside the module is a real error, not "not available"
+        main = None
+    if main is None:
+        with main_guard():
+            raise ConfigError(f"{command} is not available in this version of the recipe ({module}.main missing)")
+    if argv is None:
+        main()
+    else:
+        main(argv)

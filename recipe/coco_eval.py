@@ -37,7 +37,7 @@ def coco_eval(coco_gt, detections, *, img_ids=None, backend: str = "pycocotools"
         # there is ground truth (-1 where there is none, as COCOeval reports).
         has_gt = {c: bool(coco_gt.getAnnIds(catIds=[c], iscrowd=False)) for c in names}
         any_gt = any(has_gt.values())
-        metrics = {k: 0.0 if any_gt else -1.0 for k in METRIC_KEYS}
+        metrics = dict.fromkeys(METRIC_KEYS, 0.0 if any_gt else -1.0)
         metrics["per_class"] = {names[c]: (0.0 if has_gt[c] else None) for c in names}
         return metrics
     with contextlib.redirect_stdout(io.StringIO()):

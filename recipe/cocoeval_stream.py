@@ -37,7 +37,7 @@ class StreamingCocoEval:
         """rows [N, 7] (image_id, x, y, w, h, score, category_id) of exactly the images `image_ids`."""
         from pycocotools.cocoeval import COCOeval
 
-        image_ids = sorted(set(int(i) for i in image_ids) - self._image_ids)
+        image_ids = sorted({int(i) for i in image_ids} - self._image_ids)
         if not image_ids:
             return
         self._image_ids.update(image_ids)
@@ -67,7 +67,8 @@ class StreamingCocoEval:
                 buffers[1].extend(np.concatenate([np.full(len(e["dtScores"]), e["image_id"]) for e in evals]))
                 buffers[2].extend(np.concatenate([np.arange(len(e["dtScores"])) for e in evals]))
             bits = self._bits.setdefault((k, a), (_Buffer(np.uint8, rows=2), _Buffer(np.uint8, rows=2)))
-            bits[0].extend(np.packbits(np.concatenate([np.asarray(e["dtMatches"]) != 0 for e in evals], axis=1), axis=0))
+            matched = np.concatenate([np.asarray(e["dtMatches"]) != 0 for e in evals], axis=1)
+            bits[0].extend(np.packbits(matched, axis=0))
             bits[1].extend(np.packbits(np.concatenate([np.asarray(e["dtIgnore"], dtype=bool) for e in evals], axis=1),
                                        axis=0))
 

@@ -21,11 +21,13 @@ class DetectionCollator:
     """
 
     image_processor: Any
+    pad_to_multiple_of: int = 1  # windowed ViT backbones need sizes in multiples of patch x windows
 
     def __call__(self, features: list[dict]) -> dict:
         images = [f["pixel_values"] for f in features]
-        height = max(image.shape[-2] for image in images)
-        width = max(image.shape[-1] for image in images)
+        m = self.pad_to_multiple_of
+        height = -(-max(image.shape[-2] for image in images) // m) * m
+        width = -(-max(image.shape[-1] for image in images) // m) * m
         pixel_values = torch.zeros((len(images), 3, height, width), dtype=torch.float32)
         pixel_mask = torch.zeros((len(images), height, width), dtype=torch.int64)
         mean, std, factor = self._normalisation()

@@ -126,7 +126,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     from .collate import DetectionCollator
     from .config import DetectionTrainingArguments, launched_without_cuda
     from .data.builder import load_detection_dataset
-    from .families import family_of, loss_weights
+    from .families import family_of, loss_weights, size_multiple
     from .losses import install_recipe_loss
     from .metrics import CocoDetectionMetrics
     from .trainer import DetectionTrainer
@@ -148,11 +148,13 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     install_recipe_loss(model, family, loss_weights(family))
     size = processor.size
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
-    dataset = data.dataset.with_transform(make_transform(processor, build_augmentation(False, [short], long, short)))
+    dataset = data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short),
+                                                                reseed_from_torch=False))
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out))
-    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=DetectionCollator(processor),
+    collator = DetectionCollator(processor, size_multiple(model.config))
+    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=collator,
                                compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],

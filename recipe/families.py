@@ -155,3 +155,13 @@ def loss_weights(family: Family, model_args=None) -> dict[str, float]:
         if getattr(model_args, arg, None) is not None:
             weights[term] = float(getattr(model_args, arg))
     return weights
+
+
+def size_multiple(config) -> int:
+    """Padded batch sizes must be a multiple of this: windowed ViT backbones (LW-DETR, RF-DETR) split the patch
+    grid into `num_windows` x `num_windows` windows, so height and width must be multiples of patch x windows."""
+    if config.model_type not in ("lw_detr", "rf_detr"):
+        return 1
+    backbone = config.backbone_config
+    windows = getattr(backbone, "num_windows_side", None) or getattr(backbone, "num_windows", 1)
+    return int(backbone.patch_size) * int(windows)

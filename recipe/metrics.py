@@ -9,8 +9,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .coco_eval import BACKENDS, METRIC_KEYS, ROW_BOX, ROW_CATEGORY, ROW_IMAGE_ID, ROW_SCORE, coco_eval, \
-    metrics_from, quiet_coco
+from .coco_eval import (
+    BACKENDS,
+    METRIC_KEYS,
+    ROW_BOX,
+    ROW_CATEGORY,
+    ROW_IMAGE_ID,
+    ROW_SCORE,
+    coco_eval,
+    metrics_from,
+    quiet_coco,
+)
 from .cocoeval_stream import StreamingCocoEval
 from .distributed import is_main_process, run_on_main_then_broadcast
 from .postprocess import DET_BOX, DET_LABEL, DET_SCORE

@@ -38,7 +38,8 @@ def check_model_available(model_args) -> None:
     try:
         config = AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
     except ImportError as e:
-        raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} needs a package that is missing: {e}")
+        raise ModelNotAvailable(
+            f"model {model_args.model_name_or_path!r} needs a package that is missing: {e}") from None
     except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "not here"
         where = "the local cache (offline mode)" if offline else "the Hub or the local cache"
         raise ModelNotAvailable(
@@ -52,11 +53,10 @@ def check_model_available(model_args) -> None:
 def check_packages(config, name: str) -> None:
     """A checkpoint whose backbone is a timm model cannot be built without timm: say so, with the command."""
     backbone = getattr(config, "backbone_config", None)
-    if getattr(backbone, "model_type", None) == "timm_backbone" or getattr(config, "use_timm_backbone", False):
-        if importlib.util.find_spec("timm") is None:
-            raise ModelNotAvailable(f"model {name!r} has a timm backbone "
-                                    f"({getattr(backbone, 'backbone', '?')}) and needs the timm package: "
-                                    "pip install 'timm>=1.0,<2'")
+    timm_backbone = getattr(backbone, "model_type", None) == "timm_backbone"
+    if (timm_backbone or getattr(config, "use_timm_backbone", False)) and importlib.util.find_spec("timm") is None:
+        raise ModelNotAvailable(f"model {name!r} has a timm backbone ({getattr(backbone, 'backbone', '?')}) "
+                                "and needs the timm package: pip install 'timm>=1.0,<2'")
 
 
 def _as_config_value(name: str, value, default):

@@ -24,7 +24,7 @@ def resolve_precision(train_args) -> str:
     if cpu_supports_bf16():
         train_args.bf16 = True
         return "bf16"
-    warnings.warn("--amp: no CUDA and this CPU has no native bf16; training in fp32")
+    warnings.warn("--amp: no CUDA and this CPU has no native bf16; training in fp32", stacklevel=2)
     return "fp32"
 
 

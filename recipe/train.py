@@ -16,9 +16,11 @@ from transformers import set_seed
 from .card import write_model_card
 from .coco_eval import gt_from_table
 from .collate import DetectionCollator
+from .config import EvalArguments
 from .data.builder import DetectionData, load_detection_dataset
 from .data.sanitize import format_report, save_reports
 from .errors import ConfigError, DataError
+from .families import size_multiple
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, load_model_and_processor
@@ -29,8 +31,11 @@ from .transforms import build_augmentation, make_transform
 logger = logging.getLogger("recipe")
 
 
-def run(data_args, model_args, train_args) -> dict:
-    """Train (and evaluate, if a validation set is given). Returns the final eval metrics (or {})."""
+def run(data_args, model_args, train_args, eval_args=None) -> dict:
+    """Train (and evaluate, if a validation set is given). Returns the final eval metrics (or {}).
+
+    The arguments are what `recipe.config.parse_config` returns: `run(*parse_config(argv))`."""
+    eval_args = eval_args if eval_args is not None else EvalArguments()
     precision = prepare_runtime(train_args)
     check_model_available(model_args)  # before any data is read
     train, val = load_splits(data_args, train_args)
@@ -38,14 +43,15 @@ def run(data_args, model_args, train_args) -> dict:
     set_seed(train_args.seed)
     model, processor = build_model(model_args, data_args, train.categories)
     train_ds, eval_ds = build_datasets(data_args, processor, train, val)
-    metrics = build_metrics(model_args, val)
+    metrics = build_metrics(eval_args, val)
     push = take_hub_push(train_args)
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               data_collator=DetectionCollator(processor), processing_class=processor,
+                               data_collator=DetectionCollator(processor, size_multiple(model.config)),
+                               processing_class=processor,
                                compute_metrics=metrics, callbacks=[NonFiniteLossCallback()],
-                               model_args=model_args, top_k=model_args.top_k)
+                               model_args=model_args, top_k=eval_args.top_k)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)
     if push and trainer.is_world_process_zero():
@@ -120,19 +126,21 @@ def build_datasets(data_args, processor, train, val):
     """The tables with their on-the-fly transforms: (train dataset, eval dataset or None)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
                  eval_size=data_args.eval_size)
-    train_ds = train.dataset.with_transform(make_transform(processor, build_augmentation(
+    # Reseeded from torch per batch: --seed governs augmentation, each dataloader worker draws its own stream.
+    train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes)))
+        color_jitter_prob=data_args.color_jitter_prob, **sizes), reseed_from_torch=True))
     if val is None:
         return train_ds, None
-    return train_ds, val.dataset.with_transform(make_transform(processor, build_augmentation(False, **sizes)))
+    eval_transform = make_transform(build_augmentation(False, **sizes), reseed_from_torch=False)
+    return train_ds, val.dataset.with_transform(eval_transform)
 
 
-def build_metrics(model_args, val) -> CocoDetectionMetrics | None:
+def build_metrics(eval_args, val) -> CocoDetectionMetrics | None:
     if val is None:
         return None
     return CocoDetectionMetrics(gt_from_table(val.dataset, val.categories), [c["id"] for c in val.categories],
-                                score_threshold=model_args.score_threshold, backend=model_args.metric_backend)
+                                score_threshold=eval_args.score_threshold, backend=eval_args.metric_backend)
 
 
 def train_and_evaluate(trainer, train_args) -> dict:

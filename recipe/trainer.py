@@ -15,7 +15,7 @@ from .postprocess import postprocess_detections
 class DetectionTrainer(Trainer):
     """Trainer with per-group learning rates and a prediction step that returns kept detections.
 
-    `model_args` supplies the lr multipliers (training); `eval_args` the top-k (evaluation)."""
+    `model_args` supplies the lr multipliers (training); `top_k` comes from EvalArguments (evaluation)."""
 
     def __init__(self, *args, model_args=None, top_k: int = 100, **kwargs):
         super().__init__(*args, **kwargs)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import albumentations as A
 import numpy as np
@@ -87,7 +88,8 @@ def _warn_size_once(path: str, actual_hw, annotated_hw) -> None:
         import warnings
 
         warnings.warn(f"{path}: image is {actual_hw[1]}x{actual_hw[0]} but the annotation file says "
-                      f"{annotated_hw[1]}x{annotated_hw[0]}; resizing to the annotated size (shown once)")
+                      f"{annotated_hw[1]}x{annotated_hw[0]}; resizing to the annotated size (shown once)",
+                      stacklevel=2)
     _warned_sizes.add(path)
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from recipe.benchmark import benchmark_dataloader  # noqa: E402
-from recipe.cli import main_guard  # noqa: E402
-from recipe.config import parse_config  # noqa: E402
-from recipe.train import prepare_demo_data  # noqa: E402
+from recipe.benchmark import benchmark_dataloader
+from recipe.cli import main_guard
+from recipe.config import parse_config
+from recipe.train import prepare_demo_data
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
@@ -18,7 +18,7 @@ if __name__ == "__main__":
         num_batches = int(argv[i + 1])
         del argv[i:i + 2]
     with main_guard():
-        data_args, model_args, train_args = parse_config(argv)
+        data_args, model_args, train_args, _ = parse_config(argv)
         prepare_demo_data(data_args)
         result = benchmark_dataloader(data_args, model_args, train_args, num_batches)
     print(f"{result['images']} images in {result['batches']} batches, {result['num_workers']} workers")

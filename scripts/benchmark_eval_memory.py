@@ -7,8 +7,8 @@ median peak of `--repeats` runs per point) and the ratio."""
 
 import argparse
 import json
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 import tempfile

@@ -1,14 +1,6 @@
-"""Fine-tune a DETR-family detector: python scripts/train.py CONFIG.yaml [--field value ...]"""
+"""Fine-tune a DETR-family detector: python scripts/train.py CONFIG.yaml [--field value ...] (same as `detr-train`)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from recipe.cli import main_guard  # noqa: E402
-from recipe.config import parse_config  # noqa: E402
-from recipe.train import run  # noqa: E402
+from recipe.cli import train_main
 
 if __name__ == "__main__":
-    with main_guard():
-        run(*parse_config(sys.argv[1:]))
+    train_main()

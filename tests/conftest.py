@@ -42,13 +42,28 @@ def write_json(path: Path, obj) -> Path:
     return path
 
 
+DEMO = str(ROOT / "configs" / "demo.yaml")
+
+
 def demo_args(demo_dir, tmp_path, *extra):
-    """The demo config on the small `demo_dir` data, tiny sizes, output and cache under tmp_path."""
+    """configs/demo.yaml on the `demo_dir` data, small images, no workers: `run(*demo_args(...))`."""
     from recipe.config import parse_config
 
-    return parse_config([str(ROOT / "configs" / "demo.yaml"), "--train-img", f"{demo_dir}/train/images",
-                         "--train-ann", f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
+    return parse_config([DEMO, "--train-img", f"{demo_dir}/train/images", "--train-ann",
+                         f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
                          "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
                          "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
                          "--shortest_edges", "128", "--eval_size", "128", "--logging_steps", "1", *extra])
+
+
+def tiny_model_args(**overrides):
+    """ModelArguments for the demo's tiny model config, from configs/demo.yaml."""
+    import yaml
+
+    from recipe.config import ModelArguments
+
+    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["model_config"]
+    return ModelArguments(model_config=json.dumps(cfg), **overrides)
+
+
 from published import hub_cache, offline_hub  # noqa: E402,F401  (the local hub cache of published checkpoints)

@@ -5,14 +5,20 @@ from collections import Counter
 
 import pytest
 
-from recipe.data.bdd100k import (BDD_CATEGORIES, bdd_predictions_to_coco_results, bdd_to_coco,
-                                 coco_results_to_bdd_frames, convert_file, is_bdd_frame_list, load_frames,
-                                 read_bdd100k)
+from conftest import ROOT, shared, write_json
+from recipe.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
+from recipe.data.bdd100k import (
+    BDD_CATEGORIES,
+    bdd_predictions_to_coco_results,
+    bdd_to_coco,
+    coco_results_to_bdd_frames,
+    convert_file,
+    is_bdd_frame_list,
+    load_frames,
+    read_bdd100k,
+)
 from recipe.data.coco import DataError, read_coco
 from recipe.data.sanitize import sanitize_records
-from recipe.coco_eval import METRIC_KEYS, quiet_coco, coco_eval
-
-from conftest import ROOT, shared, write_json
 
 NAMES = ["pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "traffic light",
          "traffic sign"]
@@ -39,7 +45,7 @@ def _anns(coco):
 
 
 def test_categories_match_the_official_det_configs():
-    assert BDD_CATEGORIES == [{"id": i, "name": n} for i, n in enumerate(NAMES, start=1)]
+    assert [{"id": i, "name": n} for i, n in enumerate(NAMES, start=1)] == BDD_CATEGORIES
     for toml in (shared("bdd100k-label-samples", "bdd100k_wheel_det.toml"),
                  shared("bdd100k-det-202", "det_configs.toml")):
         names = [line.split('"')[1] for line in toml.read_text().splitlines() if line.strip().startswith("name =")]

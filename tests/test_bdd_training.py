@@ -7,14 +7,13 @@ import sys
 
 import pytest
 
+from conftest import ROOT, shared, write_json
+from recipe.coco_eval import METRIC_KEYS, gt_from_table
 from recipe.config import parse_config
 from recipe.data.bdd100k import BDD_CATEGORIES
 from recipe.data.builder import load_detection_dataset
 from recipe.data.synthetic import make_demo_dataset
-from recipe.coco_eval import METRIC_KEYS, gt_from_table
 from recipe.train import run
-
-from conftest import ROOT, shared, write_json
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +61,19 @@ def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo):
 def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):
     folder = shared("bdd100k-det-202")
     out = tmp_path / "m.json"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--gt", str(folder / "track_sample_anns.json"),
-                    "--predictions", str(folder / "bbox_predictions.json"), "--format", "bdd100k", "--output", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"),
+                    "--gt", str(folder / "track_sample_anns.json"),
+                    "--predictions", str(folder / "bbox_predictions.json"),
+                    "--format", "bdd100k", "--output", str(out)], check=True, capture_output=True)
     metrics = json.loads(out.read_text())
     # scalabel's own test of these files (scalabel/eval/detect_test.py) reports this AP
     assert metrics["map"] == pytest.approx(0.34029392668401016, abs=1e-9)
     assert list(metrics["per_class"]) == [c["name"] for c in BDD_CATEGORIES]
     assert metrics["per_class"]["train"] is None and metrics["per_class"]["car"] > 0
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--gt", str(folder / "track_sample_anns.json"),
-                    "--predictions", str(folder / "bbox_predictions_empty.json"), "--format", "bdd100k",
-                    "--output", str(out)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"),
+                    "--gt", str(folder / "track_sample_anns.json"),
+                    "--predictions", str(folder / "bbox_predictions_empty.json"),
+                    "--format", "bdd100k", "--output", str(out)], check=True, capture_output=True)
     empty = json.loads(out.read_text())
     assert empty["map"] == 0.0 and empty["per_class"]["train"] is None
 

@@ -89,7 +89,7 @@ def _old_pipeline(rows, processor, augmentation):
     return padded, mask, labels
 
 
-@pytest.mark.parametrize("name,kwargs", PROCESSORS)
+@pytest.mark.parametrize("name,kwargs", PROCESSORS)  # noqa: PT006
 def test_new_pipeline_equals_processor_path(tmp_path, name, kwargs):
     processor = getattr(transformers, name)(**kwargs)
     rows = _rows(tmp_path)

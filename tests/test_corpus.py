@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
 
+from conftest import ROOT
 from recipe.data.bdd100k import convert_file
 from recipe.data.builder import load_detection_dataset
 from recipe.errors import USER_ERRORS
@@ -42,7 +42,7 @@ class Workspace:
         if mode == "I;16":
             Image.fromarray(rng.integers(0, 65535, (size[1], size[0]), dtype=np.uint16)).save(path)
         else:
-            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path, **save)
+            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path, **save)  # noqa: E501
         return path
 
     def coco(self, images=None, annotations=None, categories=None, name="ann.json", **extra) -> Path:
@@ -83,7 +83,7 @@ def case(name, expected):
 
 # ------------------------------------------------------------------ COCO files that cannot be read
 
-@case("truncated_json", "{ann}: not valid JSON (Expecting value: line 1 column 13 (char 12)); the file may be truncated")
+@case("truncated_json", "{ann}: not valid JSON (Expecting value: line 1 column 13 (char 12)); the file may be truncated")  # noqa: E501
 def _(ws):
     ws.image("a.jpg")
     return lambda: ws.build(ws.text("ann.json", '{"images": ['))
@@ -136,7 +136,7 @@ def _(ws):
     return lambda: ws.build(ws.coco(categories=[{"id": 1, "name": "car"}, {"id": 2, "supercategory": "x"}]))
 
 
-@case("category_id_string", "{ann}: categories[0]: each category needs an integer 'id', got {{'id': '1', 'name': 'car'}}")
+@case("category_id_string", "{ann}: categories[0]: each category needs an integer 'id', got {{'id': '1', 'name': 'car'}}")  # noqa: E501
 def _(ws):
     return lambda: ws.build(ws.coco(categories=[{"id": "1", "name": "car"}]))
 
@@ -179,7 +179,7 @@ def _(ws):
     return lambda: ws.build(ws.coco(images=images))
 
 
-@case("image_without_id", "{ann}: images[0]: each image needs an 'id' (integer or string), got {{'file_name': 'a.jpg'}}")
+@case("image_without_id", "{ann}: images[0]: each image needs an 'id' (integer or string), got {{'file_name': 'a.jpg'}}")  # noqa: E501
 def _(ws):
     return lambda: ws.build(ws.coco(images=[{"file_name": "a.jpg"}]))
 
@@ -446,7 +446,7 @@ def _(ws):
 # ------------------------------------------------------------------ after the cache was built
 
 def _cached(ws, then, **kwargs):
-    ann = ws.coco(images=[{"id": i, "file_name": n, "width": W, "height": H} for i, n in enumerate(["a.jpg", "b.jpg"], 1)])
+    ann = ws.coco(images=[{"id": i, "file_name": n, "width": W, "height": H} for i, n in enumerate(["a.jpg", "b.jpg"], 1)])  # noqa: E501
     ws.image("a.jpg")
     ws.image("b.jpg")
     assert not ws.build(ann, **kwargs).from_cache

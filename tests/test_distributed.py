@@ -8,12 +8,10 @@ import sys
 
 import pytest
 
-from recipe.evaluate import evaluate_checkpoint
+from conftest import ROOT, demo_args, write_json
 from recipe.coco_eval import METRIC_KEYS
+from recipe.evaluate import evaluate_checkpoint
 from recipe.train import run
-
-from conftest import ROOT, write_json
-from test_train import demo_args
 
 
 def torchrun(*args, cwd=None):
@@ -69,7 +67,7 @@ import json, sys
 sys.path.insert(0, {str(ROOT)!r})
 from recipe.config import parse_config
 from recipe.data.builder import load_detection_dataset
-_, _, args = parse_config(["--output_dir", {str(tmp_path / "o")!r}])
+args = parse_config(["--output_dir", {str(tmp_path / "o")!r}]).training
 with args.main_process_first(desc="table"):
     data = load_detection_dataset({str(demo_dir / "train" / "annotations.json")!r},
                                   {str(demo_dir / "train" / "images")!r}, cache_dir={str(tmp_path / "cache")!r})

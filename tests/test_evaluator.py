@@ -4,10 +4,9 @@ import sys
 
 import pytest
 
-from recipe.evaluate import evaluate_files
-from recipe.coco_eval import METRIC_KEYS
-
 from conftest import ROOT, shared, write_json
+from recipe.coco_eval import METRIC_KEYS
+from recipe.evaluate import evaluate_files
 
 
 def test_reproduces_pycocotools_reference_exactly(tmp_path):
@@ -52,8 +51,8 @@ def test_batch_by_batch_scoring_equals_one_cocoeval(batch):
     """The training-time evaluator matches batch by batch (flat memory); the numbers must not move."""
     import numpy as np
 
-    from recipe.cocoeval_stream import StreamingCocoEval
     from recipe.coco_eval import coco_eval, metrics_from, quiet_coco
+    from recipe.cocoeval_stream import StreamingCocoEval
 
     folder = shared("coco-val2014-100")
     gt = json.loads((folder / "instances_val2014_100.json").read_text())

@@ -7,9 +7,8 @@ import pytest
 import torch
 import transformers
 
-from recipe.boxes import cxcywh_norm_to_xywh_abs
-from recipe.families import FAMILIES, family_of
 from recipe.errors import ModelNotAvailable
+from recipe.families import FAMILIES, family_of
 from recipe.losses import encoder_proposal_loss
 from recipe.postprocess import DET_BOX, DET_LABEL, DET_SCORE, postprocess_detections
 

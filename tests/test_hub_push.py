@@ -6,9 +6,8 @@ from pathlib import Path
 import yaml
 from huggingface_hub.utils import filter_repo_objects
 
-from recipe.train import run
-
 from conftest import demo_args
+from recipe.train import run
 
 TOKEN = "hf_FAKEtokenDoNotLeak1234567890"
 

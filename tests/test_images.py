@@ -61,8 +61,8 @@ def test_fast_path_is_torchvision_and_equals_public_api(tmp_path):
 
     path = str(tmp_path / "o6.jpg")
     _save_with_orientation(path, _marked(), 6, quality=90)
-    data = torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.uint8)
-    with pytest.warns(DeprecationWarning):  # the reason _decode calls the op directly
+    data = torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.uint8)  # noqa: SIM115
+    with pytest.warns(DeprecationWarning):  # the reason _decode calls the op directly  # noqa: PT030
         public = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     assert torch.equal(_decode(data), public)
     assert np.array_equal(read_image(path), public.permute(1, 2, 0).numpy())

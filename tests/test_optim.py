@@ -1,23 +1,12 @@
-import json
 
 import pytest
 import torch
 
-from recipe.config import ModelArguments
-from recipe.modeling import load_model_and_processor
+from conftest import tiny_model_args
 from recipe.families import FAMILIES, loss_weights
 from recipe.losses import weighted_loss
+from recipe.modeling import load_model_and_processor
 from recipe.optim import build_param_groups
-
-from conftest import ROOT
-
-
-def tiny_model_args(**overrides) -> ModelArguments:
-    """The demo's tiny model config, from configs/demo.yaml."""
-    import yaml
-
-    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["model_config"]
-    return ModelArguments(model_config=json.dumps(cfg), **overrides)
 
 
 def test_parameter_groups_follow_the_original_recipe():

@@ -2,11 +2,10 @@
 
 import pytest
 
+from conftest import ROOT
 from recipe.config import parse_config
 from recipe.data.synthetic import make_demo_dataset
 from recipe.train import run
-
-from conftest import ROOT
 
 
 @pytest.mark.slow

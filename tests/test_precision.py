@@ -3,9 +3,8 @@
 import pytest
 import torch
 
+from conftest import tiny_model_args
 from recipe.modeling import load_model_and_processor
-
-from test_optim import tiny_model_args
 
 
 def _extreme_inputs():
@@ -14,7 +13,8 @@ def _extreme_inputs():
     logits[:, 40:] = -30.0  # sigmoid underflows to 0 in fp16
     logits[0, :5, 0] = 60000.0  # near the fp16 maximum, on a class the targets use
     pred_boxes = torch.rand(2, 50, 4).mul(0.5).add(0.25).half()
-    labels = [{"class_labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])},
+    labels = [{"class_labels": torch.tensor([0, 2]),
+               "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])},
               {"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.6, 0.4, 0.3, 0.2]])}]
     return logits, pred_boxes, labels
 

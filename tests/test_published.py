@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from published import PUBLISHED, hub_cache, offline_hub  # noqa: F401  (fixtures, until conftest imports them)
 from safetensors.torch import load_file
+
+from published import PUBLISHED, hub_cache, offline_hub  # noqa: F401  (fixtures, until conftest imports them)
 
 IDS = list(PUBLISHED)
 

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import shared, write_json
 from recipe.data.builder import load_detection_dataset
 from recipe.data.coco import DataError, read_coco
-
-from conftest import shared, write_json
 
 
 def _images(root, names, size=(40, 30)):

@@ -7,22 +7,11 @@ import sys
 
 import pytest
 
-from recipe.config import parse_config
+from conftest import DEMO, ROOT, demo_args, shared
 from recipe.coco_eval import METRIC_KEYS
+from recipe.config import parse_config
 from recipe.errors import ModelNotAvailable
 from recipe.train import run
-
-from conftest import ROOT, shared
-
-DEMO = str(ROOT / "configs" / "demo.yaml")
-
-
-def demo_args(demo_dir, tmp_path, *extra):
-    return parse_config([DEMO, "--train-img", f"{demo_dir}/train/images", "--train-ann",
-                         f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
-                         "--val-ann", f"{demo_dir}/val/annotations.json", "--output_dir", str(tmp_path / "out"),
-                         "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
-                         "--shortest_edges", "128", "--eval_size", "128", "--logging_steps", "1", *extra])
 
 
 def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
@@ -78,7 +67,8 @@ def test_offline_missing_model_is_a_clear_error_before_any_data(tmp_path):
 @pytest.mark.slow
 def test_seed_smoke_command_prints_finite_falling_losses(demo_dir, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), DEMO,
-                           "--train-img", f"{demo_dir}/train/images", "--train-ann", f"{demo_dir}/train/annotations.json",
+                           "--train-img", f"{demo_dir}/train/images",
+                           "--train-ann", f"{demo_dir}/train/annotations.json",
                            "--val-img", f"{demo_dir}/val/images", "--val-ann", f"{demo_dir}/val/annotations.json",
                            "--subset", "16", "--num-epochs", "2", "--batch-size", "4", "--num-workers", "0",
                            "--output-dir", str(tmp_path / "smoke"), "--dataset_cache_dir", str(tmp_path / "cache"),
