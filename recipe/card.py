@@ -8,8 +8,29 @@ import os
 from .coco_eval import METRIC_KEYS
 from .metrics import PER_CLASS_PREFIX
 
+PLOT_CAPTIONS = {
+    "pr_curves": "Precision-recall per class (IoU 0.50 and 0.50:0.95)",
+    "per_class_ap": "AP per class",
+    "confusion_matrix": "Confusion matrix (classes + background)",
+    "error_breakdown": "COCO error breakdown (analyze(): localisation, similar class, other class, background, missed)",
+    "val_predictions": "Validation images: ground truth (left) and predictions (right)",
+    "training_curves": "Losses, learning rate and mAP over the run",
+}
 
-def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precision: str) -> None:
+
+def plots_section(output_dir: str, plots: dict[str, str] | None) -> str:
+    """Markdown images of the plots, linked relative to the card (the folder may move or be pushed)."""
+    if not plots:
+        return ""
+    lines = ["## Plots", "", "The numbers behind each figure are in the JSON file of the same name.", ""]
+    for name, path in plots.items():
+        rel = os.path.relpath(path, output_dir).replace(os.sep, "/")
+        lines += [f"**{PLOT_CAPTIONS.get(name, name)}**", "", f"![{name}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precision: str,
+                     plots: dict[str, str] | None = None) -> None:
     rows = "\n".join(f"| {k} | {metrics[f'eval_{k}']:.4f} |" for k in METRIC_KEYS if f"eval_{k}" in metrics)
     prefix = f"eval_{PER_CLASS_PREFIX}"
     per_class = "\n".join(f"| {k[len(prefix):]} | {v:.4f} |" for k, v in metrics.items() if k.startswith(prefix))
@@ -37,6 +58,7 @@ Per-class AP (IoU 0.50:0.95):
 |---|---|
 {per_class or "| - | - |"}
 
+{plots_section(output_dir, plots)}
 ## Use
 
 ```python

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 
+import numpy as np
+
 METRIC_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
                "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
 
@@ -27,10 +29,11 @@ def quiet_coco(dataset: dict):
     return coco
 
 
-def coco_eval(coco_gt, detections, *, img_ids=None, backend: str = "pycocotools") -> dict:
+def coco_eval(coco_gt, detections, *, img_ids=None, backend: str = "pycocotools", curves: bool = False) -> dict:
     """Run COCOeval (bbox). `detections`: a COCO results list or an [N, 7] array
     (image_id, x, y, w, h, score, category_id). Returns the 12 METRIC_KEYS (floats) and `per_class`
-    {category name: AP (IoU .50:.95, all areas, 100 dets) or None where the class has no ground truth}."""
+    {category name: AP (IoU .50:.95, all areas, 100 dets) or None where the class has no ground truth};
+    with `curves`, also `curves` (see `metrics_from`)."""
     names = {c["id"]: c["name"] for c in coco_gt.dataset["categories"]}
     if len(detections) == 0:
         # pycocotools cannot load an empty result set; with no detections every AP/AR is 0 where
@@ -39,6 +42,8 @@ def coco_eval(coco_gt, detections, *, img_ids=None, backend: str = "pycocotools"
         any_gt = any(has_gt.values())
         metrics = dict.fromkeys(METRIC_KEYS, 0.0 if any_gt else -1.0)
         metrics["per_class"] = {names[c]: (0.0 if has_gt[c] else None) for c in names}
+        if curves:
+            metrics["curves"] = _empty_curves(sorted(names), has_gt)
         return metrics
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = _evaluator(coco_gt, detections, backend)
@@ -47,11 +52,15 @@ def coco_eval(coco_gt, detections, *, img_ids=None, backend: str = "pycocotools"
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return metrics_from(evaluator, names)
+    return metrics_from(evaluator, names, curves=curves)
 
 
-def metrics_from(evaluator, names: dict[int, str]) -> dict:
-    """The 12 stats and per-class AP (IoU .50:.95, all areas, 100 dets) of a summarized COCOeval."""
+def metrics_from(evaluator, names: dict[int, str], *, curves: bool = False) -> dict:
+    """The 12 stats and per-class AP (IoU .50:.95, all areas, 100 dets) of a summarized COCOeval.
+
+    With `curves`, also `curves`: {"precision": [T, R, K, A, M] array (COCOeval's eval["precision"], -1 where
+    a class has no ground truth), "iou_thresholds": [T], "recall_thresholds": [R], "category_ids": [K],
+    "area_ranges": [A] names, "max_dets": [M]}: what the PR curves and per-class charts are drawn from."""
     metrics = {k: float(v) for k, v in zip(METRIC_KEYS, evaluator.stats)}
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]
     per_class = {}
@@ -60,7 +69,27 @@ def metrics_from(evaluator, names: dict[int, str]) -> dict:
         p = p[p > -1]
         per_class[names[cat_id]] = float(p.mean()) if p.size else None
     metrics["per_class"] = per_class
+    if curves:
+        p = evaluator.params
+        metrics["curves"] = {"precision": np.array(precision), "iou_thresholds": np.asarray(p.iouThrs, dtype=float),
+                             "recall_thresholds": np.asarray(p.recThrs, dtype=float),
+                             "category_ids": [int(c) for c in p.catIds], "area_ranges": list(p.areaRngLbl),
+                             "max_dets": [int(m) for m in p.maxDets]}
     return metrics
+
+
+def _empty_curves(cat_ids: list[int], has_gt: dict[int, bool]) -> dict:
+    """The curves of a result set without detections: precision 0 where there is ground truth, else -1."""
+    from pycocotools.cocoeval import Params
+
+    p = Params(iouType="bbox")
+    precision = -np.ones((len(p.iouThrs), len(p.recThrs), len(cat_ids), len(p.areaRng), len(p.maxDets)))
+    for k, c in enumerate(cat_ids):
+        if has_gt[c]:
+            precision[:, :, k] = 0.0
+    return {"precision": precision, "iou_thresholds": np.asarray(p.iouThrs, dtype=float),
+            "recall_thresholds": np.asarray(p.recThrs, dtype=float), "category_ids": list(cat_ids),
+            "area_ranges": list(p.areaRngLbl), "max_dets": [int(m) for m in p.maxDets]}
 
 
 BACKENDS = ("pycocotools", "faster_coco_eval")

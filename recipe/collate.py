@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import torch
 
 
@@ -34,7 +35,7 @@ class DetectionCollator:
         for i, image in enumerate(images):
             h, w = image.shape[-2:]
             region = pixel_values[i, :, :h, :w]
-            region.copy_(image)  # uint8 -> float32 in the copy
+            _copy_planes(region, image)
             if image.dtype == torch.uint8:
                 if mean is not None:
                     region.sub_(mean).div_(std)  # torchvision's normalize: (x - mean) / std, in place
@@ -57,3 +58,13 @@ class DetectionCollator:
         if do_rescale:
             mean, std = mean * (1.0 / rescale_factor), std * (1.0 / rescale_factor)
         return mean, std, None
+
+
+def _copy_planes(region: torch.Tensor, image: torch.Tensor) -> None:
+    """region[c] = image[c] as float32. The transform's images are channel-last arrays seen as [3, H, W]; a
+    strided uint8 -> float copy from that layout is ~2.5x slower than splitting into planes first."""
+    if image.dtype == torch.uint8 and image.stride(0) == 1:
+        for c, plane in enumerate(cv2.split(image.permute(1, 2, 0).numpy())):
+            region[c].copy_(torch.from_numpy(plane))
+    else:
+        region.copy_(image)

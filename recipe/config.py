@@ -160,6 +160,12 @@ class DetectionTrainingArguments(TrainingArguments):
     # A NaN/inf loss must show in the logs (the default filter hides it); a callback then stops the run.
     logging_nan_inf_filter: bool = arg(False, help="Keep False: show non-finite losses.")
     dataloader_num_workers: int = arg(2, range="[0, inf)", help="Data loading worker processes.")
+    # transformers 5 removed this field; the recipe refuses a new run into a folder holding checkpoints without it.
+    overwrite_output_dir: bool = arg(False, help=(
+        "Start a new run in an output_dir that holds checkpoints (they are deleted)."))
+    resume_from_checkpoint: str | None = arg(None, help=(
+        "A checkpoint folder, or last / auto: the newest checkpoint-<step> in output_dir "
+        "(last: one must exist; auto: start fresh if none)."))
     amp: bool = arg(False, help=(
         "Mixed precision: bf16 where supported, else fp16 on CUDA; on CPU bf16 if supported, else fp32."))
     # Same defaults as TrainingArguments; redeclared only to state their ranges.

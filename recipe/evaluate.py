@@ -37,6 +37,10 @@ def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_co
         raise DataError(f"{gt}: not a COCO ground-truth file (for BDD100K frame lists pass --format bdd100k)")
     if not isinstance(preds, list):
         raise DataError(f"{predictions}: a COCO results file is a JSON list of detections")
+    if preds and isinstance(preds[0], dict) and "file_name" in preds[0]:  # written by predict.py
+        from .predict import image_ids_by_file_name
+
+        preds = image_ids_by_file_name(preds, gt_data, source=str(predictions))
     gt_data = validate_ground_truth(gt_data, gt)
     return quiet_coco(gt_data), validate_results(preds, gt_data, predictions)
 

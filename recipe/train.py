@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .card import write_model_card
 from .coco_eval import gt_from_table
@@ -37,6 +40,7 @@ def run(data_args, model_args, train_args, eval_args=None) -> dict:
     The arguments are what `recipe.config.parse_config` returns: `run(*parse_config(argv))`."""
     eval_args = eval_args if eval_args is not None else EvalArguments()
     precision = prepare_runtime(train_args)
+    prepare_output_dir(train_args)
     check_model_available(model_args)  # before any data is read
     train, val = load_splits(data_args, train_args)
     report_data(data_args, train_args, train, val)
@@ -66,6 +70,36 @@ def prepare_runtime(train_args) -> str:
     if not torch.cuda.is_available():
         train_args.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
     return precision
+
+
+def prepare_output_dir(train_args) -> None:
+    """`--resume_from_checkpoint last|auto` -> the newest checkpoint in output_dir (auto: none is a fresh start).
+    A new run into an output_dir that holds checkpoints is refused: its checkpoints would mix with the old
+    ones (and `last` would later pick the wrong run), unless `--overwrite_output_dir`, which deletes them."""
+    out = train_args.output_dir
+    last = get_last_checkpoint(out) if out and os.path.isdir(out) else None
+    resume = train_args.resume_from_checkpoint
+    if resume in ("last", "auto"):
+        if last is None and resume == "last":
+            raise ConfigError(f"--resume_from_checkpoint last: no checkpoint-<step> folder in {out}; "
+                              "leave the flag out to start a new run (or use auto)")
+        train_args.resume_from_checkpoint = last
+        if last is not None:
+            logger.warning("resuming from %s", last)
+        return
+    if resume is not None or last is None:
+        return
+    # transformers 5 dropped TrainingArguments.overwrite_output_dir; the recipe's arguments declare it.
+    if not getattr(train_args, "overwrite_output_dir", False):
+        raise ConfigError(f"{out} already holds checkpoints (newest: {os.path.basename(last)}); pass "
+                          "--resume_from_checkpoint last to continue that run, --overwrite_output_dir true to "
+                          "delete them and start over, or another --output_dir")
+    with train_args.main_process_first(desc="removing old checkpoints"):
+        if train_args.should_save:
+            for name in sorted(os.listdir(out)):
+                if re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", name) and os.path.isdir(os.path.join(out, name)):
+                    logger.warning("--overwrite_output_dir: deleting %s", os.path.join(out, name))
+                    shutil.rmtree(os.path.join(out, name))
 
 
 def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | None]:
@@ -117,6 +151,8 @@ def build_model(model_args, data_args, categories: list[dict]):
     """-> (model, image processor) for the data's classes (contiguous labels 0..N-1)."""
     id2label = {i: c["name"] for i, c in enumerate(categories)}
     model, processor = load_model_and_processor(model_args, id2label)
+    # The dataset's category id of each label, saved in config.json: predict.py writes results in these ids.
+    model.config.category_ids = [int(c["id"]) for c in categories]
     # The saved processor then resizes like our eval transform (for pipeline() and evaluate.py).
     processor.size = {"shortest_edge": data_args.eval_size, "longest_edge": data_args.longest_edge}
     return model, processor
@@ -144,11 +180,14 @@ def build_metrics(eval_args, val) -> CocoDetectionMetrics | None:
 
 
 def train_and_evaluate(trainer, train_args) -> dict:
-    """Train, save the model, then one full evaluation (if there is a validation set)."""
+    """Train, save the model, then one full evaluation (if there is a validation set), keeping its detections
+    for the plots."""
     trainer.train(resume_from_checkpoint=train_args.resume_from_checkpoint)
     trainer.save_model()
     if trainer.eval_dataset is None:
         return {}
+    if trainer.compute_metrics is not None:
+        trainer.compute_metrics.keep_rows = True  # the final evaluation only: periodic ones keep nothing
     final = trainer.evaluate()
     trainer.log_metrics("eval", final)
     trainer.save_metrics("eval", final, combined=False)
@@ -169,11 +208,34 @@ def take_hub_push(train_args) -> dict | None:
 
 
 def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> None:
-    """Per-class AP and the model card beside the weights (main process)."""
+    """The run's history (trainer_state.json), per-class AP, the plots and the model card beside the weights
+    (main process)."""
     if not trainer.is_world_process_zero():
         return
     output_dir = trainer.args.output_dir
+    # The Trainer writes trainer_state.json only inside checkpoints; a run that saves none would lose its history.
+    trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
+    plots = {}
     if metrics is not None and metrics.last_result is not None:
         with open(os.path.join(output_dir, "eval_per_class.json"), "w") as f:
             json.dump(metrics.last_result["per_class"], f, indent=2)
-    write_model_card(output_dir, trainer.model, data_args=data_args, metrics=final, precision=precision)
+        plots = save_plots(trainer, metrics)
+    write_model_card(output_dir, trainer.model, data_args=data_args, metrics=final, precision=precision,
+                     plots=plots)
+
+
+def save_plots(trainer, metrics) -> dict[str, str]:
+    """The figures of the final evaluation into output_dir/plots; a plotting failure is logged, not raised (the
+    model is already saved)."""
+    from .plots import write_plots
+
+    if metrics.last_rows is None:
+        return {}
+    table = trainer.eval_dataset.with_format(None).select_columns(["image_id", "image_path"])
+    try:
+        return write_plots(os.path.join(trainer.args.output_dir, "plots"), metrics.coco_gt, metrics.last_rows,
+                           image_paths=dict(zip(table["image_id"], table["image_path"])),
+                           log_history=trainer.state.log_history)
+    except Exception:  # hours of training must not end in a traceback over a figure
+        logger.exception("plots could not be drawn (the model and metrics are saved)")
+        return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -21,6 +22,22 @@ class DetectionTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_args = model_args
         self.top_k = top_k
+        self.loss_terms = LossTermAverager()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The Trainer's loss; the model's loss terms (`outputs.loss_dict`) are kept for the next log."""
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            self.loss_terms.add(getattr(outputs, "loss_dict", None))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # A training log (it has "loss"; eval logs have "eval_loss"): add each loss term's mean since the last
+        # one, so the console, log_history and every report_to integration see them.
+        if "loss" in logs:
+            reduce = self.accelerator.reduce if self.args.world_size > 1 else None
+            logs.update(self.loss_terms.pop_means(reduce))
+        super().log(logs, start_time)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -65,3 +82,38 @@ class NonFiniteLossCallback(TrainerCallback):
             raise FloatingPointError(
                 f"training loss is {loss} at step {state.global_step}; lower the learning rate, check the data "
                 "report, or train in fp32/bf16 instead of fp16")
+
+
+class LossTermAverager:
+    """Sums of the model's loss terms between two logging steps -> their means.
+
+    Only the final decoder layer's terms are kept (`loss_ce`, `loss_bbox`, `loss_giou`, `cardinality_error`, or a
+    family's own names); auxiliary and denoising copies end in `_<n>` (transformers' loss_dict naming)."""
+
+    AUXILIARY = re.compile(r"_\d+$")
+
+    def __init__(self):
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def add(self, loss_dict: dict | None) -> None:
+        if not loss_dict:
+            return
+        for name, value in loss_dict.items():
+            if self.AUXILIARY.search(name):
+                continue
+            value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            self._sums[name] = self._sums[name] + value if name in self._sums else value
+        self._count += 1
+
+    def pop_means(self, reduce=None) -> dict[str, float]:
+        """The means since the last call (then start over). `reduce`: e.g. accelerator.reduce, to average over
+        processes (every process logs at the same steps, so the collective call is matched)."""
+        if not self._count:
+            return {}
+        names = sorted(self._sums)
+        means = torch.stack([self._sums[n].reshape(()) for n in names]) / self._count
+        if reduce is not None:
+            means = reduce(means, reduction="mean")
+        self._sums, self._count = {}, 0
+        return dict(zip(names, means.tolist()))

@@ -1,4 +1,4 @@
-"""Scoring time of the COCOeval backends: python scripts/benchmark_metrics.py [--images 5000 --dets 100 --repeats 3]
+"""Scoring time of the COCOeval backends: python benchmarks/metrics.py [--images 5000 --dets 100 --repeats 3]
 
 Synthetic ground truth (COCO-like: 7 boxes per image over 80 classes, some crowd) and detections
 (jittered copies of the ground truth plus false positives, `--dets` per image). Prints the median

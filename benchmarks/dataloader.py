@@ -1,0 +1,216 @@
+"""Training input pipeline throughput: python benchmarks/dataloader.py [--bccd DIR] [--workers 0 2] [--rounds 3]
+
+In one run, on the same files (BCCD's 364 real 640x480 JPEGs by default: ../shared/data/bccd), for each
+worker count and in interleaved rounds, prints the images/s of
+  recipe      the training transform and collator that `train.py` uses (decode, augment on uint8, labels;
+              normalise and pad once per batch), through a torch DataLoader as the Trainer builds it;
+  hf_example  a pipeline written here after transformers' examples/pytorch/object-detection/
+              run_object_detection.py: a `datasets` Image column, its albumentations policy, the image
+              processor resizing (longest edge 600) and padding every image to 600x600, a stacking collate;
+  floor       decode only (no augmentation, no tensors): the fastest of torchvision, OpenCV and PIL;
+then the medians and the ratios recipe/hf_example and recipe/floor, and the recipe's time per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from recipe.collate import DetectionCollator  # noqa: E402
+from recipe.data.builder import load_detection_dataset  # noqa: E402
+from recipe.data.images import _decode  # noqa: E402
+from recipe.transforms import StageTimer, build_augmentation, make_transform  # noqa: E402
+
+CLASSES = ["RBC", "WBC", "Platelets"]
+
+
+def bccd_to_coco(bccd: Path, out: Path) -> Path:
+    """BCCD's VOC XML (1-based inclusive corners) -> a COCO file (`xywh_abs`) beside the JPEGs' folder."""
+    images, annotations = [], []
+    for n, xml in enumerate(sorted((bccd / "Annotations").glob("*.xml")), start=1):
+        root = ET.parse(xml).getroot()
+        images.append({"id": n, "file_name": root.findtext("filename"), "width": int(root.findtext("size/width")),
+                       "height": int(root.findtext("size/height"))})
+        for obj in root.findall("object"):
+            x1, y1, x2, y2 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+            annotations.append({"id": len(annotations) + 1, "image_id": n, "iscrowd": 0,
+                                "category_id": CLASSES.index(obj.findtext("name")) + 1,
+                                "bbox": [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1],
+                                "area": (x2 - x1 + 1) * (y2 - y1 + 1)})
+    out.write_text(json.dumps({"images": images, "annotations": annotations,
+                               "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}))
+    return out
+
+
+# ---- the three pipelines -------------------------------------------------------------------------------------
+
+def recipe_dataset(table, args, stage_timer=None):
+    augmentation = build_augmentation(True, args.shortest_edges, args.longest_edge, max(args.shortest_edges))
+    return table.with_transform(make_transform(augmentation, reseed_from_torch=True, stage_timer=stage_timer))
+
+
+def hf_example_dataset(table, processor_cls):
+    """The example's documented behaviour, on the same files and boxes (its policy, sizes and collate)."""
+    rows = table.select_columns(["image_id", "image_path", "objects"]).to_dict()
+    data = datasets.Dataset.from_dict({
+        "image_id": rows["image_id"], "image": rows["image_path"],
+        "objects": [{"bbox": o["bbox"], "category": o["category"], "area": o["area"]} for o in rows["objects"]],
+    }).cast_column("image", datasets.Image())
+    processor = processor_cls(do_resize=True, size={"max_height": 600, "max_width": 600}, do_pad=True,
+                              pad_size={"height": 600, "width": 600})
+    policy = A.Compose([
+        A.Compose([A.SmallestMaxSize(max_size=600, p=1.0), A.RandomSizedBBoxSafeCrop(height=600, width=600, p=1.0)],
+                  p=0.2),
+        A.OneOf([A.Blur(blur_limit=7, p=0.5), A.MotionBlur(blur_limit=7, p=0.5),
+                 A.Defocus(radius=(1, 5), alias_blur=(0.1, 0.25), p=0.1)], p=0.1),
+        A.Perspective(p=0.1), A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5),
+        A.HueSaturationValue(p=0.1),
+    ], bbox_params=A.BboxParams(format="coco", label_fields=["category"], clip=True, min_area=25))
+
+    def transform(batch):
+        images, targets = [], []
+        for image_id, image, objects in zip(batch["image_id"], batch["image"], batch["objects"]):
+            out = policy(image=np.array(image.convert("RGB")), bboxes=objects["bbox"], category=objects["category"])
+            images.append(out["image"])
+            targets.append({"image_id": image_id, "annotations": [
+                {"image_id": image_id, "category_id": c, "iscrowd": 0, "area": a, "bbox": list(b)}
+                for c, a, b in zip(out["category"], objects["area"], out["bboxes"])]})
+        result = processor(images=images, annotations=targets, return_tensors="pt")
+        result.pop("pixel_mask", None)
+        return result
+
+    return data.with_transform(transform)
+
+
+def hf_example_collate(features):
+    return {"pixel_values": torch.stack([f["pixel_values"] for f in features]),
+            "labels": [f["labels"] for f in features]}
+
+
+class DecodeOnly(torch.utils.data.Dataset):
+    """Reads and decodes each file to an RGB array; nothing else."""
+
+    def __init__(self, paths, decoder):
+        self.paths, self.decoder = paths, decoder
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        with open(self.paths[i], "rb") as f:
+            data = f.read()
+        if self.decoder == "torchvision":
+            return _decode(torch.frombuffer(bytearray(data), dtype=torch.uint8)).shape[-1]
+        if self.decoder == "opencv":
+            return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB).shape[1]
+        with Image.open(self.paths[i]) as im:
+            return np.asarray(im.convert("RGB")).shape[1]
+
+
+# ---- measurement ---------------------------------------------------------------------------------------------
+
+def images_per_second(dataset, collate_fn, *, workers: int, batch_size: int, seed: int) -> float:
+    """Iterate one epoch (shuffled, as the Trainer does); time from the first batch (worker start-up is not
+    throughput) to the last."""
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                         collate_fn=collate_fn, drop_last=True)
+    iterator = iter(loader)
+    next(iterator)
+    start, images = time.perf_counter(), 0
+    for batch in iterator:
+        images += batch if isinstance(batch, int) else len(batch["labels"])
+        del batch
+    return images / (time.perf_counter() - start)
+
+
+def stage_breakdown(table, processor, args) -> dict[str, float]:
+    """ms per image of each stage of the recipe's pipeline (0 workers: the timer lives in this process)."""
+    timer, collate_s = StageTimer(), 0.0
+    dataset = recipe_dataset(table, args, stage_timer=timer)
+    collator = DetectionCollator(processor)
+    torch.manual_seed(0)
+    for start in range(0, len(dataset) - args.batch_size + 1, args.batch_size):
+        features = dataset[start:start + args.batch_size]
+        t0 = time.perf_counter()
+        collator([{"pixel_values": p, "labels": lab} for p, lab in zip(features["pixel_values"],
+                                                                       features["labels"])])
+        collate_s += time.perf_counter() - t0
+    out = {stage: 1000 * s / timer.images for stage, s in timer.seconds.items()}
+    out["collate"] = 1000 * collate_s / timer.images
+    return out
+
+
+def run(args) -> dict:
+    import transformers
+
+    processor_cls = getattr(transformers, args.processor)
+    with tempfile.TemporaryDirectory() as tmp:
+        ann = bccd_to_coco(args.bccd / "BCCD", Path(tmp) / "bccd.json")
+        table = load_detection_dataset(str(ann), str(args.bccd / "BCCD" / "JPEGImages"),
+                                       cache_dir=str(Path(tmp) / "cache")).dataset
+        paths = list(table["image_path"])
+        processor = processor_cls()
+        pipelines = {"recipe": (recipe_dataset(table, args), DetectionCollator(processor)),
+                     "hf_example": (hf_example_dataset(table, processor_cls), hf_example_collate)}
+        for decoder in ("torchvision", "opencv", "pil"):
+            pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)
+        print(f"{len(paths)} images, batch {args.batch_size}, recipe sizes: shortest edge {args.shortest_edges}, "
+              f"longest {args.longest_edge}; hf_example: longest 600, padded to 600x600", flush=True)
+        results = {}
+        for workers in args.workers:
+            runs = {name: [] for name in pipelines}
+            for r in range(args.rounds):
+                for name, (dataset, collate_fn) in pipelines.items():  # interleaved: same machine load
+                    runs[name].append(images_per_second(dataset, collate_fn, workers=workers,
+                                                        batch_size=args.batch_size, seed=r))
+                print(f"workers={workers} round {r + 1}: " + ", ".join(f"{n}={v[-1]:.0f}" for n, v in runs.items()),
+                      flush=True)
+            results[workers] = {name: statistics.median(v) for name, v in runs.items()}
+        stages = stage_breakdown(table, processor, args)
+    return {"results": results, "stages": stages}
+
+
+def report(out: dict) -> None:
+    for workers, med in out["results"].items():
+        floor_name = max((n for n in med if n.startswith("decode_")), key=med.get)
+        floor = med[floor_name]
+        print(f"workers={workers} medians (images/s): recipe={med['recipe']:.0f} hf_example={med['hf_example']:.0f} "
+              f"floor={floor:.0f} ({floor_name[7:]}; " + ", ".join(f"{n[7:]} {med[n]:.0f}" for n in med
+                                                                    if n.startswith("decode_")) + ")")
+        print(f"workers={workers} recipe/hf_example={med['recipe'] / med['hf_example']:.2f}x "
+              f"recipe/floor={100 * med['recipe'] / floor:.0f}%")
+    print("recipe ms per image (0 workers): " + ", ".join(f"{k}={v:.2f}" for k, v in out["stages"].items()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bccd", type=Path, default=ROOT.parent / "shared" / "data" / "bccd",
+                        help="folder holding BCCD/JPEGImages and BCCD/Annotations")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--shortest-edges", type=int, nargs="+", default=[416, 448, 480],
+                        help="recipe's multi-scale sizes; the default keeps it near the example's 600x450 output")
+    parser.add_argument("--longest-edge", type=int, default=600)
+    parser.add_argument("--processor", default="DeformableDetrImageProcessor")
+    args = parser.parse_args()
+    if not (args.bccd / "BCCD" / "JPEGImages").is_dir():
+        sys.exit(f"{args.bccd}: BCCD not found (expects BCCD/JPEGImages and BCCD/Annotations); pass --bccd")
+    report(run(args))

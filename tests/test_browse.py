@@ -1,0 +1,42 @@
+"""browse_dataset: the sampled images with their (sanitized) ground truth, optionally as training augments them."""
+
+import json
+
+from PIL import Image
+
+from conftest import ROOT
+from recipe.browse import BrowseArguments, browse_dataset
+
+
+def browse(demo_dir, tmp_path, **kw):
+    return browse_dataset(BrowseArguments(ann=str(demo_dir / "val" / "annotations.json"),
+                                          images=str(demo_dir / "val" / "images"), num_images=3,
+                                          dataset_cache_dir=str(tmp_path / "cache"), **kw))
+
+
+def test_ground_truth_of_a_sample_as_in_the_file(demo_dir, tmp_path):
+    out = browse(demo_dir, tmp_path, output=str(tmp_path / "grid.jpg"))
+    gt = json.loads((demo_dir / "val" / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    by_file = {i["file_name"]: i for i in gt["images"]}
+    assert len(out["images"]) == 3
+    for shown in out["images"]:
+        image = by_file[shown["file"]]
+        assert (shown["width"], shown["height"]) == (image["width"], image["height"])
+        expected = [{"category": names[a["category_id"]], "bbox": a["bbox"], "iscrowd": a["iscrowd"]}
+                    for a in gt["annotations"] if a["image_id"] == image["id"]]
+        assert shown["boxes"] == expected
+    assert json.loads((tmp_path / "grid.json").read_text()) == json.loads(json.dumps(out))
+    with Image.open(tmp_path / "grid.jpg") as im:
+        assert im.format == "JPEG" and im.width == 4 * 400 + 5 * 6
+
+
+def test_after_the_training_augmentation_repeatably(demo_dir, tmp_path):
+    config = str(ROOT / "configs" / "demo.yaml")
+    first = browse(demo_dir, tmp_path, output=str(tmp_path / "a.jpg"), augment=config)
+    again = browse(demo_dir, tmp_path, output=str(tmp_path / "b.jpg"), augment=config)
+    assert first["images"] == again["images"]  # seeded: the same flips, scales and jitter
+    plain = browse(demo_dir, tmp_path, output=str(tmp_path / "c.jpg"))
+    for aug, raw in zip(first["images"], plain["images"]):
+        assert min(aug["width"], aug["height"]) in (208, 224, 240)  # the demo's multi-scale shortest edges
+        assert aug["boxes"] != raw["boxes"] and len(aug["boxes"]) <= len(raw["boxes"])
