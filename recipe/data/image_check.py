@@ -62,6 +62,8 @@ def find_bad_images(records: list[dict], mode: str = "decode", workers: int | No
     if mode not in IMAGE_CHECKS:
         raise DataError(f"image_check {mode!r} is not one of {IMAGE_CHECKS}")
     workers = workers or default_workers()
+    if len(records) >= 1000:  # a first build at BDD100K scale decodes for minutes: say so up front
+        logger.info("checking %d images (%s, %d threads), once per table build", len(records), mode, workers)
     start = time.perf_counter()
     jobs = [(r["image_path"], r["width"], r["height"], mode) for r in records]
     with ThreadPoolExecutor(workers) as pool:
