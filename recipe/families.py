@@ -65,7 +65,9 @@ _RT_NAMES = {"class_cost": "matcher_class_cost", "bbox_cost": "matcher_bbox_cost
 # torchvision/timm ResNet: the original DETRs train layer2-4 and freeze the stem and layer1 (DETR backbone.py).
 _RESNET_FROZEN = dict(frozen_backbone_keys=("",), trained_backbone_keys=(
     "layer2", "layer3", "layer4", "stages.1.", "stages.2.", "stages.3."))
-_RT_FROZEN = dict(frozen_backbone_keys=("embedder",))  # RT-DETR / D-FINE: freeze_at=0 freezes the stem only
+# RT-DETR / D-FINE / DEIMv2: `freeze_at: 0` freezes the stem only (rtdetrv2_r50vd.yml, dfine_hgnetv2_l/x_coco.yml);
+# their small backbones train whole (`freeze_at: -1`, see `trains_whole_backbone`).
+_RT_FROZEN = dict(frozen_backbone_keys=("embedder",))
 _RT_NO_DECAY = ("encoder.", "decoder.")  # combined with norm/bias below: RT-DETR's optimizer regex
 
 
@@ -117,6 +119,16 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
 ]}
 # DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names).
 FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",))
+
+
+def trains_whole_backbone(config) -> bool:
+    """Backbones whose original recipe freezes nothing: ResNet-18/34-vd (basic blocks; RT-DETR's
+    rtdetrv2_r18vd_120e_coco.yml and r34vd: `freeze_at: -1, freeze_norm: False`), HGNetV2 with learnable affine
+    blocks (B0-B3; D-FINE's dfine_hgnetv2_s/m_coco.yml: `freeze_at: -1, use_lab: True`), and any backbone a
+    family's freezing rule was not written for (ViTs, Swin: DINO and RF-DETR freeze none of them)."""
+    backbone = getattr(config, "backbone_config", None)
+    return getattr(backbone, "layer_type", None) == "basic" or bool(
+        getattr(backbone, "use_learnable_affine_block", False))
 
 
 def family_of(model_type: str) -> Family:

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 
 from .errors import ConfigError, ModelNotAvailable
-from .families import Family, config_overrides, family_of, loss_weights
+from .families import Family, config_overrides, family_of, loss_weights, trains_whole_backbone
 from .losses import install_recipe_loss
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def load_model_and_processor(model_args, id2label: dict[int, str]):
     train_stem = model_args.train_backbone_stem
     if train_stem is None:
         train_stem = bool(model_args.model_config or model_args.random_init)
-    set_backbone_trainable(model, family, train_stem=train_stem)
+    set_backbone_trainable(model, family, train_stem=train_stem or trains_whole_backbone(model.config))
     install_recipe_loss(model, family, loss_weights(family, model_args))
     return model, processor
 
@@ -208,7 +208,8 @@ def _no_backbone_download(config):
 
 def set_backbone_trainable(model, family: Family, *, train_stem: bool) -> None:
     """The family's original backbone freezing: ResNet stem + first stage frozen (DETRs), the stem only
-    (RT-DETR, D-FINE), nothing (ViT backbones). With `train_stem` (default for random weights) all trains.
+    (RT-DETR, D-FINE), nothing (ViT backbones). With `train_stem` (random weights, and the small backbones of
+    `trains_whole_backbone`) all trains.
 
     transformers' own rule misses both HF ResNet ("stage.1" never occurs in "encoder.stages.1...": the whole
     backbone stays frozen) and timm ResNet (model type "timm_backbone" has no "resnet": nothing is frozen).

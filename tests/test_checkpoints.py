@@ -113,3 +113,55 @@ def test_a_checkpoint_that_needs_timm_says_so_when_timm_is_missing(offline_hub, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real(name, *a))
     with pytest.raises(ModelNotAvailable, match=r"needs the timm package: pip install 'timm>=1.0,<2'"):
         check_model_available(ModelArguments(model_name_or_path="SenseTime/deformable-detr", offline=True))
+
+
+def _frozen(model) -> dict[str, int]:
+    """Frozen backbone parameters (D-FINE's decoder keeps `reg_scale` / `up` fixed by design)."""
+    keys = family_of(model.config.model_type).backbone_keys
+    return {n: p.numel() for n, p in model.named_parameters() if not p.requires_grad and any(k in n for k in keys)}
+
+
+# Frozen parameter counts by hand, per backbone kind, for the pretrained checkpoints of the local hub cache.
+# timm ResNet-50 (published size): conv1 3*64*7*7 = 9408, layer1's convs 64*64 + 64*64*9 + 64*256 + 256*64 (downsample)
+# + 2 * (256*64 + 64*64*9 + 64*256) = 212992; its BatchNorms are frozen buffers. RT-DETR r50vd (embedding 16):
+# stem 3*8*9 + 8*8*9 + 8*16*9 = 1944. HGNetV2 without learnable affine blocks (D-FINE X, stem 3-8-8): stem1 3*8*9 +
+# stem2a 8*4*4 + stem2b 4*8*4 + stem3 16*8*9 + stem4 8*8 = 1688. Basic-block ResNet-vd (r18vd) and the ViTs
+# (LW-DETR, DINOv2 in RF-DETR) freeze nothing.
+FROZEN = {"SenseTime/deformable-detr": 222400, "SenseTime/deformable-detr-with-box-refine-two-stage": 222400,
+          "facebook/detr-resnet-50": 222400, "PekingU/rtdetr_r50vd": 1944, "PekingU/rtdetr_v2_r18vd": 0,
+          "ustc-community/dfine-xlarge-coco": 1688, "AnnaZhang/lwdetr_small_60e_coco": 0,
+          "Roboflow/rf-detr-base": 0}
+
+
+@pytest.mark.parametrize("hub_id", sorted(FROZEN))
+def test_backbone_freezing_follows_the_original_recipe_per_backbone_kind(offline_hub, hub_id):
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=hub_id, offline=True), FIVE)
+    frozen = _frozen(model)
+    assert sum(frozen.values()) == FROZEN[hub_id]
+    source = AutoModelForObjectDetection.from_pretrained(hub_id)
+    fixed = {n for n, p in source.named_parameters() if not p.requires_grad}
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == set(frozen) | fixed  # nothing else
+    everything, _ = load_model_and_processor(
+        ModelArguments(model_name_or_path=hub_id, offline=True, train_backbone_stem=True), FIVE)
+    assert _frozen(everything) == {}
+
+
+def test_hgnetv2_with_learnable_affine_blocks_and_swin_train_their_whole_backbone(offline_hub):
+    # D-FINE S/M (HGNetV2 B0/B2, use_lab) freeze nothing; a Swin backbone in a DETR freezes nothing (DINO's Swin).
+    from transformers import AutoConfig
+
+    hgnet = AutoConfig.from_pretrained("ustc-community/dfine-xlarge-coco").to_dict()
+    hgnet["backbone_config"]["use_learnable_affine_block"] = True
+    swin = {"model_type": "deformable_detr", "d_model": 32, "encoder_layers": 1, "decoder_layers": 2,
+            "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_feature_levels": 2,
+            "backbone_config": {"model_type": "swin", "embed_dim": 16, "depths": [1, 1, 1, 1],
+                                "num_heads": [1, 1, 2, 2], "out_features": ["stage3", "stage4"]}}
+    for cfg in (hgnet, swin):
+        args = ModelArguments(model_config=json.dumps(cfg), train_backbone_stem=False)
+        model, _ = load_model_and_processor(args, FIVE)
+        keys = family_of(model.config.model_type).backbone_keys
+        assert any(any(k in n for k in keys) for n, _ in model.named_parameters()), cfg["model_type"]
+        assert _frozen(model) == {}, cfg["model_type"]
+    hgnet["backbone_config"]["use_learnable_affine_block"] = False  # HGNetV2 L/X: the stem is frozen
+    model, _ = load_model_and_processor(ModelArguments(model_config=json.dumps(hgnet), train_backbone_stem=False), FIVE)
+    assert sum(_frozen(model).values()) == 1688
