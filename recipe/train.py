@@ -34,10 +34,11 @@ from .transforms import build_augmentation, make_transform
 logger = logging.getLogger("recipe")
 
 
-def run(data_args, model_args, train_args, eval_args=None) -> dict:
+def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> dict:
     """Train (and evaluate, if a validation set is given). Returns the final eval metrics (or {}).
 
-    The arguments are what `recipe.config.parse_config` returns: `run(*parse_config(argv))`."""
+    The arguments are what `recipe.config.parse_config` returns: `run(*parse_config(argv))`; `callbacks`
+    are extra `transformers.TrainerCallback`s (e.g. early stopping, a step timer)."""
     eval_args = eval_args if eval_args is not None else EvalArguments()
     precision = prepare_runtime(train_args)
     prepare_output_dir(train_args)
@@ -54,7 +55,7 @@ def run(data_args, model_args, train_args, eval_args=None) -> dict:
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                data_collator=DetectionCollator(processor, size_multiple(model.config)),
                                processing_class=processor,
-                               compute_metrics=metrics, callbacks=[NonFiniteLossCallback()],
+                               compute_metrics=metrics, callbacks=[NonFiniteLossCallback(), *callbacks],
                                model_args=model_args, top_k=eval_args.top_k)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)

@@ -70,3 +70,20 @@ def test_bdd_label_writer(tmp_path):
 @pytest.mark.parametrize("name", ["metrics", "eval_memory"])
 def test_other_benchmarks_import(name):
     assert _load(name).__doc__
+
+
+def test_families_benchmark_models_build_without_timm_with_the_demo_queries():
+    from transformers import AutoConfig, AutoModelForObjectDetection
+
+    families = _load("families")
+    built = set()
+    for name, hub_id in families.MODELS.items():
+        cfg = families.model_config(hub_id)
+        config = AutoConfig.for_model(**cfg)
+        assert not getattr(config, "use_timm_backbone", False), name
+        queries = config.num_detection_tokens if cfg["model_type"] == "yolos" else config.num_queries
+        assert queries == 50, name
+        built.add(AutoModelForObjectDetection.from_config(config).config.model_type)
+    from recipe.families import FAMILIES
+
+    assert built == set(FAMILIES)  # every family the recipe supports has a row
