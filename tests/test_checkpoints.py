@@ -49,12 +49,13 @@ def test_reheading_keeps_every_class_independent_tensor(offline_hub, hub_id):
     assert model.config.num_labels == 5 and model.config.id2label == FIVE
 
 
-TRAIN_IDS = [pytest.param(h, marks=pytest.mark.xfail(strict=True, reason=(
-    "random-weight RF-DETR (DINOv2, 13 query groups): loss rises 17.96 -> 19.0 over 20 AdamW steps at lr 1e-4; "
-    "not yet explained"))) if h == "Roboflow/rf-detr-base" else h for h in sorted(PUBLISHED)]
+# Random-weight RF-DETR starts slowly: its decoder box head is zero-initialised (decoder boxes = the encoder's top-k
+# proposals, loss_bbox == loss_bbox_enc) and the top-k choice shifts as the encoder scores train, so at lr 1e-4 the
+# loss drifts up for 20 steps (17.96 -> 19.0); at lr 1e-3 it rises for ~10 steps, then falls (18.2 -> 15.3 by 40).
+STEPS_AND_LR = {"Roboflow/rf-detr-base": (40, 1e-3)}
 
 
-@pytest.mark.parametrize("hub_id", TRAIN_IDS)
+@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
 def test_same_classes_reinitialise_nothing_and_five_classes_train(offline_hub, hub_id):
     source = _source(hub_id)
     same = dict(source.config.id2label)
@@ -64,13 +65,14 @@ def test_same_classes_reinitialise_nothing_and_five_classes_train(offline_hub, h
     torch.manual_seed(0)
     model, _ = load_model_and_processor(ModelArguments(model_name_or_path=hub_id, offline=True), FIVE)
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    steps, lr = STEPS_AND_LR.get(hub_id, (20, 1e-4))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     side = -(-128 // size_multiple(model.config)) * size_multiple(model.config)  # what the collator pads to
     pixels = torch.rand(2, 3, side, side)
     labels = [{"class_labels": torch.tensor([1, 4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.2, 0.3, 0.2, 0.2]])},  # noqa: E501
               {"class_labels": torch.tensor([0]), "boxes": torch.tensor([[0.6, 0.4, 0.3, 0.5]])}]
     losses = []
-    for _ in range(20):
+    for _ in range(steps):
         torch.manual_seed(1)  # the same denoising queries and group draws at every step: only the weights change
         out = model(pixel_values=pixels, labels=[dict(t) for t in labels])
         assert torch.isfinite(out.loss)
