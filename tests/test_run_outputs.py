@@ -34,6 +34,7 @@ def test_history_with_loss_terms_is_in_the_output_folder(trained):
     assert all(r["loss"] >= 2 * r["loss_ce"] + 5 * r["loss_bbox"] + 2 * r["loss_giou"] - 1e-4 for r in train_logs)
     config = json.loads((out / "config.json").read_text())
     assert config["category_ids"] == [1, 2, 3, 4, 5]
+    assert config["supercategories"] == ["traffic"] * 5  # the demo file's, kept with the class list
 
 
 def test_plots_and_card_after_the_final_evaluation(trained):
