@@ -52,6 +52,25 @@ def test_plots_and_card_after_the_final_evaluation(trained):
         assert f"![{name}](plots/{file})" in card
 
 
+def test_evaluate_a_saved_model_writes_the_plots_of_training(trained, demo_dir, tmp_path):
+    from recipe.evaluate import evaluate_checkpoint
+
+    out, _ = trained
+    val = demo_dir / "val"
+    metrics = evaluate_checkpoint(str(out), str(val / "images"), str(val / "annotations.json"), num_workers=0,
+                                  dataset_cache_dir=str(tmp_path / "cache"), plots=str(tmp_path / "p"))
+    expected = set(PLOT_FILES) - {"training_curves"}  # no training log here
+    assert {f.stem for f in (tmp_path / "p").iterdir()} == expected
+    for name in expected:
+        assert (tmp_path / "p" / PLOT_FILES[name]).stat().st_size > 1000, name
+    per_class = json.loads((tmp_path / "p" / "per_class_ap.json").read_text())
+    assert dict(zip(per_class["classes"], per_class["ap"])) == metrics["per_class"]
+    # Same model, same images, same resize: the same figures' numbers as the run's final evaluation.
+    assert per_class == json.loads((out / "plots" / "per_class_ap.json").read_text())
+    grid = json.loads((tmp_path / "p" / "val_predictions.json").read_text())
+    assert grid == json.loads((out / "plots" / "val_predictions.json").read_text())
+
+
 def make_checkpoints(out, *steps):
     for s in steps:
         (out / f"checkpoint-{s}").mkdir(parents=True)
