@@ -1,6 +1,7 @@
 """After training: the output folder keeps the run's history, the loss terms, the plots and a card showing them;
 resuming picks the newest checkpoint; a new run never mixes into an old one."""
 
+import importlib.util
 import json
 
 import pytest
@@ -12,12 +13,16 @@ from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
 
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+
 
 @pytest.fixture(scope="module")
 def trained(demo_dir, tmp_path_factory):
-    """A 2-step demo run with a log at every step and a final evaluation: (output folder, final metrics)."""
+    """A 2-step demo run with a log at every step and a final evaluation: (output folder, final metrics).
+    It also reports to TensorBoard where that is installed (the test extra brings it), so one run serves all."""
     tmp = tmp_path_factory.mktemp("run")
-    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2"))
+    report = ["--report_to", "tensorboard"] if HAS_TENSORBOARD else []
+    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2", *report))
     return tmp / "out", metrics
 
 
@@ -35,6 +40,23 @@ def test_history_with_loss_terms_is_in_the_output_folder(trained):
     config = json.loads((out / "config.json").read_text())
     assert config["category_ids"] == [1, 2, 3, 4, 5]
     assert config["supercategories"] == ["traffic"] * 5  # the demo file's, kept with the class list
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard is not installed (pip install -e '.[tensorboard]')")
+def test_report_to_tensorboard_writes_the_loss_terms(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = trained
+    (run_dir,) = out.glob("runs/*")  # one run; its final evaluation is logged after training into a second file
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    logged = EventAccumulator(str(run_dir)).Reload()
+    history = [r for r in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in r]
+    for term in ("loss", "loss_ce", "loss_bbox", "loss_giou"):
+        scalars = logged.Scalars(f"train/{term}")  # the Trainer's TensorBoard callback prefixes "train/"
+        assert [s.step for s in scalars] == [1, 2], term
+        # The same numbers as the run's history (TensorBoard stores float32).
+        assert [s.value for s in scalars] == pytest.approx([r[term] for r in history], rel=1e-6), term
+    assert "eval/map" in logged.Tags()["scalars"]
 
 
 def test_plots_and_card_after_the_final_evaluation(trained):
