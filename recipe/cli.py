@@ -58,14 +58,14 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
     if script_args.predictions:
         fmt = "coco" if data_args.annotation_format == "auto" else data_args.annotation_format
         return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
-                              data_args.box_convention, eval_args.metric_backend)
+                              data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
     return evaluate_checkpoint(
         model_args.model_name_or_path, data_args.val_img, data_args.val_ann, script_args.output,
         script_args.predictions_out, script_args.per_device_eval_batch_size, script_args.dataloader_num_workers,
         annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
         bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
         top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
-        predictions_format=script_args.predictions_format)
+        predictions_format=script_args.predictions_format, plots=script_args.plots)
 
 
 def convert_bdd100k_main(argv: list[str] | None = None) -> None:

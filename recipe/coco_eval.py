@@ -115,7 +115,8 @@ def _evaluator(coco_gt, detections, backend: str):
 
 
 def gt_from_table(dataset, categories: list[dict]) -> dict:
-    """COCO ground truth (dict) from a detection table: sanitized boxes, the file's `area` and `iscrowd`."""
+    """COCO ground truth (dict) from a detection table: sanitized boxes, the file's `area` and `iscrowd`, and the
+    categories' `supercategory` where they have one (the error breakdown's "similar class")."""
     images, annotations = [], []
     cat_ids = [c["id"] for c in categories]
     for row in dataset.select_columns(["image_id", "width", "height", "objects"]):
@@ -127,7 +128,7 @@ def gt_from_table(dataset, categories: list[dict]) -> dict:
                                 "category_id": cat_ids[cat], "bbox": list(bbox), "area": area,
                                 "iscrowd": int(crowd)})
     return {"images": images, "annotations": annotations,
-            "categories": [{"id": c["id"], "name": c["name"]} for c in categories]}
+            "categories": [{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories]}
 
 
 def format_per_class(metrics: dict) -> str:

@@ -130,6 +130,9 @@ class EvaluateScriptArguments:
     predictions_out: str | None = arg(None, help="With --model: also write the kept detections here.")
     predictions_format: str = arg("coco", choices=["coco", "bdd100k"], help=(
         "--predictions-out as COCO results or as a BDD100K frame list (labels with a score)."))
+    plots: str | None = arg(None, help=(
+        "Also write the error-analysis figures (PR curves, per-class AP, confusion matrix, COCO error breakdown; "
+        "with --model also images next to their detections) into this folder, each with its numbers as JSON."))
     per_device_eval_batch_size: int = arg(8, range="[1, inf)", help="With --model: images per batch per process.")
     dataloader_num_workers: int = arg(2, range="[0, inf)", help="With --model: data loading worker processes.")
 

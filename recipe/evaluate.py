@@ -1,9 +1,12 @@
-"""Score a results file (COCO results or BDD100K frame list) against ground truth; write the metrics JSON."""
+"""Score a results file (COCO results or BDD100K frame list) or a saved model against ground truth; write the
+metrics JSON and, on request, the error-analysis figures that training writes (`plots.write_plots`)."""
 
 from __future__ import annotations
 
 import json
 import os
+
+import numpy as np
 
 from .coco_eval import (
     METRIC_KEYS,
@@ -15,7 +18,7 @@ from .coco_eval import (
     format_per_class,
     quiet_coco,
 )
-from .data.coco import is_finite_number, is_id, load_json, parse_coco
+from .data.coco import is_finite_number, is_id, load_json, map_image_ids, parse_coco
 from .errors import ConfigError, DataError
 
 
@@ -92,14 +95,43 @@ def check_output_path(path: str | None, flag: str = "--output") -> None:
         raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
 
 
+def check_output_folder(path: str | None, flag: str = "--plots") -> None:
+    """Before any work: a folder to write into must not be an existing file."""
+    if path and os.path.isfile(path):
+        raise ConfigError(f"{flag} {path}: is a file; give a folder to write the figures into")
+
+
 def evaluate_files(gt: str, predictions: str, output: str | None = None, fmt: str = "coco",
-                   box_convention: str = "inclusive", backend: str = "pycocotools") -> dict:
-    """-> {12 metric keys (0..1, -1 where COCOeval has nothing to score), per_class: {name: AP or None}}."""
+                   box_convention: str = "inclusive", backend: str = "pycocotools", *,
+                   plots: str | None = None) -> dict:
+    """-> {12 metric keys (0..1, -1 where COCOeval has nothing to score), per_class: {name: AP or None}}.
+
+    With `plots` (a folder), also the error-analysis figures, each with its numbers as JSON, that training
+    writes (`plots.write_plots`: PR curves, per-class AP, confusion matrix, COCO error breakdown)."""
     check_output_path(output)
-    metrics = coco_eval(*load_gt_and_predictions(gt, predictions, fmt, box_convention), backend=backend)
+    check_output_folder(plots)
+    coco_gt, results = load_gt_and_predictions(gt, predictions, fmt, box_convention)
+    metrics = coco_eval(coco_gt, results, backend=backend)
     if output:
         _write_json(output, metrics)
+    if plots:
+        from .plots import write_plots
+
+        write_plots(plots, *result_rows(coco_gt, results))
     return metrics
+
+
+def result_rows(coco_gt, results: list[dict]):
+    """-> (ground truth, result rows [N, 7]) for the error analysis, which takes rows (numeric image ids): a
+    ground truth with string image ids is renumbered as the training reader numbers them (`map_image_ids`)."""
+    ids = map_image_ids([img["id"] for img in coco_gt.dataset["images"]])
+    if any(k != v for k, v in ids.items()):
+        data = coco_gt.dataset
+        coco_gt = quiet_coco({**data, "images": [{**img, "id": ids[img["id"]]} for img in data["images"]],
+                              "annotations": [{**a, "image_id": ids[a["image_id"]]} for a in data["annotations"]]})
+    rows = np.array([[ids[r["image_id"]], *r["bbox"], r["score"], r["category_id"]] for r in results],
+                    dtype=np.float64).reshape(-1, 7)
+    return coco_gt, rows
 
 
 def print_metrics(metrics: dict) -> None:
@@ -112,55 +144,29 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         annotation_format: str = "auto", box_convention: str = "inclusive",
                         bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
                         dataset_cache_dir: str | None = None, backend: str = "pycocotools",
-                        predictions_format: str = "coco") -> dict:
+                        predictions_format: str = "coco", plots: str | None = None) -> dict:
     """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
-    `per_class`, `num_images`, `num_processes`); the main process writes `output` and `predictions_out`
-    (a COCO results list, or with predictions_format="bdd100k" a BDD100K frame list with scores)."""
-    import tempfile
-
-    import torch
+    `per_class`, `num_images`, `num_processes`); the main process writes `output`, `predictions_out`
+    (a COCO results list, or with predictions_format="bdd100k" a BDD100K frame list with scores) and the
+    figures of `plots` (as training does, with the validation images next to their detections)."""
+    from .coco_eval import gt_from_table
+    from .data.builder import load_detection_dataset
+    from .metrics import CocoDetectionMetrics
 
     check_output_path(output)
     check_output_path(predictions_out, "--predictions-out")
-    from transformers import AutoImageProcessor, AutoModelForObjectDetection
-
-    from .coco_eval import gt_from_table
-    from .collate import DetectionCollator
-    from .config import DetectionTrainingArguments, launched_without_cuda
-    from .data.builder import load_detection_dataset
-    from .families import family_of, loss_weights, size_multiple
-    from .losses import install_recipe_loss
-    from .metrics import CocoDetectionMetrics
-    from .trainer import DetectionTrainer
-    from .transforms import build_augmentation, make_transform
-
-    args = DetectionTrainingArguments(output_dir=tempfile.mkdtemp(prefix="recipe-eval-"), report_to=[],
-                                      per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
-                                      use_cpu=launched_without_cuda(), dataloader_pin_memory=torch.cuda.is_available())
+    check_output_folder(plots)
+    args = evaluation_arguments(batch_size, num_workers)
     with args.main_process_first(desc="building the evaluation table"):
         data = load_detection_dataset(ann, images, annotation_format, dataset_cache_dir, None, box_convention,
                                       bdd_image_size)
-    model = AutoModelForObjectDetection.from_pretrained(model_dir)
-    processor = AutoImageProcessor.from_pretrained(model_dir)
-    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    if names != [c["name"] for c in data.categories]:
-        raise DataError(f"{ann}: categories {[c['name'] for c in data.categories]} differ from the model's "
-                        f"classes {names} ({model_dir}/config.json)")
-    family = family_of(model.config.model_type)
-    install_recipe_loss(model, family, loss_weights(family))
-    size = processor.size
-    short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
-    dataset = data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short),
-                                                                reseed_from_torch=False))
+    model, processor = load_evaluated_model(model_dir, data.categories, ann)
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
-                                   keep_rows=bool(predictions_out))
-    collator = DetectionCollator(processor, size_multiple(model.config))
-    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=collator,
-                               compute_metrics=metrics, top_k=top_k)
-    trainer.evaluate()
+                                   keep_rows=bool(predictions_out or plots))
+    run_evaluation(model, processor, args, evaluation_dataset(data, processor), metrics, top_k=top_k)
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
     if args.process_index == 0:
@@ -169,7 +175,72 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
         if predictions_out:
             _write_json(predictions_out, export_predictions(metrics.last_rows, data.dataset, data.categories,
                                                             predictions_format, box_convention))
+        if plots:
+            write_evaluation_plots(plots, metrics, data.dataset)
     return result
+
+
+def evaluation_arguments(batch_size: int, num_workers: int):
+    """DetectionTrainingArguments for evaluation only: no reporting, a scratch output_dir, CPU-only launches
+    joined as a gloo group (`launched_without_cuda`)."""
+    import tempfile
+
+    import torch
+
+    from .config import DetectionTrainingArguments, launched_without_cuda
+
+    return DetectionTrainingArguments(output_dir=tempfile.mkdtemp(prefix="recipe-eval-"), report_to=[],
+                                      per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
+                                      use_cpu=launched_without_cuda(), dataloader_pin_memory=torch.cuda.is_available())
+
+
+def load_evaluated_model(model_dir: str, categories: list[dict], ann: str):
+    """-> (model with the recipe's loss, image processor); the model's classes must be the file's, in order."""
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    from .families import family_of, loss_weights
+    from .losses import install_recipe_loss
+
+    model = AutoModelForObjectDetection.from_pretrained(model_dir)
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    if names != [c["name"] for c in categories]:
+        raise DataError(f"{ann}: categories {[c['name'] for c in categories]} differ from the model's "
+                        f"classes {names} ({model_dir}/config.json)")
+    family = family_of(model.config.model_type)
+    install_recipe_loss(model, family, loss_weights(family))
+    return model, processor
+
+
+def evaluation_dataset(data, processor):
+    """The table with the eval transform, resized as the processor's `size` says."""
+    from .transforms import build_augmentation, make_transform
+
+    size = processor.size
+    short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
+    return data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short),
+                                                      reseed_from_torch=False))
+
+
+def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> None:
+    """One evaluation pass through the recipe's Trainer; the numbers land in `metrics.last_result`."""
+    from .collate import DetectionCollator
+    from .families import size_multiple
+    from .trainer import DetectionTrainer
+
+    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset,
+                               data_collator=DetectionCollator(processor, size_multiple(model.config)),
+                               compute_metrics=metrics, top_k=top_k)
+    trainer.evaluate()
+
+
+def write_evaluation_plots(folder: str, metrics, dataset) -> dict[str, str]:
+    """The figures of a model's evaluation (training's set without the training curves)."""
+    from .plots import write_plots
+
+    table = dataset.select_columns(["image_id", "image_path"])
+    return write_plots(folder, metrics.coco_gt, metrics.last_rows,
+                       image_paths=dict(zip(table["image_id"], table["image_path"])))
 
 
 def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convention: str = "inclusive") -> list:

@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the weighted detection loss (the original Deformable DETR recipe)."""
+"""Optimizer parameter groups as the original recipes set them (the weighted loss is `losses.py`)."""
 
 from __future__ import annotations
 

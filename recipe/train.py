@@ -154,6 +154,8 @@ def build_model(model_args, data_args, categories: list[dict]):
     model, processor = load_model_and_processor(model_args, id2label)
     # The dataset's category id of each label, saved in config.json: predict.py writes results in these ids.
     model.config.category_ids = [int(c["id"]) for c in categories]
+    if any("supercategory" in c for c in categories):  # kept with the class list, as in the COCO file
+        model.config.supercategories = [c.get("supercategory") for c in categories]
     # The saved processor then resizes like our eval transform (for pipeline() and evaluate.py).
     processor.size = {"shortest_edge": data_args.eval_size, "longest_edge": data_args.longest_edge}
     multiple = size_multiple(model.config)

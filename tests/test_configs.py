@@ -263,16 +263,21 @@ def test_console_entry_points_resolve_to_functions():
     lines = [line for line in setup["options.entry_points"]["console_scripts"].splitlines() if line.strip()]
     names = {line.split("=")[0].strip() for line in lines}
     assert names == {"detr-train", "detr-evaluate", "detr-predict", "detr-check-data", "detr-convert-bdd100k",
-                     "detr-make-demo-data"}
+                     "detr-make-demo-data", "detr-browse-dataset"}
+    targets = set()
     for line in lines:
         module, _, attr = line.split("=")[1].strip().partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), line
+        targets.add(attr)
+    import recipe.cli
+
+    assert targets == {n for n in vars(recipe.cli) if n.endswith("_main")}  # every entry point has its command
 
 
 def test_scripts_need_no_sys_path_lines():
-    for name in ("train.py", "evaluate.py", "convert_bdd100k.py", "make_demo_data.py"):
-        text = (ROOT / "scripts" / name).read_text()
-        assert "sys.path" not in text and "from recipe.cli import" in text, name
+    for path in sorted((ROOT / "scripts").glob("*.py")):
+        text = path.read_text()
+        assert "sys.path" not in text and "from recipe.cli import" in text, path.name
 
 
 ACCELERATE = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))

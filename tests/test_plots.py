@@ -148,3 +148,78 @@ def test_write_plots_writes_every_figure_with_its_numbers(tmp_path):
     assert [len(i["predictions"]) for i in grid["images"]] == [1, 1]  # the 0.4 detection is under 0.5
     assert grid["images"][0]["ground_truth"][1] == {"category": "car", "bbox": [50, 40, 40, 30], "iscrowd": 0}
     assert set(METRIC_KEYS) <= set(coco_eval(gt, rows))
+
+
+def error_case():
+    """The hand-made case of `test_coco_error_breakdown_by_hand` (3 cats, a dog, a car; five "cat" detections)."""
+    gt = gt_of({1: [(1, [0, 0, 10, 10]), (1, [40, 0, 10, 10]), (1, [80, 80, 10, 10]), (2, [0, 40, 10, 10]),
+                    (3, [40, 40, 10, 10])]})
+    rows = rows_of([(1, [20, 80, 10, 10], 0.95, 1), (1, [40, 40, 10, 10], 0.9, 1), (1, [0, 40, 10, 10], 0.85, 1),
+                    (1, [45, 0, 10, 10], 0.8, 1), (1, [0, 0, 10, 10], 0.7, 1)])
+    return gt, rows
+
+
+def results_list(rows: np.ndarray, image_ids=None) -> list[dict]:
+    ids = image_ids or {}
+    return [{"image_id": ids.get(int(r[0]), int(r[0])), "category_id": int(r[6]), "bbox": [float(v) for v in r[1:5]],
+             "score": float(r[5])} for r in rows]
+
+
+def test_evaluate_writes_the_error_analysis_of_a_results_file(tmp_path, capsys):
+    from recipe.cli import evaluate_main
+
+    gt, rows = error_case()
+    (tmp_path / "gt.json").write_text(json.dumps(gt.dataset))  # categories with their supercategory
+    (tmp_path / "results.json").write_text(json.dumps(results_list(rows)))
+    evaluate_main(["--gt", str(tmp_path / "gt.json"), "--predictions", str(tmp_path / "results.json"),
+                   "--output", str(tmp_path / "metrics.json"), "--plots", str(tmp_path / "plots")])
+    assert "map=0.0224" in capsys.readouterr().out
+    figures = {"pr_curves", "per_class_ap", "confusion_matrix", "error_breakdown"}  # no images, no training log
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        [f"{n}.json" for n in figures] + [PLOT_FILES[n] for n in figures])
+    for name in figures:
+        with Image.open(tmp_path / "plots" / PLOT_FILES[name]) as im:
+            assert im.format == "PNG" and min(im.size) > 100, name
+    plots = {n: json.loads((tmp_path / "plots" / f"{n}.json").read_text()) for n in figures}
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # Only A is found, by the 5th detection: precision 1/5 up to recall 1/3 (34 of 101 thresholds), at every IoU.
+    cat_ap = 34 * (1 / 5) / R
+    assert plots["per_class_ap"]["classes"] == ["cat", "dog", "car"] and plots["per_class_ap"]["num_gt"] == [3, 1, 1]
+    assert plots["per_class_ap"]["ap"] == [metrics["per_class"][n] for n in ("cat", "dog", "car")]
+    assert plots["per_class_ap"]["ap"] == pytest.approx([cat_ap, 0.0, 0.0], abs=1e-12)
+    assert metrics["map"] == pytest.approx(cat_ap / 3, abs=1e-12)
+    assert plots["pr_curves"]["classes"]["cat"]["precision_50"] == pytest.approx([0.2] * 34 + [0.0] * 67, abs=1e-12)
+    # Greedy by score, IoU >= .5: nothing -> cat, car -> cat, dog -> cat, off B (IoU 1/3) -> cat, A -> cat.
+    assert plots["confusion_matrix"]["counts"] == [[1, 0, 0, 2],  # A found; B and C missed
+                                                   [1, 0, 0, 0],
+                                                   [1, 0, 0, 0],
+                                                   [2, 0, 0, 0]]  # the detection on nothing and the one off B
+    # "Sim" forgives the detection on the dog only because the file's supercategories reached the evaluator.
+    assert plots["error_breakdown"]["per_class"]["cat"] == pytest.approx(
+        {"C75": cat_ap, "C50": cat_ap, "Loc": 67 * (2 / 5) / R, "Sim": 67 * (2 / 4) / R, "Oth": 67 * (2 / 3) / R,
+         "BG": 67 / R, "FN": 1.0}, abs=1e-12)
+
+
+def test_evaluate_plots_with_string_image_ids_match_the_metrics(tmp_path):
+    from recipe.evaluate import evaluate_files
+
+    gt, rows = error_case()
+    data = gt.dataset
+    names = {1: "frame-b"}
+    data = {**data, "images": [{**img, "id": names[img["id"]]} for img in data["images"]],
+            "annotations": [{**a, "image_id": names[a["image_id"]]} for a in data["annotations"]]}
+    (tmp_path / "gt.json").write_text(json.dumps(data))
+    (tmp_path / "results.json").write_text(json.dumps(results_list(rows, names)))
+    metrics = evaluate_files(str(tmp_path / "gt.json"), str(tmp_path / "results.json"), plots=str(tmp_path / "p"))
+    per_class = json.loads((tmp_path / "p" / "per_class_ap.json").read_text())
+    assert per_class["ap"] == [metrics["per_class"][n] for n in per_class["classes"]]
+    assert per_class["ap"][0] == pytest.approx(34 * (1 / 5) / R, abs=1e-12)
+
+
+def test_evaluate_plots_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
+    from recipe.errors import ConfigError
+    from recipe.evaluate import evaluate_files
+
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ConfigError, match=r"--plots .*taken: is a file; give a folder"):
+        evaluate_files(str(tmp_path / "missing.json"), str(tmp_path / "missing.json"), plots=str(tmp_path / "taken"))

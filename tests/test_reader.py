@@ -114,3 +114,23 @@ def test_bccd_coco_export_string_ids_and_foreign_paths(tmp_path):
     assert data.dataset["orig_image_id"][:2] == ["BloodImage_00000", "BloodImage_00002"]
     assert data.dataset["image_id"][:2] == [1, 2]
     assert [c["name"] for c in data.categories] == ["RBC", "WBC", "Platelets"]
+
+
+def test_supercategory_is_kept_from_the_file_to_the_evaluation_ground_truth(tmp_path):
+    from recipe.coco_eval import gt_from_table
+    from recipe.evaluate import validate_ground_truth
+
+    root = _images(tmp_path / "img", ["x.jpg"])
+    cats = [{"id": 7, "name": "a", "supercategory": "animal"}, {"id": 3, "name": "b"},
+            {"id": 5, "name": "c", "supercategory": None}]  # a null supercategory is as good as none
+    ann = write_json(tmp_path / "a.json", _coco(
+        [{"id": 1, "file_name": "x.jpg", "width": 40, "height": 30}],
+        [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0}], cats))
+    expected = [{"id": 7, "name": "a", "supercategory": "animal"}, {"id": 3, "name": "b"}, {"id": 5, "name": "c"}]
+    assert read_coco(ann, root)[1] == expected
+    data = load_detection_dataset(ann, root, cache_dir=str(tmp_path / "cache"))
+    assert data.categories == expected
+    again = load_detection_dataset(ann, root, cache_dir=str(tmp_path / "cache"))
+    assert again.from_cache and again.categories == expected
+    assert gt_from_table(data.dataset, data.categories)["categories"] == expected  # what training evaluates with
+    assert validate_ground_truth(json.loads(ann.read_text()), ann)["categories"] == expected  # what evaluate.py scores

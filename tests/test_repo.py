@@ -1,4 +1,8 @@
-"""The README's set-up commands are the ones CI runs."""
+"""The README's set-up commands are the ones CI runs; the code keeps its shape (short functions, imports that
+follow the data flow)."""
+
+import ast
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -18,3 +22,145 @@ def test_readme_has_exactly_two_setup_commands_at_the_top():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert readme_commands()[1] in ci
+
+
+# ---------------------------------------------------------------- structure: short functions, imports one way
+
+MAX_FUNCTION_LINES = 50  # CONTRIBUTING.md: "keep functions short (about 50 lines)"
+
+
+def python_files(*folders: str) -> list[Path]:
+    return [p for folder in folders for p in sorted((ROOT / folder).rglob("*.py"))]
+
+
+def long_functions(source: str, filename: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'file:line name (N lines)' of every function (nested ones and methods too) longer than `limit` lines,
+    counted from `def` to its last line."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                found.append(f"{filename}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_over_50_lines_outside_the_tests():
+    offenders = [f for path in python_files("recipe", "scripts", "benchmarks")
+                 for f in long_functions(path.read_text(), str(path.relative_to(ROOT)))]
+    assert offenders == [], "split these into named steps:\n" + "\n".join(offenders)
+
+
+def test_long_function_check_counts_from_def_to_the_last_line():
+    body = "".join(f"    x{i} = {i}\n" for i in range(49))
+    source = f"def fits():\n{body}\n\ndef too_long():\n{body}    return 1\n"  # 50 lines, then 51 from line 53
+    assert long_functions(source, "m.py") == ["m.py:53 too_long (51 lines)"]
+
+
+# The recipe's layers, lowest first. A module imports from its own layer or lower ones, never from a higher one,
+# and the imports form no cycle: files -> table -> model inputs and outputs -> model -> metrics -> trainer ->
+# the entry functions -> the command line.
+LAYERS = [
+    ("foundation", {"__init__", "errors", "distributed", "boxes", "runtime", "hub", "draw", "parsing", "config"}),
+    ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
+              "data.builder", "data.synthetic"}),
+    ("model inputs and outputs", {"transforms", "collate", "postprocess", "coco_eval", "cocoeval_stream"}),
+    ("families", {"families"}),
+    ("model", {"losses", "modeling", "optim"}),
+    ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
+    ("trainer", {"trainer"}),
+    ("entry functions", {"train", "evaluate", "predict", "check", "browse"}),
+    ("command line", {"cli"}),
+]
+LAYER_OF = {module: n for n, (_, modules) in enumerate(LAYERS) for module in modules}
+
+
+def recipe_modules() -> dict[str, Path]:
+    """{'data.coco': recipe/data/coco.py, 'data': recipe/data/__init__.py, '__init__': recipe/__init__.py, ...}"""
+    modules = {}
+    for path in python_files("recipe"):
+        parts = list(path.relative_to(ROOT / "recipe").with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def recipe_imports(source: str, package: list[str], known: set[str]) -> set[str]:
+    """The recipe modules a source file imports (function-level imports too), relative or absolute;
+    `package`: the file's folder under recipe/ (['data'] for recipe/data/coco.py, [] for recipe/trainer.py)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("recipe.")}
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        module = (node.module or "").split(".") if node.module else []
+        if node.level:
+            target = package[:len(package) - node.level + 1] + module
+        elif module[:1] == ["recipe"]:
+            target = module[1:]
+        else:
+            continue
+        for alias in node.names:  # `from . import analysis` imports a module; `from .coco import x` a name
+            name = ".".join([*target, alias.name])
+            found.add(name if name in known else ".".join(target))
+    return found & known
+
+
+def recipe_import_graph() -> dict[str, set[str]]:
+    modules = recipe_modules()
+    graph = {}
+    for name, path in modules.items():
+        package = list(path.relative_to(ROOT / "recipe").parent.parts)
+        graph[name] = recipe_imports(path.read_text(), package, set(modules)) - {name}
+    return graph
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} ({LAYERS[LAYER_OF[m]][0]}) imports {t} ({LAYERS[LAYER_OF[t]][0]})"
+            for m, targets in sorted(graph.items()) for t in sorted(targets) if LAYER_OF[t] > LAYER_OF[m]]
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of the import graph as [a, b, ..., a], or []."""
+    done: set[str] = set()
+
+    def visit(m: str, path: list[str]) -> list[str]:
+        for t in sorted(graph.get(m, ())):
+            if t in path:
+                return path[path.index(t):] + [t]
+            if t not in done and (cycle := visit(t, path + [t])):
+                return cycle
+        done.add(m)
+        return []
+
+    for m in sorted(graph):
+        if m not in done and (cycle := visit(m, [m])):
+            return cycle
+    return []
+
+
+def test_every_recipe_module_has_a_layer():
+    modules = set(recipe_modules())
+    assert sorted(modules - set(LAYER_OF)) == [], "place these modules in LAYERS (tests/test_repo.py)"
+    assert sorted(set(LAYER_OF) - modules) == [], "LAYERS names modules that no longer exist"
+
+
+def test_no_recipe_module_imports_upwards_or_in_a_cycle():
+    graph = recipe_import_graph()
+    assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
+    assert import_cycle(graph) == []
+    assert graph["trainer"] == {"families", "optim", "postprocess"}  # relative imports are seen
+    assert graph["plots"] == {"analysis", "coco_eval", "data.images", "draw"}
+
+
+def test_layer_checks_name_an_upward_import_and_a_cycle():
+    known = set(LAYER_OF)
+    graph = {"data.coco": recipe_imports("from ..errors import DataError\nfrom ..trainer import X\n", ["data"], known),
+             "losses": recipe_imports("def f():\n    from recipe import modeling\n", [], known),
+             "modeling": recipe_imports("import recipe.losses\nfrom .data import coco\n", [], known)}
+    assert graph == {"data.coco": {"errors", "trainer"}, "losses": {"modeling"}, "modeling": {"losses", "data.coco"}}
+    assert upward_imports(graph) == ["data.coco (data) imports trainer (trainer)"]
+    assert import_cycle(graph) == ["losses", "modeling", "losses"]

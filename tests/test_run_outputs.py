@@ -1,6 +1,7 @@
 """After training: the output folder keeps the run's history, the loss terms, the plots and a card showing them;
 resuming picks the newest checkpoint; a new run never mixes into an old one."""
 
+import importlib.util
 import json
 
 import pytest
@@ -12,12 +13,16 @@ from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
 
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+
 
 @pytest.fixture(scope="module")
 def trained(demo_dir, tmp_path_factory):
-    """A 2-step demo run with a log at every step and a final evaluation: (output folder, final metrics)."""
+    """A 2-step demo run with a log at every step and a final evaluation: (output folder, final metrics).
+    It also reports to TensorBoard where that is installed (the test extra brings it), so one run serves all."""
     tmp = tmp_path_factory.mktemp("run")
-    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2"))
+    report = ["--report_to", "tensorboard"] if HAS_TENSORBOARD else []
+    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2", *report))
     return tmp / "out", metrics
 
 
@@ -34,6 +39,24 @@ def test_history_with_loss_terms_is_in_the_output_folder(trained):
     assert all(r["loss"] >= 2 * r["loss_ce"] + 5 * r["loss_bbox"] + 2 * r["loss_giou"] - 1e-4 for r in train_logs)
     config = json.loads((out / "config.json").read_text())
     assert config["category_ids"] == [1, 2, 3, 4, 5]
+    assert config["supercategories"] == ["traffic"] * 5  # the demo file's, kept with the class list
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard is not installed (pip install -e '.[tensorboard]')")
+def test_report_to_tensorboard_writes_the_loss_terms(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = trained
+    (run_dir,) = out.glob("runs/*")  # one run; its final evaluation is logged after training into a second file
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    logged = EventAccumulator(str(run_dir)).Reload()
+    history = [r for r in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in r]
+    for term in ("loss", "loss_ce", "loss_bbox", "loss_giou"):
+        scalars = logged.Scalars(f"train/{term}")  # the Trainer's TensorBoard callback prefixes "train/"
+        assert [s.step for s in scalars] == [1, 2], term
+        # The same numbers as the run's history (TensorBoard stores float32).
+        assert [s.value for s in scalars] == pytest.approx([r[term] for r in history], rel=1e-6), term
+    assert "eval/map" in logged.Tags()["scalars"]
 
 
 def test_plots_and_card_after_the_final_evaluation(trained):
@@ -49,6 +72,25 @@ def test_plots_and_card_after_the_final_evaluation(trained):
     card = (out / "README.md").read_text()
     for name, file in PLOT_FILES.items():
         assert f"![{name}](plots/{file})" in card
+
+
+def test_evaluate_a_saved_model_writes_the_plots_of_training(trained, demo_dir, tmp_path):
+    from recipe.evaluate import evaluate_checkpoint
+
+    out, _ = trained
+    val = demo_dir / "val"
+    metrics = evaluate_checkpoint(str(out), str(val / "images"), str(val / "annotations.json"), num_workers=0,
+                                  dataset_cache_dir=str(tmp_path / "cache"), plots=str(tmp_path / "p"))
+    expected = set(PLOT_FILES) - {"training_curves"}  # no training log here
+    assert {f.stem for f in (tmp_path / "p").iterdir()} == expected
+    for name in expected:
+        assert (tmp_path / "p" / PLOT_FILES[name]).stat().st_size > 1000, name
+    per_class = json.loads((tmp_path / "p" / "per_class_ap.json").read_text())
+    assert dict(zip(per_class["classes"], per_class["ap"])) == metrics["per_class"]
+    # Same model, same images, same resize: the same figures' numbers as the run's final evaluation.
+    assert per_class == json.loads((out / "plots" / "per_class_ap.json").read_text())
+    grid = json.loads((tmp_path / "p" / "val_predictions.json").read_text())
+    assert grid == json.loads((out / "plots" / "val_predictions.json").read_text())
 
 
 def make_checkpoints(out, *steps):

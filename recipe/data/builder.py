@@ -34,7 +34,7 @@ from .image_check import (
 from .sanitize import sanitize_records
 
 # Bump when the table's content or schema changes, so old caches are not reused.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 3: categories keep their supercategory
 MAX_LISTED = 1000  # bad images listed by name in the data report (all are counted)
 
 
@@ -152,7 +152,7 @@ def read_source(annotation_file, image_root, annotation_format="auto", box_conve
 @dataclass
 class DetectionData:
     dataset: datasets.Dataset
-    categories: list[dict]  # [{id, name}] in the file's order; label i <-> categories[i]
+    categories: list[dict]  # [{id, name, supercategory?}] in the file's order; label i <-> categories[i]
     report: dict
     from_cache: bool
 

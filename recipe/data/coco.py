@@ -134,7 +134,8 @@ def _list_field(data: dict, key: str, source) -> list:
 # ---------------------------------------------------------------- parsing (no file system)
 
 def parse_categories(data: dict, source) -> list[dict]:
-    """[{id, name}] in file order; ids are ints, names unique non-empty strings."""
+    """[{id, name} + supercategory where the file gives one (a string)] in file order; ids are ints, names unique
+    non-empty strings. The supercategory is kept for COCO's error analysis ("similar class" errors)."""
     categories, names = [], {}
     for n, c in enumerate(_list_field(data, "categories", source)):
         what = f"{source}: categories[{n}]"
@@ -146,7 +147,8 @@ def parse_categories(data: dict, source) -> list[dict]:
             raise DataError(f"{what}: category name {c['name']!r} is used by ids {names[c['name']]} and {c['id']}; "
                             "class names must be unique (merge the categories or rename one)")
         names[c["name"]] = c["id"]
-        categories.append({"id": c["id"], "name": c["name"]})
+        categories.append({"id": c["id"], "name": c["name"],
+                           **({"supercategory": c["supercategory"]} if isinstance(c.get("supercategory"), str) else {})})
     if len({c["id"] for c in categories}) != len(categories):
         raise DataError(f"{source}: duplicate category ids in 'categories'")
     if not categories:
