@@ -5,9 +5,10 @@ import json
 
 import pytest
 import torch
+from transformers import AutoModelForObjectDetection, TrainerCallback
 
 from conftest import demo_args
-from recipe.errors import ConfigError
+from recipe.errors import ConfigError, ModelNotAvailable
 from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
@@ -80,16 +81,75 @@ def test_new_run_into_a_folder_with_checkpoints_is_refused_unless_overwriting(de
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]  # only checkpoints go
 
 
+class Snapshots(TrainerCallback):
+    """Every parameter and buffer of the model when training (re)starts (after the Trainer loaded the checkpoint
+    it resumes from) and when it ends (after load_best_model_at_end)."""
+
+    def __init__(self):
+        self.tensors = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.tensors["begin"] = _tensors(model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.tensors["end"] = _tensors(model)
+
+
+def _tensors(model) -> dict:
+    return {n: t.detach().clone() for n, t in [*model.named_parameters(), *model.named_buffers()]}
+
+
+def assert_same_tensors(tensors: dict, folder) -> None:
+    """`tensors` equal, one by one, the model saved in `folder` as transformers itself loads it (no key left out)."""
+    saved, info = AutoModelForObjectDetection.from_pretrained(folder, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    expected = _tensors(saved)
+    assert tensors.keys() == expected.keys()
+    assert [n for n, t in expected.items() if not torch.equal(tensors[n], t)] == []
+
+
 @pytest.mark.slow
-def test_resumed_run_continues_from_the_newest_checkpoint(demo_dir, tmp_path):
+def test_resumed_run_restores_every_tensor_and_continues_from_the_newest_checkpoint(demo_dir, tmp_path):
     common = ("--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "1",
-              "--val-ann", "", "--val-img", "")
-    run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", *common))
-    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
-    run(*demo_args(demo_dir, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "last", *common))
-    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+              "--save_total_limit", "3", "--eval_strategy", "steps", "--eval_steps", "1",
+              "--load_best_model_at_end", "true",
+              # "greater is better": the higher-loss checkpoint-1 is the best, so loading it changes the weights
+              "--metric_for_best_model", "eval_loss", "--greater_is_better", "true")
+    first = Snapshots()
+    run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", *common), callbacks=[first])
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    best = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert best == str(out / "checkpoint-1")
+    assert_same_tensors(first.tensors["end"], best)  # load_best_model_at_end
+    resumed = Snapshots()
+    run(*demo_args(demo_dir, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "last", *common),
+        callbacks=[resumed])
+    assert_same_tensors(resumed.tensors["begin"], out / "checkpoint-2")
+    state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert [r["step"] for r in state["log_history"] if "loss" in r] == [1, 2, 3]  # steps 1-2 from the checkpoint
+
+
+def test_a_checkpoint_that_does_not_match_the_model_is_an_error(demo_dir, tmp_path):
+    """A key the model does not have (or lacks) would leave weights at random: one line, never a warning."""
+    from safetensors.torch import load_file, save_file
+
+    from recipe.modeling import load_checkpoint_weights
+    from recipe.train import build_model
+
+    data, model_args, _, _ = demo_args(demo_dir, tmp_path)
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(["car", "truck", "pedestrian", "light", "sign"])]
+    model, _ = build_model(model_args, data, categories)
+    model.save_pretrained(tmp_path / "ckpt")
+    load_checkpoint_weights(model, str(tmp_path / "ckpt"))  # its own folder: every key matches
+    weights = load_file(tmp_path / "ckpt" / "model.safetensors")
+    name = next(k for k in weights if k.endswith("fc1.weight"))
+    save_file({**{k: v for k, v in weights.items() if k != name}, "model.extra.weight": weights[name]},
+              tmp_path / "ckpt" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelNotAvailable, match=r"ckpt: the checkpoint does not match the model \(missing_keys: 1 "
+                                                r"\(e\.g\. \['model\..*fc1\.weight'\]\); unexpected_keys: 1"):
+        load_checkpoint_weights(model, str(tmp_path / "ckpt"))
 
 
 def test_loss_term_averager_means_and_aux_terms():

@@ -33,7 +33,8 @@ def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
     assert report["train"]["images"] == 24 and report["validation"]["images"] == 8
     assert "| map |" in (out / "README.md").read_text()
 
-    model = AutoModelForObjectDetection.from_pretrained(out)
+    model, info = AutoModelForObjectDetection.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
     assert model.config.num_labels == 5
 
     # Standalone evaluation of the saved folder gives the training run's final numbers.
