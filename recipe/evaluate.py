@@ -152,8 +152,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     install_recipe_loss(model, family, loss_weights(family))
     size = processor.size
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
-    dataset = data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short),
-                                                                reseed_from_torch=False))
+    dataset = data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short)))
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out))

@@ -105,6 +105,19 @@ class NonFiniteLossCallback(TrainerCallback):
                 "report, or train in fp32/bf16 instead of fp16")
 
 
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells the training augmentation which epoch starts: its streams are fixed by seed, epoch and image
+    (`transforms.AugmentationSeeds`), so a resumed run augments as the uninterrupted one did."""
+
+    def __init__(self, seeds):
+        self.seeds = seeds
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is the epoch's index as it starts (epoch + steps done / steps per epoch, exactly 1.0 at the
+        # end of each), or a fraction of the way into it when a run resumes mid-epoch; None before the first step.
+        self.seeds.set_epoch(math.floor(state.epoch or 0))
+
+
 class LossTermAverager:
     """Sums of the model's loss terms between two logging steps -> their means.
 
