@@ -112,7 +112,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         annotation_format: str = "auto", box_convention: str = "inclusive",
                         bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
                         dataset_cache_dir: str | None = None, backend: str = "pycocotools",
-                        predictions_format: str = "coco") -> dict:
+                        predictions_format: str = "coco", image_check: str = "decode",
+                        skip_bad_images: bool = False) -> dict:
     """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
@@ -141,7 +142,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                                       use_cpu=launched_without_cuda(), dataloader_pin_memory=torch.cuda.is_available())
     with args.main_process_first(desc="building the evaluation table"):
         data = load_detection_dataset(ann, images, annotation_format, dataset_cache_dir, None, box_convention,
-                                      bdd_image_size)
+                                      bdd_image_size, image_check=image_check, skip_bad_images=skip_bad_images)
     model = AutoModelForObjectDetection.from_pretrained(model_dir)
     processor = AutoImageProcessor.from_pretrained(model_dir)
     names = [model.config.id2label[i] for i in range(len(model.config.id2label))]

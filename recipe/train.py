@@ -153,7 +153,8 @@ def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | N
 def load_split(data_args, train_args, img, ann, name) -> DetectionData:
     with train_args.main_process_first(desc=f"building the {name} table"):
         return load_detection_dataset(ann, img, data_args.annotation_format, data_args.dataset_cache_dir,
-                                      data_args.subset, data_args.box_convention, data_args.bdd_image_size)
+                                      data_args.subset, data_args.box_convention, data_args.bdd_image_size,
+                                      image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
 
 
 def prepare_demo_data(data_args) -> None:
