@@ -156,7 +156,11 @@ def load_checkpoint_weights(model, folder: str) -> None:
     names (`model.backbone.conv_encoder.model.*`, `fc1`) that the live model spells `model.backbone.model.*`,
     `mlp.fc1`; the Trainer's own resume reads the raw file with `load_state_dict(strict=False)` and leaves those
     weights at random with one warning (transformers #43701, #40187). Any key that does not match is an error."""
-    advice = "Resume with the model config and transformers version the checkpoint was written with."
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in weights):
+        raise ModelNotAvailable(f"{folder}: no model weights there (model.safetensors); give a checkpoint-<step> "
+                                "folder written by the Trainer, or --resume_from_checkpoint last")
+    advice = "Load it with the model config and transformers version it was written with."
     # Building the copy must not move torch's random stream (a resumed run restores it after loading).
     with torch.random.fork_rng(devices=[]):
         loaded, info = type(model).from_pretrained(folder, config=model.config, output_loading_info=True)

@@ -200,6 +200,8 @@ def test_a_checkpoint_that_does_not_match_the_model_is_an_error(demo_dir, tmp_pa
     model, _ = build_model(model_args, data, categories)
     model.save_pretrained(tmp_path / "ckpt")
     load_checkpoint_weights(model, str(tmp_path / "ckpt"))  # its own folder: every key matches
+    with pytest.raises(ModelNotAvailable, match=r"nowhere: no model weights there \(model.safetensors\)"):
+        load_checkpoint_weights(model, str(tmp_path / "nowhere"))
     weights = load_file(tmp_path / "ckpt" / "model.safetensors")
     name = next(k for k in weights if k.endswith("fc1.weight"))
     save_file({**{k: v for k, v in weights.items() if k != name}, "model.extra.weight": weights[name]},
