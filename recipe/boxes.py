@@ -34,14 +34,3 @@ def cxcywh_norm_to_xywh_abs(boxes: torch.Tensor, sizes_hw: torch.Tensor) -> torc
     img_h = sizes_hw[:, 0:1].to(boxes.dtype)
     img_w = sizes_hw[:, 1:2].to(boxes.dtype)
     return torch.stack([(cx - w / 2) * img_w, (cy - h / 2) * img_h, w * img_w, h * img_h], dim=-1)
-
-
-def clip_xywh_abs(boxes: torch.Tensor, sizes_hw: torch.Tensor) -> torch.Tensor:
-    """`xywh_abs` [B, K, 4] clipped to their images, `sizes_hw` [B, 2] (height, width); w, h stay >= 0."""
-    img_h = sizes_hw[:, 0:1].to(boxes.dtype)
-    img_w = sizes_hw[:, 1:2].to(boxes.dtype)
-    x1 = torch.minimum(boxes[..., 0].clamp(min=0), img_w)
-    y1 = torch.minimum(boxes[..., 1].clamp(min=0), img_h)
-    x2 = torch.minimum((boxes[..., 0] + boxes[..., 2]).clamp(min=0), img_w)
-    y2 = torch.minimum((boxes[..., 1] + boxes[..., 3]).clamp(min=0), img_h)
-    return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)

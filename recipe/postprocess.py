@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .boxes import clip_xywh_abs, cxcywh_norm_to_xywh_abs
+from .boxes import cxcywh_norm_to_xywh_abs
 
 # Columns of a detections tensor [B, K, 6]: score, contiguous label, box `xywh_abs` (x, y, w, h).
 DET_SCORE, DET_LABEL, DET_BOX = 0, 1, slice(2, 6)
@@ -21,10 +21,6 @@ def postprocess_detections(logits: torch.Tensor, pred_boxes: torch.Tensor, orig_
     `cxcywh_norm`, orig_sizes_hw [B, 2] -> [B, K, 6] rows (score, label, x, y, w, h) with boxes `xywh_abs`
     in the original image, K = min(top_k, Q x C), sorted by score. With sigmoid one query may give several
     labels (as Deformable DETR's own post-processing); with softmax too (the COCO protocol keeps the top k).
-
-    Boxes are clipped to the image (as torchvision's detectors do; DETR's reference post-processing leaves a
-    box reaching past the border as predicted). Ground truth lies inside the image, so clipping never lowers
-    an IoU, and exported results (a BDD100K frame list) stay inside the frame.
     """
     logits, pred_boxes = logits.float(), pred_boxes.float()
     prob = logits.softmax(-1)[..., :-1] if softmax else logits.sigmoid()
@@ -33,5 +29,5 @@ def postprocess_detections(logits: torch.Tensor, pred_boxes: torch.Tensor, orig_
     scores, index = prob.reshape(batch, -1).topk(k, dim=1)
     query, label = index // classes, index % classes
     boxes = pred_boxes.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
-    boxes = clip_xywh_abs(cxcywh_norm_to_xywh_abs(boxes, orig_sizes_hw), orig_sizes_hw)
+    boxes = cxcywh_norm_to_xywh_abs(boxes, orig_sizes_hw)
     return torch.cat([scores.unsqueeze(-1), label.unsqueeze(-1).float(), boxes], dim=-1)

@@ -44,6 +44,20 @@ def test_crowd_and_ignored_boxes_stay_as_crowd_in_the_eval_ground_truth(tmp_path
         (3, [0.0, 0.0, 10.0, 10.0], 1), (4, [10.0, 10.0, 20.0, 10.0], 1), (1, [50.0, 50.0, 10.0, 30.0], 0)]
 
 
+def test_labels_are_clipped_to_the_given_frame_size(tmp_path, bdd_demo):
+    """BDD100K labels carry no image size: boxes are clipped to the frame size given (--bdd_image_size), and the
+    data report counts it."""
+    frames = [{"name": "000001.jpg", "labels": [
+        {"id": "1", "category": "car", "box2d": {"x1": 300, "y1": -5, "x2": 400, "y2": 99}},
+        {"id": "2", "category": "bus", "box2d": {"x1": 330, "y1": 10, "x2": 360, "y2": 20}}]}]  # wholly outside
+    ann = write_json(tmp_path / "f.json", frames)
+    data = load_detection_dataset(ann, bdd_demo / "train" / "images", cache_dir=str(tmp_path / "c"),
+                                  bdd_image_size=(320, 240))
+    gt = gt_from_table(data.dataset, data.categories)
+    assert [(a["category_id"], a["bbox"]) for a in gt["annotations"]] == [(3, [300.0, 0.0, 20.0, 100.0])]
+    assert (data.report["boxes_clamped"], data.report["boxes_dropped_degenerate"]) == (1, 1)
+
+
 @pytest.mark.slow
 def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo, capsys):
     val_img, val_ann = str(bdd_demo / "val" / "images"), str(bdd_demo / "val" / "annotations.json")
@@ -76,9 +90,9 @@ def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo, c
                    "--predictions-format", "bdd100k"])
     again = json.loads((tmp_path / "m.json").read_text())
     assert all(abs(again[k] - metrics[f"eval_{k}"]) <= 1e-9 for k in METRIC_KEYS)
-    boxes = [label["box2d"] for frame in json.loads((tmp_path / "p.json").read_text()) for label in frame["labels"]]
-    assert len(boxes) == 6 * 100  # inclusive box2d: the last pixel is 319 x 239
-    assert all(0 <= b["x1"] <= b["x2"] + 1 <= 320 and 0 <= b["y1"] <= b["y2"] + 1 <= 240 for b in boxes)
+    frames = json.loads((tmp_path / "p.json").read_text())
+    assert [f["name"] for f in frames] == [f"{i:06d}.jpg" for i in range(1, 7)]
+    assert all(len(f["labels"]) == 100 for f in frames)
 
 
 def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):

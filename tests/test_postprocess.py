@@ -18,14 +18,6 @@ def test_top_k_over_queries_and_classes_hand_computed():
     torch.testing.assert_close(out, expected)
 
 
-def test_boxes_are_clipped_to_the_original_image_hand_computed():
-    # h=100, w=200: the first box reaches past the right and bottom edges, the second past the top-left corner.
-    boxes = torch.tensor([[[0.9, 0.9, 0.4, 0.4], [0.05, 0.1, 0.2, 0.4]]])  # cxcywh_norm
-    out = postprocess_detections(torch.tensor([[[5.0], [4.0]]]), boxes, torch.tensor([[100, 200]]))
-    torch.testing.assert_close(out[0, :, 2:], torch.tensor([[140.0, 70.0, 60.0, 30.0],   # x2 220 -> 200, y2 110 -> 100
-                                                            [0.0, 0.0, 30.0, 30.0]]))   # x1 -10 -> 0, y1 -10 -> 0
-
-
 def test_top_k_is_capped_by_queries_times_classes():
     out = postprocess_detections(torch.zeros(2, 3, 2), torch.full((2, 3, 4), 0.5), torch.tensor([[10, 10]] * 2))
     assert out.shape == (2, 6, 6)
