@@ -191,15 +191,15 @@ def build_model(model_args, data_args, categories: list[dict]):
     return model, processor
 
 
-def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds | None = None):
+def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds):
     """The tables with their on-the-fly transforms: (train dataset, eval dataset or None).
 
-    `seeds`: the training augmentation's streams (per image and epoch, from --seed); None draws a fixed seed 0."""
+    `seeds`: the training augmentation's streams, per image and epoch (from --seed)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
                  eval_size=data_args.eval_size)
     train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds or AugmentationSeeds(0)))
+        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds))
     if val is None:
         return train_ds, None
     eval_transform = make_transform(build_augmentation(False, **sizes))
