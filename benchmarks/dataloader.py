@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from recipe.collate import DetectionCollator  # noqa: E402
 from recipe.data.builder import load_detection_dataset  # noqa: E402
 from recipe.data.images import _decode  # noqa: E402
-from recipe.transforms import StageTimer, build_augmentation, make_transform  # noqa: E402
+from recipe.transforms import AugmentationSeeds, StageTimer, build_augmentation, make_transform  # noqa: E402
 
 CLASSES = ["RBC", "WBC", "Platelets"]
 
@@ -62,7 +62,7 @@ def bccd_to_coco(bccd: Path, out: Path) -> Path:
 
 def recipe_dataset(table, args, stage_timer=None):
     augmentation = build_augmentation(True, args.shortest_edges, args.longest_edge, max(args.shortest_edges))
-    return table.with_transform(make_transform(augmentation, reseed_from_torch=True, stage_timer=stage_timer))
+    return table.with_transform(make_transform(augmentation, seeds=AugmentationSeeds(0), stage_timer=stage_timer))
 
 
 def hf_example_dataset(table, processor_cls):

@@ -54,7 +54,7 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
     torch.manual_seed(0)
     model, processor = load_model_and_processor(model_args, {i: c["name"] for i, c in enumerate(data.categories)})
     dataset = data.dataset.with_transform(make_transform(build_augmentation(
-        False, [data_args.eval_size], data_args.longest_edge, data_args.eval_size), reseed_from_torch=False))
+        False, [data_args.eval_size], data_args.longest_edge, data_args.eval_size)))
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories])
     common = dict(model=model, eval_dataset=dataset, data_collator=DetectionCollator(processor))
     if mode == "recipe":

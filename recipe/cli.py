@@ -65,7 +65,8 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
         annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
         bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
         top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
-        predictions_format=script_args.predictions_format, plots=script_args.plots)
+        predictions_format=script_args.predictions_format, plots=script_args.plots,
+        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
 
 
 def convert_bdd100k_main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from transformers import TrainingArguments
 
+from .data.image_check import IMAGE_CHECKS
 from .errors import ConfigError
 from .parsing import DASHED_ALIASES, arg, check_fields, check_writable_file, launched_without_cuda, parse_args
 
@@ -38,6 +39,13 @@ class DataArguments:
     bdd_image_size: list[int] = arg(default_factory=lambda: [1280, 720], length=2, range="[1, inf)", help=(
         "Width and height of BDD100K frames (the label files do not carry them)."))
     subset: int | None = arg(None, range="[1, inf)", help="Use only the first N images (by id) of each split.")
+    image_check: str = arg("decode", choices=list(IMAGE_CHECKS), help=(
+        "How each image is checked when a split's table is built (once; a cache hit re-checks changed files): "
+        "decode (fully decoded, size compared with the annotations), header (size from the header: truncated "
+        "files pass), exists (the file only)."))
+    skip_bad_images: bool = arg(False, help=(
+        "Drop images that are missing, unreadable or not the annotated size, counted and listed in the data "
+        "report (data_report.json), instead of stopping with an error that names them."))
     demo_data: str | None = arg(None, help=(
         "If set and the annotation files are missing, generate the synthetic demo data in this folder."))
     dataset_cache_dir: str | None = arg(None, help="Arrow cache folder (default: the datasets cache, under HF_HOME).")

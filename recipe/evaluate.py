@@ -144,7 +144,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         annotation_format: str = "auto", box_convention: str = "inclusive",
                         bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
                         dataset_cache_dir: str | None = None, backend: str = "pycocotools",
-                        predictions_format: str = "coco", plots: str | None = None) -> dict:
+                        predictions_format: str = "coco", plots: str | None = None,
+                        image_check: str = "decode", skip_bad_images: bool = False) -> dict:
     """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
@@ -161,7 +162,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     args = evaluation_arguments(batch_size, num_workers)
     with args.main_process_first(desc="building the evaluation table"):
         data = load_detection_dataset(ann, images, annotation_format, dataset_cache_dir, None, box_convention,
-                                      bdd_image_size)
+                                      bdd_image_size, image_check=image_check, skip_bad_images=skip_bad_images)
     model, processor = load_evaluated_model(model_dir, data.categories, ann)
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
@@ -218,8 +219,7 @@ def evaluation_dataset(data, processor):
 
     size = processor.size
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
-    return data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short),
-                                                      reseed_from_torch=False))
+    return data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short)))
 
 
 def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> None:

@@ -135,14 +135,39 @@ def _from_checkpoint(model_args, id2label):
     return model, processor
 
 
-def check_loading_info(info: dict, path: str) -> None:
+CHECKPOINT_ADVICE = "Is it a checkpoint of this architecture and transformers version?"
+
+
+def check_loading_info(info: dict, path: str, *, advice: str = CHECKPOINT_ADVICE) -> None:
     """Missing, unexpected or mismatched keys mean weights silently left at random: an error here."""
     problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         detail = "; ".join(f"{k}: {len(v)} (e.g. {[str(x) for x in v[:3]]})" for k, v in problems.items())
         raise ModelNotAvailable(f"{path}: the checkpoint does not match the model ({detail}); weights would be "
-                                "left at random. Is it a checkpoint of this architecture and transformers version?")
+                                f"left at random. {advice}")
+
+
+def load_checkpoint_weights(model, folder: str) -> None:
+    """Copy the weights saved in `folder` (save_pretrained, a Trainer checkpoint) into `model`, in place:
+    parameters keep their identity (an optimizer's references and tied weights stay valid).
+
+    Read through `from_pretrained`, which maps the saved key names to the model's. transformers 5 saves legacy
+    names (`model.backbone.conv_encoder.model.*`, `fc1`) that the live model spells `model.backbone.model.*`,
+    `mlp.fc1`; the Trainer's own resume reads the raw file with `load_state_dict(strict=False)` and leaves those
+    weights at random with one warning (transformers #43701, #40187). Any key that does not match is an error."""
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in weights):
+        raise ModelNotAvailable(f"{folder}: no model weights there (model.safetensors); give a checkpoint-<step> "
+                                "folder written by the Trainer, or --resume_from_checkpoint last")
+    advice = "Load it with the model config and transformers version it was written with."
+    # Building the copy must not move torch's random stream (a resumed run restores it after loading).
+    with torch.random.fork_rng(devices=[]):
+        loaded, info = type(model).from_pretrained(folder, config=model.config, output_loading_info=True)
+    check_loading_info(info, folder, advice=advice)
+    result = model.load_state_dict(loaded.state_dict(), strict=False)
+    check_loading_info({"missing_keys": result.missing_keys, "unexpected_keys": result.unexpected_keys},
+                       folder, advice=advice)
 
 
 def rehead(model, id2label: dict[int, str]):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from transformers import set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .card import write_model_card
 from .coco_eval import gt_from_table
@@ -28,8 +29,8 @@ from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, load_model_and_processor
 from .runtime import check_world_size, resolve_precision
-from .trainer import DetectionTrainer, NonFiniteLossCallback
-from .transforms import build_augmentation, make_transform
+from .trainer import AugmentationEpochCallback, DetectionTrainer, NonFiniteLossCallback
+from .transforms import AugmentationSeeds, build_augmentation, make_transform
 
 logger = logging.getLogger("recipe")
 
@@ -47,15 +48,16 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     report_data(data_args, train_args, train, val)
     set_seed(train_args.seed)
     model, processor = build_model(model_args, data_args, train.categories)
-    train_ds, eval_ds = build_datasets(data_args, processor, train, val)
+    seeds = AugmentationSeeds(train_args.seed)
+    train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds)
     metrics = build_metrics(eval_args, val)
     push = take_hub_push(train_args)
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                data_collator=DetectionCollator(processor, size_multiple(model.config)),
-                               processing_class=processor,
-                               compute_metrics=metrics, callbacks=[NonFiniteLossCallback(), *callbacks],
+                               processing_class=processor, compute_metrics=metrics,
+                               callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds), *callbacks],
                                model_args=model_args, top_k=eval_args.top_k)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)
@@ -74,33 +76,58 @@ def prepare_runtime(train_args) -> str:
 
 
 def prepare_output_dir(train_args) -> None:
-    """`--resume_from_checkpoint last|auto` -> the newest checkpoint in output_dir (auto: none is a fresh start).
+    """`--resume_from_checkpoint last|auto` -> the newest complete checkpoint in output_dir (auto: none is a fresh
+    start; see `newest_complete_checkpoint`).
     A new run into an output_dir that holds checkpoints is refused: its checkpoints would mix with the old
     ones (and `last` would later pick the wrong run), unless `--overwrite_output_dir`, which deletes them."""
     out = train_args.output_dir
-    last = get_last_checkpoint(out) if out and os.path.isdir(out) else None
+    folders = checkpoint_folders(out) if out and os.path.isdir(out) else []
     resume = train_args.resume_from_checkpoint
     if resume in ("last", "auto"):
+        last = newest_complete_checkpoint(out) if folders else None
         if last is None and resume == "last":
-            raise ConfigError(f"--resume_from_checkpoint last: no checkpoint-<step> folder in {out}; "
+            raise ConfigError(f"--resume_from_checkpoint last: no complete checkpoint-<step> folder in {out}; "
                               "leave the flag out to start a new run (or use auto)")
         train_args.resume_from_checkpoint = last
         if last is not None:
             logger.warning("resuming from %s", last)
         return
-    if resume is not None or last is None:
+    if resume is not None or not folders:
         return
     # transformers 5 dropped TrainingArguments.overwrite_output_dir; the recipe's arguments declare it.
     if not getattr(train_args, "overwrite_output_dir", False):
-        raise ConfigError(f"{out} already holds checkpoints (newest: {os.path.basename(last)}); pass "
+        raise ConfigError(f"{out} already holds checkpoints (newest: {os.path.basename(folders[0])}); pass "
                           "--resume_from_checkpoint last to continue that run, --overwrite_output_dir true to "
                           "delete them and start over, or another --output_dir")
     with train_args.main_process_first(desc="removing old checkpoints"):
         if train_args.should_save:
-            for name in sorted(os.listdir(out)):
-                if re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", name) and os.path.isdir(os.path.join(out, name)):
-                    logger.warning("--overwrite_output_dir: deleting %s", os.path.join(out, name))
-                    shutil.rmtree(os.path.join(out, name))
+            for path in checkpoint_folders(out):
+                logger.warning("--overwrite_output_dir: deleting %s", path)
+                shutil.rmtree(path)
+
+
+def checkpoint_folders(folder: str) -> list[str]:
+    """The checkpoint-<step> folders in `folder`, newest (highest step) first."""
+    found = []
+    for name in os.listdir(folder):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
+        if match and os.path.isdir(os.path.join(folder, name)):
+            found.append((int(match.group(1)), os.path.join(folder, name)))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def newest_complete_checkpoint(folder: str) -> str | None:
+    """The newest checkpoint-<step> folder holding a readable trainer_state.json, which the Trainer writes last
+    (after weights, optimizer, scheduler and RNG states). A newer folder without it was cut off while being
+    saved (a killed run) and is passed over, with a warning."""
+    for path in checkpoint_folders(folder):
+        try:
+            json.loads(Path(path, TRAINER_STATE_NAME).read_text())
+            return path
+        except (OSError, ValueError):
+            logger.warning("%s is incomplete (no readable %s: the run stopped while saving it); passing over it",
+                           path, TRAINER_STATE_NAME)
+    return None
 
 
 def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | None]:
@@ -126,7 +153,8 @@ def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | N
 def load_split(data_args, train_args, img, ann, name) -> DetectionData:
     with train_args.main_process_first(desc=f"building the {name} table"):
         return load_detection_dataset(ann, img, data_args.annotation_format, data_args.dataset_cache_dir,
-                                      data_args.subset, data_args.box_convention, data_args.bdd_image_size)
+                                      data_args.subset, data_args.box_convention, data_args.bdd_image_size,
+                                      image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
 
 
 def prepare_demo_data(data_args) -> None:
@@ -165,17 +193,18 @@ def build_model(model_args, data_args, categories: list[dict]):
     return model, processor
 
 
-def build_datasets(data_args, processor, train, val):
-    """The tables with their on-the-fly transforms: (train dataset, eval dataset or None)."""
+def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds):
+    """The tables with their on-the-fly transforms: (train dataset, eval dataset or None).
+
+    `seeds`: the training augmentation's streams, per image and epoch (from --seed)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
                  eval_size=data_args.eval_size)
-    # Reseeded from torch per batch: --seed governs augmentation, each dataloader worker draws its own stream.
     train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes), reseed_from_torch=True))
+        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds))
     if val is None:
         return train_ds, None
-    eval_transform = make_transform(build_augmentation(False, **sizes), reseed_from_torch=False)
+    eval_transform = make_transform(build_augmentation(False, **sizes))
     return train_ds, val.dataset.with_transform(eval_transform)
 
 

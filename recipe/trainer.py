@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
@@ -9,8 +10,11 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .families import family_of, uses_softmax
+from .modeling import load_checkpoint_weights
 from .optim import build_param_groups
 from .postprocess import postprocess_detections
+
+logger = logging.getLogger("recipe")
 
 
 class DetectionTrainer(Trainer):
@@ -55,6 +59,23 @@ class DetectionTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
 
+    # Checkpoints (resume, load_best_model_at_end) are read through from_pretrained's key mapping, never with the
+    # Trainer's load_state_dict(strict=False), which silently leaves renamed weights at random (see
+    # load_checkpoint_weights). DeepSpeed and FSDP keep their own checkpoint formats, under the live model's names.
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = self.accelerator.unwrap_model(self.model if model is None else model)
+        load_checkpoint_weights(model, resume_from_checkpoint)
+        logger.info("weights of %s loaded (every key matched)", resume_from_checkpoint)
+
+    def _load_best_model(self):
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        load_checkpoint_weights(self.accelerator.unwrap_model(self.model), self.state.best_model_checkpoint)
+        logger.info("best model loaded from %s (%s %s)", self.state.best_model_checkpoint,
+                    self.args.metric_for_best_model, self.state.best_metric)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """-> (loss, detections [B, K, 6] (score, label, xywh_abs in the original image), image_ids [B]).
 
@@ -82,6 +103,19 @@ class NonFiniteLossCallback(TrainerCallback):
             raise FloatingPointError(
                 f"training loss is {loss} at step {state.global_step}; lower the learning rate, check the data "
                 "report, or train in fp32/bf16 instead of fp16")
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells the training augmentation which epoch starts: its streams are fixed by seed, epoch and image
+    (`transforms.AugmentationSeeds`), so a resumed run augments as the uninterrupted one did."""
+
+    def __init__(self, seeds):
+        self.seeds = seeds
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is the epoch's index as it starts (epoch + steps done / steps per epoch, exactly 1.0 at the
+        # end of each), or a fraction of the way into it when a run resumes mid-epoch; None before the first step.
+        self.seeds.set_epoch(math.floor(state.epoch or 0))
 
 
 class LossTermAverager:

@@ -46,7 +46,7 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
                        seed: int | None = None) -> A.Compose:
     """Train: flip, optional bbox-safe crop, multi-scale resize, mild colour jitter. Eval: fixed resize.
 
-    `seed` fixes the random state (`make_transform(..., reseed_from_torch=True)` replaces it per batch)."""
+    `seed` fixes the random state (`make_transform(..., seeds=AugmentationSeeds(...))` replaces it per image)."""
     bbox_params = A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
                                filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
     if not train:
@@ -106,23 +106,50 @@ class StageTimer:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def make_transform(augmentation: A.Compose, *, reseed_from_torch: bool,
+class AugmentationSeeds:
+    """Each training image's augmentation stream, fixed by (seed, epoch, image_id) alone.
+
+    So `--seed` repeats a run whatever the number of dataloader workers and whenever a batch is fetched; each
+    image gets its own stream in each epoch (workers never share one); and a run resumed from a checkpoint
+    augments exactly as the uninterrupted run did. Reseeding from torch's generator per batch (the recipe's
+    earlier way) tied the augmentation to the moment a batch was fetched: the dataloader fetches ahead, and the
+    Trainer restores the checkpoint's RNG state only after the resumed run fetched its first batches, so a run
+    resumed mid-epoch augmented them differently and its losses drifted from the next step on.
+
+    `set_epoch` is called as each epoch starts (`trainer.AugmentationEpochCallback`). The epoch lives in shared
+    memory, so persistent dataloader workers (forked once) see it change."""
+
+    def __init__(self, seed: int):
+        self.seed = seed % 2**64  # SeedSequence takes non-negative entropy
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(epoch)
+
+    def for_image(self, image_id: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence([self.seed, self.epoch, int(image_id) % 2**64])
+
+
+def make_transform(augmentation: A.Compose, *, seeds: AugmentationSeeds | None = None,
                    stage_timer: StageTimer | None = None) -> Callable[[dict], dict]:
     """A `Dataset.with_transform` function: table rows -> {"pixel_values": [uint8 [3, H, W]], "labels": [...]}.
 
     Images stay uint8 here; `DetectionCollator` normalises and pads them once per batch.
-    `reseed_from_torch=True` (training): before each batch the augmentation is reseeded from torch's default
-    generator, so `--seed` governs it, each dataloader worker (seeded by torch with base_seed + worker_id)
-    draws differently but repeatably, and a checkpoint's saved RNG state restores it on resume. Leave it
-    off for a deterministic (eval) augmentation: drawing would shift torch's random stream.
+    `seeds` (training): before each image the augmentation is reseeded from `seeds.for_image(image_id)`, so
+    the same image in the same epoch is augmented the same way in every run (see `AugmentationSeeds`).
+    Without it the augmentation keeps its own state (eval: nothing random; tests: `build_augmentation(seed=)`).
     """
 
     def transform(batch: dict) -> dict:
-        if reseed_from_torch:
-            reseed(augmentation, int(torch.randint(0, 2**62, (1,))))
         pixel_values, labels = [], []
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
+            if seeds is not None:
+                reseed(augmentation, seeds.for_image(image_id))
             start = time.perf_counter()
             image = _read_at_annotated_size(path, height, width)
             decoded = time.perf_counter()
@@ -143,12 +170,14 @@ def make_transform(augmentation: A.Compose, *, reseed_from_torch: bool,
     return transform
 
 
-def reseed(augmentation: A.Compose, seed: int) -> None:
+def reseed(augmentation: A.Compose, seed: int | np.random.SeedSequence) -> None:
     """Give `augmentation` (and every transform in it) a fresh random state drawn from `seed`.
 
     Cheaper than `Compose.set_random_seed`, which builds a new generator per child transform: children share
     the Compose's generators (albumentations' own `set_random_state` propagation)."""
-    augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    augmentation.set_random_state(np.random.default_rng(sequence),
+                                  random.Random(int(sequence.generate_state(1, np.uint64)[0])))
 
 
 def _read_at_annotated_size(path: str, height: int, width: int) -> np.ndarray:

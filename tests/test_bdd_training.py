@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT, shared, write_json
+from recipe.cli import evaluate_main
 from recipe.coco_eval import METRIC_KEYS, gt_from_table
 from recipe.config import parse_config
 from recipe.data.bdd100k import BDD_CATEGORIES
@@ -43,12 +44,27 @@ def test_crowd_and_ignored_boxes_stay_as_crowd_in_the_eval_ground_truth(tmp_path
         (3, [0.0, 0.0, 10.0, 10.0], 1), (4, [10.0, 10.0, 20.0, 10.0], 1), (1, [50.0, 50.0, 10.0, 30.0], 0)]
 
 
+def test_labels_are_clipped_to_the_given_frame_size(tmp_path, bdd_demo):
+    """BDD100K labels carry no image size: boxes are clipped to the frame size given (--bdd_image_size), and the
+    data report counts it."""
+    frames = [{"name": "000001.jpg", "labels": [
+        {"id": "1", "category": "car", "box2d": {"x1": 300, "y1": -5, "x2": 400, "y2": 99}},
+        {"id": "2", "category": "bus", "box2d": {"x1": 330, "y1": 10, "x2": 360, "y2": 20}}]}]  # wholly outside
+    ann = write_json(tmp_path / "f.json", frames)
+    data = load_detection_dataset(ann, bdd_demo / "train" / "images", cache_dir=str(tmp_path / "c"),
+                                  bdd_image_size=(320, 240))
+    gt = gt_from_table(data.dataset, data.categories)
+    assert [(a["category_id"], a["bbox"]) for a in gt["annotations"]] == [(3, [300.0, 0.0, 20.0, 100.0])]
+    assert (data.report["boxes_clamped"], data.report["boxes_dropped_degenerate"]) == (1, 1)
+
+
 @pytest.mark.slow
-def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo):
+def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo, capsys):
+    val_img, val_ann = str(bdd_demo / "val" / "images"), str(bdd_demo / "val" / "annotations.json")
     metrics = run(*parse_config([
         str(ROOT / "configs" / "demo.yaml"), "--train-img", str(bdd_demo / "train" / "images"),
-        "--train-ann", str(bdd_demo / "train" / "annotations.json"), "--val-img", str(bdd_demo / "val" / "images"),
-        "--val-ann", str(bdd_demo / "val" / "annotations.json"), "--bdd_image_size", "320", "240",
+        "--train-ann", str(bdd_demo / "train" / "annotations.json"), "--val-img", val_img,
+        "--val-ann", val_ann, "--bdd_image_size", "320", "240",
         "--max_steps", "2", "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path / "out"),
         "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
         "--shortest_edges", "128", "--eval_size", "128"]))
@@ -56,6 +72,27 @@ def test_two_steps_and_evaluation_straight_from_bdd_labels(tmp_path, bdd_demo):
     assert all(-1.0 <= metrics[f"eval_{k}"] <= 1.0 for k in METRIC_KEYS)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(10)] == [c["name"] for c in BDD_CATEGORIES]
+
+    # scripts/evaluate.py --model on the frames: their size is the flag's (BDD100K labels do not carry it);
+    # without it the frames are taken for 1280x720 and the mismatch is one line saying which flag to set.
+    argv = ["--model", str(tmp_path / "out"), "--images", val_img, "--ann", val_ann, "--num-workers", "0",
+            "--dataset_cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / "m.json")]
+    capsys.readouterr()  # the training run's output
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert err[0].startswith(f"error: {val_ann}: 6 bad image(s): 000001.jpg (the image is 320x240 (after EXIF "
+                             "orientation) but the annotations say 1280x720)")
+    assert err[0].endswith("set bdd_image_size (--bdd_image_size W H) to the frames' size, or set skip_bad_images "
+                           "to drop them")
+    evaluate_main([*argv, "--bdd-image-size", "320", "240", "--predictions-out", str(tmp_path / "p.json"),
+                   "--predictions-format", "bdd100k"])
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert all(abs(again[k] - metrics[f"eval_{k}"]) <= 1e-9 for k in METRIC_KEYS)
+    frames = json.loads((tmp_path / "p.json").read_text())
+    assert [f["name"] for f in frames] == [f"{i:06d}.jpg" for i in range(1, 7)]
+    assert all(len(f["labels"]) == 100 for f in frames)
 
 
 def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):

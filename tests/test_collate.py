@@ -95,7 +95,7 @@ def test_new_pipeline_equals_processor_path(tmp_path, name, kwargs):
     rows = _rows(tmp_path)
     aug_args = dict(shortest_edges=[64, 96, 112], longest_edge=160, eval_size=96, crop_prob=0.5)
     old_pixels, old_mask, old_labels = _old_pipeline(rows, processor, build_augmentation(True, **aug_args, seed=7))
-    transform = make_transform(build_augmentation(True, **aug_args, seed=7), reseed_from_torch=False)
+    transform = make_transform(build_augmentation(True, **aug_args, seed=7))
     out = transform(rows)
     assert all(p.dtype == torch.uint8 and p.shape[0] == 3 for p in out["pixel_values"])
     batch = DetectionCollator(processor)([{"pixel_values": p, "labels": lab}
@@ -115,6 +115,6 @@ def test_torchvision_backend_values_are_bitwise_equal(tmp_path):
     processor = transformers.DeformableDetrImageProcessor()
     rows = _rows(tmp_path, count=2)
     old_pixels, _, _ = _old_pipeline(rows, processor, build_augmentation(False, [96], 160, 96))
-    out = make_transform(build_augmentation(False, [96], 160, 96), reseed_from_torch=False)(rows)
+    out = make_transform(build_augmentation(False, [96], 160, 96))(rows)
     batch = DetectionCollator(processor)([{"pixel_values": p, "labels": {}} for p in out["pixel_values"]])
     assert torch.equal(batch["pixel_values"], old_pixels)

@@ -133,6 +133,7 @@ TRAIN_ERRORS = [
     (["--subset", "0"], "subset must be in [1, inf), got 0"),
     (["--metric_backend", "pycocotool"], "metric_backend: 'pycocotool' is not one of pycocotools, faster_coco_eval"),
     (["--annotation_format", "yolo"], "annotation_format: 'yolo' is not one of auto, coco, bdd100k"),
+    (["--image_check", "full"], "image_check: 'full' is not one of decode, header, exists"),
     (["configs/demo.yaml", "--class_cost", "2.5"],
      "class_cost must be a whole number for deformable_detr models (DeformableDetrConfig declares it int), got 2.5"),
     (["--model_config", "{bad"],

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import DEMO, ROOT
 from recipe.data.bdd100k import convert_file
 from recipe.data.builder import load_detection_dataset
 from recipe.errors import USER_ERRORS
@@ -720,6 +720,39 @@ def test_corpus(name, ws):
         assert message == ws.fmt(expected)
     else:
         expected(run(), ws)
+
+
+# ------------------------------------------------------------------ bad images from the training command line
+
+def test_bad_images_from_the_command_line(demo_dir, tmp_path, capsys):
+    """By default a bad image stops the run in one line (before any model is built); --skip_bad_images true drops
+    it and the data report counts and names it; --image_check exists looks only for the file."""
+    from recipe.cli import train_main
+    from recipe.config import parse_config
+    from recipe.train import load_splits, report_data
+
+    shutil.copytree(demo_dir / "train", tmp_path / "train")
+    (tmp_path / "train" / "images" / "000003.jpg").write_bytes(b"")
+    ann = tmp_path / "train" / "annotations.json"
+    argv = [DEMO, "--demo_data", str(demo_dir), "--train-img", str(tmp_path / "train" / "images"), "--train-ann",
+            str(ann), "--val-img", "", "--val-ann", "", "--output_dir", str(tmp_path / "out"), "--dataset_cache_dir",
+            str(tmp_path / "cache")]
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {ann}: 1 bad image(s): 000003.jpg (image file is empty (0 bytes)); {_BAD_ADVICE}"]
+
+    data, _, train_args, _ = parse_config([*argv, "--skip_bad_images", "true"])
+    report_data(data, train_args, *load_splits(data, train_args))
+    report = json.loads((tmp_path / "out" / "data_report.json").read_text())["train"]
+    assert (report["images"], report["images_bad_dropped"]) == (23, 1)
+    assert report["bad_images"] == ["000003.jpg (image file is empty (0 bytes))"]
+    assert "bad images dropped (skip_bad_images; listed below)" in capsys.readouterr().out
+
+    data, _, train_args, _ = parse_config([*argv, "--image_check", "exists"])
+    train, _ = load_splits(data, train_args)
+    assert (train.report["images"], train.report["images_bad_dropped"]) == (24, 0)
 
 
 # ------------------------------------------------------------------ scripts/check_data.py

@@ -8,7 +8,7 @@ import torch
 
 from conftest import shared, write_json
 from recipe.data.builder import load_detection_dataset
-from recipe.transforms import build_augmentation, make_labels, make_transform
+from recipe.transforms import AugmentationSeeds, build_augmentation, make_labels, make_transform
 
 
 def voc_to_coco(annotation_dir, out_path):
@@ -30,8 +30,8 @@ def voc_to_coco(annotation_dir, out_path):
 
 
 def check_labels(dataset, num_classes):
-    transform = make_transform(build_augmentation(
-        True, shortest_edges=[256, 288, 320], longest_edge=400, eval_size=288, crop_prob=0.5), reseed_from_torch=True)
+    transform = make_transform(build_augmentation(True, shortest_edges=[256, 288, 320], longest_edge=400,
+                                                  eval_size=288, crop_prob=0.5), seeds=AugmentationSeeds(0))
     seen_images = 0
     for start in range(0, len(dataset), 16):
         rows = dataset[start:start + 16]

@@ -3,12 +3,17 @@ resuming picks the newest checkpoint; a new run never mixes into an old one."""
 
 import importlib.util
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from transformers import AutoModelForObjectDetection, TrainerCallback
 
-from conftest import demo_args
-from recipe.errors import ConfigError
+from conftest import DEMO, ROOT, demo_args
+from recipe.errors import ConfigError, ModelNotAvailable
 from recipe.plots import PLOT_FILES
 from recipe.train import prepare_output_dir, run
 from recipe.trainer import LossTermAverager
@@ -93,20 +98,25 @@ def test_evaluate_a_saved_model_writes_the_plots_of_training(trained, demo_dir, 
     assert grid == json.loads((out / "plots" / "val_predictions.json").read_text())
 
 
-def make_checkpoints(out, *steps):
+def make_checkpoints(out, *steps, complete=True):
     for s in steps:
         (out / f"checkpoint-{s}").mkdir(parents=True)
+        if complete:  # the Trainer writes trainer_state.json last
+            (out / f"checkpoint-{s}" / "trainer_state.json").write_text(json.dumps({"global_step": s}))
 
 
-def test_resume_last_and_auto_pick_the_newest_checkpoint(demo_dir, tmp_path):
+def test_resume_last_and_auto_pick_the_newest_complete_checkpoint(demo_dir, tmp_path):
     _, _, args, _ = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", "last")
-    with pytest.raises(ConfigError, match="no checkpoint-<step> folder in"):
+    with pytest.raises(ConfigError, match="no complete checkpoint-<step> folder in"):
         prepare_output_dir(args)
     _, _, args, _ = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", "auto")
     prepare_output_dir(args)
     assert args.resume_from_checkpoint is None  # auto without checkpoints: a fresh start
     make_checkpoints(tmp_path / "out", 3, 10, 9)
     (tmp_path / "out" / "checkpoint-99.tmp").mkdir()
+    make_checkpoints(tmp_path / "out", 11, complete=False)  # a run killed while saving it
+    (tmp_path / "out" / "checkpoint-12").mkdir()
+    (tmp_path / "out" / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # cut off mid-write
     for how in ("last", "auto"):
         _, _, args, _ = demo_args(demo_dir, tmp_path, "--resume_from_checkpoint", how)
         prepare_output_dir(args)
@@ -122,16 +132,125 @@ def test_new_run_into_a_folder_with_checkpoints_is_refused_unless_overwriting(de
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]  # only checkpoints go
 
 
+class Snapshots(TrainerCallback):
+    """Every parameter and buffer of the model when training (re)starts (after the Trainer loaded the checkpoint
+    it resumes from) and when it ends (after load_best_model_at_end)."""
+
+    def __init__(self):
+        self.tensors = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.tensors["begin"] = _tensors(model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.tensors["end"] = _tensors(model)
+
+
+def _tensors(model) -> dict:
+    return {n: t.detach().clone() for n, t in [*model.named_parameters(), *model.named_buffers()]}
+
+
+def assert_same_tensors(tensors: dict, folder) -> None:
+    """`tensors` equal, one by one, the model saved in `folder` as transformers itself loads it (no key left out)."""
+    saved, info = AutoModelForObjectDetection.from_pretrained(folder, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    expected = _tensors(saved)
+    assert tensors.keys() == expected.keys()
+    assert [n for n, t in expected.items() if not torch.equal(tensors[n], t)] == []
+
+
 @pytest.mark.slow
-def test_resumed_run_continues_from_the_newest_checkpoint(demo_dir, tmp_path):
+def test_resumed_run_restores_every_tensor_and_continues_from_the_newest_checkpoint(demo_dir, tmp_path):
     common = ("--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "1",
-              "--val-ann", "", "--val-img", "")
-    run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", *common))
-    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
-    run(*demo_args(demo_dir, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "last", *common))
-    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+              "--save_total_limit", "3", "--eval_strategy", "steps", "--eval_steps", "1",
+              "--load_best_model_at_end", "true",
+              # "greater is better": the higher-loss checkpoint-1 is the best, so loading it changes the weights
+              "--metric_for_best_model", "eval_loss", "--greater_is_better", "true")
+    first = Snapshots()
+    run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", *common), callbacks=[first])
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    best = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert best == str(out / "checkpoint-1")
+    assert_same_tensors(first.tensors["end"], best)  # load_best_model_at_end
+    resumed = Snapshots()
+    run(*demo_args(demo_dir, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "last", *common),
+        callbacks=[resumed])
+    assert_same_tensors(resumed.tensors["begin"], out / "checkpoint-2")
+    state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert [r["step"] for r in state["log_history"] if "loss" in r] == [1, 2, 3]  # steps 1-2 from the checkpoint
+
+
+def train_command(demo_dir, tmp_path, out, *extra) -> list[str]:
+    """scripts/train.py on 6 demo images at 128 px, seed 7: 3 steps an epoch, 5 steps, a checkpoint every step."""
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), DEMO, "--train-img", f"{demo_dir}/train/images",
+            "--train-ann", f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
+            "--val-ann", f"{demo_dir}/val/annotations.json", "--subset", "6", "--output_dir", str(out),
+            "--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0", "--shortest_edges", "128",
+            "--eval_size", "128", "--longest_edge", "160", "--per_device_train_batch_size", "2", "--max_steps", "5",
+            "--warmup_steps", "0", "--save_strategy", "steps", "--save_steps", "1", "--logging_steps", "1",
+            "--seed", "7", *extra]
+
+
+def step_logs(out) -> list[dict]:
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return [{k: v for k, v in r.items() if isinstance(v, float)} | {"step": r["step"]} for r in history if "loss" in r]
+
+
+@pytest.mark.slow
+def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_path):
+    """SIGKILL once checkpoint-2 is written (mid-epoch: the dataloader, RNG and augmentation state must all come
+    back), `--resume_from_checkpoint last`: the same losses at every step and the same final metrics."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(train_command(demo_dir, tmp_path, whole), check=True, capture_output=True)
+    proc = subprocess.Popen(train_command(demo_dir, tmp_path, killed), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while not (killed / "checkpoint-2" / "trainer_state.json").is_file():
+            assert proc.poll() is None, "the run ended before checkpoint-2 was written"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed / "model.safetensors").exists()
+    resumed = subprocess.run(train_command(demo_dir, tmp_path, killed, "--resume_from_checkpoint", "last"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    expected, got = step_logs(whole), step_logs(killed)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5]
+    for want, have in zip(expected, got):
+        assert have.keys() == want.keys() and {"loss", "loss_ce", "grad_norm"} <= want.keys()
+        assert all(have[k] == pytest.approx(want[k], rel=0, abs=1e-6) for k in want), (want, have)
+    metrics = [json.loads((out / "eval_results.json").read_text()) for out in (whole, killed)]
+    scores = [{k: v for k, v in m.items() if not k.endswith(("runtime", "per_second"))} for m in metrics]
+    assert "eval_loss" in scores[0] and scores[1].keys() == scores[0].keys()
+    assert all(scores[1][k] == pytest.approx(v, rel=0, abs=1e-6) for k, v in scores[0].items()), scores
+
+
+def test_a_checkpoint_that_does_not_match_the_model_is_an_error(demo_dir, tmp_path):
+    """A key the model does not have (or lacks) would leave weights at random: one line, never a warning."""
+    from safetensors.torch import load_file, save_file
+
+    from recipe.modeling import load_checkpoint_weights
+    from recipe.train import build_model
+
+    data, model_args, _, _ = demo_args(demo_dir, tmp_path)
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(["car", "truck", "pedestrian", "light", "sign"])]
+    model, _ = build_model(model_args, data, categories)
+    model.save_pretrained(tmp_path / "ckpt")
+    load_checkpoint_weights(model, str(tmp_path / "ckpt"))  # its own folder: every key matches
+    with pytest.raises(ModelNotAvailable, match=r"nowhere: no model weights there \(model.safetensors\)"):
+        load_checkpoint_weights(model, str(tmp_path / "nowhere"))
+    weights = load_file(tmp_path / "ckpt" / "model.safetensors")
+    name = next(k for k in weights if k.endswith("fc1.weight"))
+    save_file({**{k: v for k, v in weights.items() if k != name}, "model.extra.weight": weights[name]},
+              tmp_path / "ckpt" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelNotAvailable, match=r"ckpt: the checkpoint does not match the model \(missing_keys: 1 "
+                                                r"\(e\.g\. \['model\..*fc1\.weight'\]\); unexpected_keys: 1"):
+        load_checkpoint_weights(model, str(tmp_path / "ckpt"))
 
 
 def test_loss_term_averager_means_and_aux_terms():

@@ -33,7 +33,8 @@ def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
     assert report["train"]["images"] == 24 and report["validation"]["images"] == 8
     assert "| map |" in (out / "README.md").read_text()
 
-    model = AutoModelForObjectDetection.from_pretrained(out)
+    model, info = AutoModelForObjectDetection.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
     assert model.config.num_labels == 5
 
     # Standalone evaluation of the saved folder gives the training run's final numbers.
@@ -50,6 +51,24 @@ def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
     detector = pipeline("object-detection", model=str(out), threshold=0.0)
     found = detector(str(demo_dir / "val" / "images" / "000001.jpg"))
     assert found and {"score", "label", "box"} <= set(found[0])
+
+
+@pytest.mark.slow
+def test_same_seed_same_loss_history_whatever_the_workers_other_seed_differs(demo_dir, tmp_path):
+    """--seed fixes the augmentation too (per image and epoch, not per worker or fetch order): 3 steps over 2
+    epochs repeat exactly with 0 or 2 dataloader workers."""
+    def history(name, seed, workers):
+        run(*demo_args(demo_dir, tmp_path / name, "--subset", "4", "--max_steps", "3", "--warmup_steps", "0",
+                       "--per_device_train_batch_size", "2", "--val-ann", "", "--val-img", "", "--seed", str(seed),
+                       "--dataloader_num_workers", str(workers)))
+        logs = json.loads((tmp_path / name / "out" / "trainer_state.json").read_text())["log_history"]
+        return [{k: v for k, v in r.items() if k != "epoch"} for r in logs if "loss" in r]
+
+    first = history("a", 0, 0)
+    assert [r["step"] for r in first] == [1, 2, 3]
+    assert history("b", 0, 2) == first
+    other = history("c", 1, 0)
+    assert all(r["loss"] != o["loss"] for r, o in zip(first, other))
 
 
 def test_offline_missing_model_is_a_clear_error_before_any_data(tmp_path):

@@ -1,4 +1,4 @@
-"""Determinism of the training transform: seeded, per dataloader worker, repeatable across runs."""
+"""Determinism of the training transform: seeded per image and epoch, repeatable across runs and workers."""
 
 import albumentations as A
 import datasets
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recipe.transforms import StageTimer, build_augmentation, make_transform, reseed
+from recipe.transforms import AugmentationSeeds, StageTimer, build_augmentation, make_transform, reseed
 
 AUG = dict(shortest_edges=[48, 56, 64], longest_edge=96, eval_size=64, crop_prob=0.5, color_jitter_prob=0.5)
 
@@ -45,39 +45,65 @@ def _equal(a, b, label_keys=("boxes", "class_labels", "image_id", "orig_size", "
 
 def test_same_seed_same_outputs_other_seed_differs(tmp_path):
     rows = _rows(tmp_path)
-    runs = [_run(make_transform(build_augmentation(True, **AUG, seed=seed), reseed_from_torch=False), rows)
+    runs = [_run(make_transform(build_augmentation(True, **AUG, seed=seed)), rows)
             for seed in (3, 3, 4)]
     assert _equal(runs[0], runs[1])
     assert not _equal(runs[0], runs[2])
 
 
-def test_reseed_from_torch_follows_torch_seed(tmp_path):
+def _by_image(out) -> dict:
+    return {int(lab["image_id"]): (p, lab) for p, lab in zip(out["pixel_values"], out["labels"])}
+
+
+def test_seeds_fix_each_image_and_epoch_whatever_else_draws(tmp_path):
+    """(seed, epoch, image_id) alone decide: not torch's generator, not the batch an image comes in, not what
+    the augmentation drew before."""
     rows = _rows(tmp_path)
     runs = []
     for seed in (0, 0, 1):
-        torch.manual_seed(seed)
-        # a different construction seed must not matter: torch's generator decides
-        runs.append(_run(make_transform(build_augmentation(True, **AUG, seed=len(runs)), reseed_from_torch=True),
-                         rows))
+        torch.manual_seed(len(runs))  # what torch's generator holds must not matter
+        runs.append(_run(make_transform(build_augmentation(True, **AUG, seed=len(runs)),
+                                        seeds=AugmentationSeeds(seed)), rows, batches=1))
     assert _equal(runs[0], runs[1])
     assert not _equal(runs[0], runs[2])
+    seeds = AugmentationSeeds(0)
+    transform = make_transform(build_augmentation(True, **AUG), seeds=seeds)
+    reversed_rows = {k: v[::-1] for k, v in rows.items()}
+    assert _equal(_run(transform, reversed_rows, batches=1)[::-1], runs[0])  # other batches, same images
+    seeds.set_epoch(1)
+    epoch1 = _run(transform, rows, batches=1)
+    assert not _equal(epoch1, runs[0], label_keys=("boxes", "size"))
+    seeds.set_epoch(0)
+    assert _equal(_run(transform, rows, batches=1), runs[0])
 
 
-def _loader_run(dataset, seed):
-    torch.manual_seed(seed)  # what transformers.set_seed does for torch; workers get base_seed + worker_id
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=list)
-    return [[(row["pixel_values"], row["labels"]) for row in batch] for batch in loader]
+def _loader_run(dataset, workers, seeds=None, epochs=(0,), persistent=False):
+    torch.manual_seed(len(dataset))  # workers are seeded from torch (base_seed + worker_id); that must not matter
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=workers, collate_fn=list,
+                                         persistent_workers=persistent)
+    out = []
+    for epoch in epochs:
+        if seeds is not None:
+            seeds.set_epoch(epoch)
+        out.append([[(row["pixel_values"], row["labels"]) for row in batch] for batch in loader])
+    return out
 
 
 def test_dataloader_workers_differ_and_runs_repeat(tmp_path):
     rows = _rows(tmp_path, count=8, distinct=False)  # one image 8 times: only the augmentation differs
-    dataset = datasets.Dataset.from_dict(rows).with_transform(
-        make_transform(build_augmentation(True, **AUG, seed=0), reseed_from_torch=True))
-    first, second = _loader_run(dataset, 0), _loader_run(dataset, 0)
+    seeds = AugmentationSeeds(0)
+    dataset = datasets.Dataset.from_dict(rows).with_transform(make_transform(build_augmentation(True, **AUG),
+                                                                             seeds=seeds))
+    (first,), (second,) = _loader_run(dataset, 2), _loader_run(dataset, 2)
     assert len(first) == 2  # batch 0 from worker 0, batch 1 from worker 1
     assert all(_equal(a, b) for a, b in zip(first, second))
-    # Without per-worker reseeding each worker holds a copy of the same generator: identical batches.
-    assert not _equal(first[0], first[1], label_keys=("boxes", "size"))  # image ids differ anyway
+    assert not _equal(first[0], first[1], label_keys=("boxes", "size"))  # the workers' images differ
+    (in_process,) = _loader_run(dataset, 0)
+    assert all(_equal(a, b) for a, b in zip(first, in_process))  # as many workers as you like: same batches
+    # Persistent workers (forked once) follow set_epoch: each epoch differs, and equals that epoch in-process.
+    persistent = _loader_run(dataset, 2, seeds, epochs=(0, 1), persistent=True)
+    assert not _equal(persistent[0][0], persistent[1][0], label_keys=("boxes", "size"))
+    assert all(_equal(a, b) for a, b in zip(persistent[1], _loader_run(dataset, 0, seeds, epochs=(1,))[0]))
 
 
 def test_reseed_decorrelates_child_transforms():
@@ -102,6 +128,6 @@ def test_reseed_decorrelates_child_transforms():
 def test_stage_timer_counts_each_image(tmp_path):
     rows = _rows(tmp_path, count=3)
     timer = StageTimer()
-    make_transform(build_augmentation(False, [64], 96, 64), reseed_from_torch=False, stage_timer=timer)(rows)
+    make_transform(build_augmentation(False, [64], 96, 64), stage_timer=timer)(rows)
     assert timer.images == 3 and set(timer.seconds) == {"decode", "augment", "labels"}
     assert all(seconds > 0 for seconds in timer.seconds.values())
