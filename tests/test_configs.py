@@ -296,3 +296,13 @@ def test_accelerate_configs_load_with_accelerates_own_loader(path):
         assert config.deepspeed_config["zero_stage"] == 2
     if path.name == "multi_node.yaml":
         assert config.num_machines == 2
+
+
+def test_image_check_choices_are_the_checks_the_builder_knows():
+    import dataclasses
+
+    from recipe.config import DataArguments
+    from recipe.data.image_check import IMAGE_CHECKS
+
+    field = {f.name: f for f in dataclasses.fields(DataArguments)}["image_check"]
+    assert tuple(field.metadata["choices"]) == IMAGE_CHECKS
