@@ -70,3 +70,44 @@ def test_bdd_label_writer(tmp_path):
 @pytest.mark.parametrize("name", ["metrics", "eval_memory"])
 def test_other_benchmarks_import(name):
     assert _load(name).__doc__
+
+
+def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
+    """The transformers arm's overrides, through the recipe's own parser, model builder and optimizer, give
+    transformers' defaults; the recipe arm differs in each of them and nothing else (built, not trained)."""
+    from transformers import DeformableDetrConfig, TrainingArguments
+
+    from conftest import DEMO
+    from recipe.config import parse_config
+    from recipe.families import family_of, loss_weights
+    from recipe.modeling import load_model_and_processor
+    from recipe.trainer import DetectionTrainer
+
+    bench = _load("recipe_vs_defaults")
+    hf_config, hf_args = DeformableDetrConfig(), TrainingArguments(output_dir=str(tmp_path / "hf"))
+    resolved = {}
+    for arm in bench.ARMS:
+        _, model_args, train_args, _ = parse_config(bench.arm_argv(arm, DEMO, str(tmp_path / arm), quick=True))
+        model, _ = load_model_and_processor(model_args, {0: "a", 1: "b"})
+        optimizer = DetectionTrainer(model=model, args=train_args, model_args=model_args).create_optimizer()
+        resolved[arm] = {
+            "auxiliary_loss": model.config.auxiliary_loss, "class_cost": model.config.class_cost,
+            "bbox_cost": model.config.bbox_cost, "giou_cost": model.config.giou_cost,
+            "loss_weights": loss_weights(family_of("deformable_detr"), model_args),
+            "lrs": sorted({g["lr"] for g in optimizer.param_groups}),
+            "weight_decay": train_args.weight_decay, "max_grad_norm": train_args.max_grad_norm,
+            "schedule": [getattr(train_args, k) for k in ("learning_rate", "num_train_epochs", "lr_scheduler_type",
+                                                           "warmup_steps", "per_device_train_batch_size", "seed")],
+        }
+    hf = resolved["transformers"]
+    assert {k: hf[k] for k in ("auxiliary_loss", "class_cost", "bbox_cost", "giou_cost")} == {
+        k: getattr(hf_config, k) for k in ("auxiliary_loss", "class_cost", "bbox_cost", "giou_cost")}
+    # transformers' weight_dict: loss_ce fixed at 1, the config's box coefficients, cardinality logged only
+    assert hf["loss_weights"] == {"loss_ce": 1.0, "loss_bbox": hf_config.bbox_loss_coefficient,
+                                  "loss_giou": hf_config.giou_loss_coefficient, "cardinality_error": 0.0}
+    assert hf["lrs"] == [hf["schedule"][0]]  # one lr for every parameter
+    assert (hf["weight_decay"], hf["max_grad_norm"]) == (hf_args.weight_decay, hf_args.max_grad_norm)
+    recipe = resolved["recipe"]
+    assert [k for k in recipe if recipe[k] != hf[k]] == [
+        "auxiliary_loss", "class_cost", "loss_weights", "lrs", "weight_decay", "max_grad_norm"]
+
