@@ -133,6 +133,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     from .families import family_of, loss_weights, size_multiple
     from .losses import install_recipe_loss
     from .metrics import CocoDetectionMetrics
+    from .timing import time_forward
     from .trainer import DetectionTrainer
     from .transforms import build_augmentation, make_transform
 
@@ -150,6 +151,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         f"classes {names} ({model_dir}/config.json)")
     family = family_of(model.config.model_type)
     install_recipe_loss(model, family, loss_weights(family))
+    time_forward(model)  # a benchmark's stage times (recipe/timing.py); free otherwise
     size = processor.size
     short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
     dataset = data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short),

@@ -111,3 +111,27 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
     assert [k for k in recipe if recipe[k] != hf[k]] == [
         "auxiliary_loss", "class_cost", "loss_weights", "lrs", "weight_decay", "max_grad_norm"]
 
+
+def test_stage_marks_record_only_inside_record():
+    """The timer seam the benchmarks read: marked stages are summed inside `record()` and cost nothing outside."""
+    import torch
+
+    from recipe import timing
+    from recipe.postprocess import postprocess_detections
+
+    calls = [lambda: postprocess_detections(torch.zeros(1, 5, 3), torch.full((1, 5, 4), 0.5),
+                                            torch.tensor([[10, 20]]), top_k=4)]
+    module = torch.nn.Linear(2, 2)
+    timing.time_forward(module)
+    calls.append(lambda: module(torch.zeros(1, 2)))
+    for call in calls:
+        call()
+    assert timing.active() is None
+    with timing.record() as times:
+        for call in calls:
+            call()
+        with pytest.raises(RuntimeError):
+            module(torch.zeros(1, 3))  # a failing forward still closes its stage
+        module(torch.zeros(1, 2))
+    assert set(times.seconds) == {"postprocess", "forward"} and all(v > 0 for v in times.seconds.values())
+    assert timing.active() is None
