@@ -135,3 +135,18 @@ def test_stage_marks_record_only_inside_record():
         module(torch.zeros(1, 2))
     assert set(times.seconds) == {"postprocess", "forward"} and all(v > 0 for v in times.seconds.values())
     assert timing.active() is None
+
+
+@pytest.mark.slow
+def test_eval_throughput_benchmark_runs(demo_dir, capsys):
+    bench = _load("eval_throughput")
+    out = bench.main(argparse.Namespace(model=None, demo_data=str(demo_dir), train_steps=1, rounds=1))
+    assert set(out) == {"evaluate", "predict"}
+    for result in out.values():
+        assert result["images"] == 8 and result["images_per_s"][0] > 0
+        shares = result["shares"][0]
+        assert shares["forward"] > 0 and shares["pre"] > 0 and shares["post"] > 0
+        assert abs(sum(v for k, v in shares.items() if k != "loss") - 1.0) < 1e-9
+    assert out["evaluate"]["shares"][0]["cocoeval"] > 0
+    bench.report(out)
+    assert "post+scoring" in capsys.readouterr().out
