@@ -8,6 +8,8 @@ from typing import Any
 import cv2
 import torch
 
+from .timing import stage
+
 
 @dataclass
 class DetectionCollator:
@@ -25,6 +27,10 @@ class DetectionCollator:
     pad_to_multiple_of: int = 1  # windowed ViT backbones need sizes in multiples of patch x windows
 
     def __call__(self, features: list[dict]) -> dict:
+        with stage("collate"):
+            return self._collate(features)
+
+    def _collate(self, features: list[dict]) -> dict:
         images = [f["pixel_values"] for f in features]
         m = self.pad_to_multiple_of
         height = -(-max(image.shape[-2] for image in images) // m) * m

@@ -155,6 +155,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     from .coco_eval import gt_from_table
     from .data.builder import load_detection_dataset
     from .metrics import CocoDetectionMetrics
+    from .timing import time_forward
 
     check_output_path(output)
     check_output_path(predictions_out, "--predictions-out")
@@ -164,6 +165,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
         data = load_detection_dataset(ann, images, annotation_format, dataset_cache_dir, None, box_convention,
                                       bdd_image_size, image_check=image_check, skip_bad_images=skip_bad_images)
     model, processor = load_evaluated_model(model_dir, data.categories, ann)
+    time_forward(model)  # a benchmark's stage times (recipe/timing.py); free otherwise
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out or plots))

@@ -12,6 +12,7 @@ import copy
 import torch
 
 from .families import Family, base_term
+from .timing import stage
 
 
 def weighted_loss(loss_dict: dict[str, torch.Tensor], family: Family, weights: dict[str, float]) -> torch.Tensor:
@@ -42,7 +43,7 @@ def install_recipe_loss(model, family: Family, weights: dict[str, float]) -> Non
             config = copy.copy(config)
             config.group_detr = 1
         labels = [{k: to32(v) for k, v in t.items()} for t in labels]
-        with _autocast_off(logits.device.type):
+        with _autocast_off(logits.device.type), stage("loss"):
             _, loss_dict, aux = original(to32(logits), labels, device, to32(pred_boxes), config,
                                          *[to32(a) for a in args], **{k: to32(v) for k, v in kwargs.items()})
         return weighted_loss(loss_dict, family, weights), loss_dict, aux

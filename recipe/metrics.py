@@ -23,6 +23,7 @@ from .coco_eval import (
 from .cocoeval_stream import StreamingCocoEval
 from .distributed import is_main_process, run_on_main_then_broadcast
 from .postprocess import DET_BOX, DET_LABEL, DET_SCORE
+from .timing import stage
 
 PER_CLASS_PREFIX = "map_class/"
 
@@ -85,17 +86,19 @@ class CocoDetectionMetrics:
         """dets [B, K, 6] (score, label, x, y, w, h), image_ids [B]. An image seen before is skipped: a
         distributed sampler pads the last batch with repeats, which must not be scored twice."""
         batch_rows, batch_ids = [], []
-        for img_id, d in zip(image_ids, dets):
-            if int(img_id) in self._image_ids:
-                continue
-            d = d[d[:, DET_SCORE] > self.score_threshold]
-            batch_rows.append(detection_rows(d, int(img_id), self.label_to_category_id))
-            batch_ids.append(int(img_id))
-            self._image_ids.add(int(img_id))
+        with stage("postprocess"):
+            for img_id, d in zip(image_ids, dets):
+                if int(img_id) in self._image_ids:
+                    continue
+                d = d[d[:, DET_SCORE] > self.score_threshold]
+                batch_rows.append(detection_rows(d, int(img_id), self.label_to_category_id))
+                batch_ids.append(int(img_id))
+                self._image_ids.add(int(img_id))
         if not batch_ids:
             return
         if self._stream is not None and is_main_process():
-            self._stream.add(np.concatenate(batch_rows), batch_ids)
+            with stage("cocoeval"):
+                self._stream.add(np.concatenate(batch_rows), batch_ids)
         if self._stream is None or self.keep_rows:
             self._rows.extend(batch_rows)
 
@@ -111,10 +114,11 @@ class CocoDetectionMetrics:
         return state
 
     def _score(self, rows: np.ndarray, image_ids: list[int], stream) -> dict:
-        if stream is not None:
-            result = metrics_from(stream.finish(), self.names)
-        else:
-            result = coco_eval(self.coco_gt, rows, img_ids=image_ids, backend=self.backend)
+        with stage("cocoeval"):
+            if stream is not None:
+                result = metrics_from(stream.finish(), self.names)
+            else:
+                result = coco_eval(self.coco_gt, rows, img_ids=image_ids, backend=self.backend)
         result["num_images"] = len(image_ids)
         return result
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from .boxes import cxcywh_norm_to_xywh_abs
+from .timing import stage
 
 # Columns of a detections tensor [B, K, 6]: score, contiguous label, box `xywh_abs` (x, y, w, h).
 DET_SCORE, DET_LABEL, DET_BOX = 0, 1, slice(2, 6)
@@ -22,12 +23,13 @@ def postprocess_detections(logits: torch.Tensor, pred_boxes: torch.Tensor, orig_
     in the original image, K = min(top_k, Q x C), sorted by score. With sigmoid one query may give several
     labels (as Deformable DETR's own post-processing); with softmax too (the COCO protocol keeps the top k).
     """
-    logits, pred_boxes = logits.float(), pred_boxes.float()
-    prob = logits.softmax(-1)[..., :-1] if softmax else logits.sigmoid()
-    batch, queries, classes = prob.shape
-    k = min(top_k, queries * classes)
-    scores, index = prob.reshape(batch, -1).topk(k, dim=1)
-    query, label = index // classes, index % classes
-    boxes = pred_boxes.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
-    boxes = cxcywh_norm_to_xywh_abs(boxes, orig_sizes_hw)
-    return torch.cat([scores.unsqueeze(-1), label.unsqueeze(-1).float(), boxes], dim=-1)
+    with stage("postprocess"):
+        logits, pred_boxes = logits.float(), pred_boxes.float()
+        prob = logits.softmax(-1)[..., :-1] if softmax else logits.sigmoid()
+        batch, queries, classes = prob.shape
+        k = min(top_k, queries * classes)
+        scores, index = prob.reshape(batch, -1).topk(k, dim=1)
+        query, label = index // classes, index % classes
+        boxes = pred_boxes.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
+        boxes = cxcywh_norm_to_xywh_abs(boxes, orig_sizes_hw)
+        return torch.cat([scores.unsqueeze(-1), label.unsqueeze(-1).float(), boxes], dim=-1)

@@ -21,6 +21,7 @@ import torch
 
 from .errors import ConfigError, DataError, ModelNotAvailable
 from .postprocess import DET_BOX, DET_LABEL, DET_SCORE
+from .timing import stage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -145,12 +146,15 @@ class ImageFiles(torch.utils.data.Dataset):
         from .data.images import ImageError, read_image
 
         try:
-            image = read_image(str(self.files[i]))
+            with stage("decode"):
+                image = read_image(str(self.files[i]))
         except ImageError as e:
             return {"index": i, "error": str(e)}
-        out = self.augmentation(image=image, bboxes=np.zeros((0, 4)), category=[], iscrowd=[])
-        pixel_values = self.processor(images=out["image"], do_resize=False, do_pad=False,
-                                      return_tensors="pt")["pixel_values"][0]
+        with stage("augment"):
+            out = self.augmentation(image=image, bboxes=np.zeros((0, 4)), category=[], iscrowd=[])
+        with stage("normalise"):
+            pixel_values = self.processor(images=out["image"], do_resize=False, do_pad=False,
+                                          return_tensors="pt")["pixel_values"][0]
         return {"index": i, "image": image, "pixel_values": pixel_values}
 
 
@@ -179,7 +183,8 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
     inputs = {"pixel_values": batch["pixel_values"].to(device)}
     if "pixel_mask" in inspect.signature(model.forward).parameters:  # YOLOS, for one, takes none
         inputs["pixel_mask"] = batch["pixel_mask"].to(device)
-    outputs = model(**inputs)
+    with stage("forward"):
+        outputs = model(**inputs)
     orig_sizes = torch.tensor([it["image"].shape[:2] for it in batch["items"]], device=device)
     return postprocess_detections(outputs.logits, outputs.pred_boxes, orig_sizes, top_k=top_k,
                                   softmax=uses_softmax(model.config.model_type)).cpu().numpy()
@@ -214,10 +219,13 @@ def predict(args: PredictArguments) -> dict:
             if batch["items"]:
                 for item, dets in zip(batch["items"], detect(model, batch, device, top_k=args.top_k)):
                     i = item["index"]
-                    kept = dets[dets[:, DET_SCORE] > args.threshold]
-                    results += coco_results(kept, image_id=ids[i], file_name=names[i], category_ids=category_ids)
+                    with stage("postprocess"):
+                        kept = dets[dets[:, DET_SCORE] > args.threshold]
+                        results += coco_results(kept, image_id=ids[i], file_name=names[i],
+                                                category_ids=category_ids)
                     if args.draw:
-                        save_drawn(item["image"], kept, out / "images" / names[i], label_names)
+                        with stage("draw"):
+                            save_drawn(item["image"], kept, out / "images" / names[i], label_names)
             bar.update(len(batch["failed"]) + len(batch["items"]))
     results_path = write_results(results, out, fmt=args.format, names=dict(zip(ids, names)),
                                  category_names={c: label_names[k] for k, c in enumerate(category_ids)},

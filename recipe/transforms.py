@@ -22,6 +22,7 @@ from PIL import Image
 
 from .boxes import xywh_abs_to_cxcywh_norm
 from .data.images import read_image
+from .timing import StageTimer, active
 
 
 class MultiScaleResize(A.SmallestMaxSize):
@@ -93,19 +94,6 @@ def _warn_size_once(path: str, actual_hw, annotated_hw) -> None:
     _warned_sizes.add(path)
 
 
-class StageTimer:
-    """Seconds spent per stage ("decode", "augment", "labels") by a transform, summed; for benchmarks.
-
-    Only the process that runs the transform sees it: use it with 0 dataloader workers."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.images = 0
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-
 class AugmentationSeeds:
     """Each training image's augmentation stream, fixed by (seed, epoch, image_id) alone.
 
@@ -145,6 +133,7 @@ def make_transform(augmentation: A.Compose, *, seeds: AugmentationSeeds | None =
     """
 
     def transform(batch: dict) -> dict:
+        timer = stage_timer if stage_timer is not None else active()  # a benchmark's record(), if any
         pixel_values, labels = [], []
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
@@ -160,11 +149,11 @@ def make_transform(augmentation: A.Compose, *, seeds: AugmentationSeeds | None =
             pixel_values.append(torch.from_numpy(img).permute(2, 0, 1))  # a view: the collator copies once
             labels.append(make_labels(out["bboxes"], out["category"], out["iscrowd"], image_id,
                                       (height, width), img.shape[:2]))
-            if stage_timer is not None:
-                stage_timer.add("decode", decoded - start)
-                stage_timer.add("augment", augmented - decoded)
-                stage_timer.add("labels", time.perf_counter() - augmented)
-                stage_timer.images += 1
+            if timer is not None:
+                timer.add("decode", decoded - start)
+                timer.add("augment", augmented - decoded)
+                timer.add("labels", time.perf_counter() - augmented)
+                timer.images += 1
         return {"pixel_values": pixel_values, "labels": labels}
 
     return transform

@@ -87,3 +87,83 @@ def test_families_benchmark_models_build_without_timm_with_the_demo_queries():
     from recipe.families import FAMILIES
 
     assert built == set(FAMILIES)  # every family the recipe supports has a row
+
+
+def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
+    """The transformers arm's overrides, through the recipe's own parser, model builder and optimizer, give
+    transformers' defaults; the recipe arm differs in each of them and nothing else (built, not trained)."""
+    from transformers import DeformableDetrConfig, TrainingArguments
+
+    from conftest import DEMO
+    from recipe.config import parse_config
+    from recipe.families import family_of, loss_weights
+    from recipe.modeling import load_model_and_processor
+    from recipe.trainer import DetectionTrainer
+
+    bench = _load("recipe_vs_defaults")
+    hf_config, hf_args = DeformableDetrConfig(), TrainingArguments(output_dir=str(tmp_path / "hf"))
+    resolved = {}
+    for arm in bench.ARMS:
+        _, model_args, train_args, _ = parse_config(bench.arm_argv(arm, DEMO, str(tmp_path / arm), quick=True))
+        model, _ = load_model_and_processor(model_args, {0: "a", 1: "b"})
+        optimizer = DetectionTrainer(model=model, args=train_args, model_args=model_args).create_optimizer()
+        resolved[arm] = {
+            "auxiliary_loss": model.config.auxiliary_loss, "class_cost": model.config.class_cost,
+            "bbox_cost": model.config.bbox_cost, "giou_cost": model.config.giou_cost,
+            "loss_weights": loss_weights(family_of("deformable_detr"), model_args),
+            "lrs": sorted({g["lr"] for g in optimizer.param_groups}),
+            "weight_decay": train_args.weight_decay, "max_grad_norm": train_args.max_grad_norm,
+            "schedule": [getattr(train_args, k) for k in ("learning_rate", "num_train_epochs", "lr_scheduler_type",
+                                                           "warmup_steps", "per_device_train_batch_size", "seed")],
+        }
+    hf = resolved["transformers"]
+    assert {k: hf[k] for k in ("auxiliary_loss", "class_cost", "bbox_cost", "giou_cost")} == {
+        k: getattr(hf_config, k) for k in ("auxiliary_loss", "class_cost", "bbox_cost", "giou_cost")}
+    # transformers' weight_dict: loss_ce fixed at 1, the config's box coefficients, cardinality logged only
+    assert hf["loss_weights"] == {"loss_ce": 1.0, "loss_bbox": hf_config.bbox_loss_coefficient,
+                                  "loss_giou": hf_config.giou_loss_coefficient, "cardinality_error": 0.0}
+    assert hf["lrs"] == [hf["schedule"][0]]  # one lr for every parameter
+    assert (hf["weight_decay"], hf["max_grad_norm"]) == (hf_args.weight_decay, hf_args.max_grad_norm)
+    recipe = resolved["recipe"]
+    assert [k for k in recipe if recipe[k] != hf[k]] == [
+        "auxiliary_loss", "class_cost", "loss_weights", "lrs", "weight_decay", "max_grad_norm"]
+
+
+def test_stage_marks_record_only_inside_record():
+    """The timer seam the benchmarks read: marked stages are summed inside `record()` and cost nothing outside."""
+    import torch
+
+    from recipe import timing
+    from recipe.postprocess import postprocess_detections
+
+    calls = [lambda: postprocess_detections(torch.zeros(1, 5, 3), torch.full((1, 5, 4), 0.5),
+                                            torch.tensor([[10, 20]]), top_k=4)]
+    module = torch.nn.Linear(2, 2)
+    timing.time_forward(module)
+    calls.append(lambda: module(torch.zeros(1, 2)))
+    for call in calls:
+        call()
+    assert timing.active() is None
+    with timing.record() as times:
+        for call in calls:
+            call()
+        with pytest.raises(RuntimeError):
+            module(torch.zeros(1, 3))  # a failing forward still closes its stage
+        module(torch.zeros(1, 2))
+    assert set(times.seconds) == {"postprocess", "forward"} and all(v > 0 for v in times.seconds.values())
+    assert timing.active() is None
+
+
+@pytest.mark.slow
+def test_eval_throughput_benchmark_runs(demo_dir, capsys):
+    bench = _load("eval_throughput")
+    out = bench.main(argparse.Namespace(model=None, demo_data=str(demo_dir), train_steps=1, rounds=1))
+    assert set(out) == {"evaluate", "predict"}
+    for result in out.values():
+        assert result["images"] == 8 and result["images_per_s"][0] > 0
+        shares = result["shares"][0]
+        assert shares["forward"] > 0 and shares["pre"] > 0 and shares["post"] > 0
+        assert abs(sum(v for k, v in shares.items() if k != "loss") - 1.0) < 1e-9
+    assert out["evaluate"]["shares"][0]["cocoeval"] > 0
+    bench.report(out)
+    assert "post+scoring" in capsys.readouterr().out
