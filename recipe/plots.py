@@ -140,7 +140,8 @@ def plot_training_curves(data: dict, path: str) -> str:
         if points:
             losses.plot(*zip(*points), lw=1.8 if key == "loss" else 1.0, label=key)
     losses.set(title="training loss (weighted total) and its terms", xlabel="step")
-    losses.legend(fontsize=8)
+    if losses.get_legend_handles_labels()[0]:  # a run too short to log a loss has nothing to name
+        losses.legend(fontsize=8)
     if "learning_rate" in train:
         lr.plot(train["step"], train["learning_rate"], color="black", lw=1)
     lr.set(title="learning rate (first parameter group)", xlabel="step")
