@@ -48,7 +48,10 @@ def install_recipe_loss(model, family: Family, weights: dict[str, float]) -> Non
                                          *[to32(a) for a in args], **{k: to32(v) for k, v in kwargs.items()})
         return weighted_loss(loss_dict, family, weights), loss_dict, aux
 
-    model.loss_function = float32_loss
+    # Left out of --torch_compile: the matcher calls scipy and the loss reads `.item()` (graph breaks), and every
+    # new count of target boxes recompiled it until dynamo's limit (8) sent it back to eager anyway; compiling it
+    # cost most of the compile time of a run (README "On a GPU").
+    model.loss_function = torch.compiler.disable(float32_loss)
     if family.model_type == "deformable_detr" and getattr(model.config, "two_stage", False):
         _add_encoder_proposal_loss(model, family, weights)
 

@@ -1,10 +1,11 @@
 """Run a detector on new images: drawn images, a results file (COCO results or BDD100K frames), a progress bar.
 
 Pre- and post-processing are the evaluation's: the image reader of training, the eval resize
-(`build_augmentation(False, ...)` at the size in the folder's preprocessor_config.json), the image processor's
-normalisation, `DetectionCollator`'s padding and pixel mask, `postprocess_detections` (top-k over queries x
-classes, boxes `xywh_abs` in the original image), labels mapped to the dataset's category ids (config.json
-`category_ids`, saved by training; a checkpoint without it, e.g. a published COCO one, uses its label ids).
+(`build_augmentation(False, ...)` at the size in the folder's preprocessor_config.json), `DetectionCollator`'s
+normalisation (the image processor's values, once per batch), padding and pixel mask, `postprocess_detections`
+(top-k over queries x classes, boxes `xywh_abs` in the original image), labels mapped to the dataset's category
+ids (config.json `category_ids`, saved by training; a checkpoint without it, e.g. a published COCO one, uses its
+label ids).
 """
 
 from __future__ import annotations
@@ -133,11 +134,11 @@ def eval_augmentation_for(processor):
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Each item: {"index", "image" (uint8 [H, W, 3], as training reads it), "pixel_values" [3, h, w]} or
-    {"index", "error"} for a file that cannot be read (reported by name, then skipped)."""
+    """Each item: {"index", "image" (uint8 [H, W, 3], as training reads it), "pixel_values" uint8 [3, h, w]
+    (resized)} or {"index", "error"} for a file that cannot be read (reported by name, then skipped)."""
 
-    def __init__(self, files: list[Path], augmentation, processor):
-        self.files, self.augmentation, self.processor = files, augmentation, processor
+    def __init__(self, files: list[Path], augmentation):
+        self.files, self.augmentation = files, augmentation
 
     def __len__(self):
         return len(self.files)
@@ -152,10 +153,8 @@ class ImageFiles(torch.utils.data.Dataset):
             return {"index": i, "error": str(e)}
         with stage("augment"):
             out = self.augmentation(image=image, bboxes=np.zeros((0, 4)), category=[], iscrowd=[])
-        with stage("normalise"):
-            pixel_values = self.processor(images=out["image"], do_resize=False, do_pad=False,
-                                          return_tensors="pt")["pixel_values"][0]
-        return {"index": i, "image": image, "pixel_values": pixel_values}
+        # uint8, as in training and evaluation: the collator normalises the whole batch at once.
+        return {"index": i, "image": image, "pixel_values": torch.from_numpy(out["image"]).permute(2, 0, 1)}
 
 
 def collate_readable(processor):
@@ -205,7 +204,7 @@ def predict(args: PredictArguments) -> dict:
     model, processor, category_ids = load_detector(args.model)
     model.to(device)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
-    loader = torch.utils.data.DataLoader(ImageFiles(files, eval_augmentation_for(processor), processor),
+    loader = torch.utils.data.DataLoader(ImageFiles(files, eval_augmentation_for(processor)),
                                          batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_readable(processor))
     out = Path(args.output)

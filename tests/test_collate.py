@@ -118,3 +118,19 @@ def test_torchvision_backend_values_are_bitwise_equal(tmp_path):
     out = make_transform(build_augmentation(False, [96], 160, 96))(rows)
     batch = DetectionCollator(processor)([{"pixel_values": p, "labels": {}} for p in out["pixel_values"]])
     assert torch.equal(batch["pixel_values"], old_pixels)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_pads_to_the_multiple_with_zeros_and_masks_only_real_pixels(dtype):
+    # The batch is allocated uninitialised: every padded element must be written.
+    collate = DetectionCollator(transformers.DeformableDetrImageProcessor(), pad_to_multiple_of=4)
+    for _ in range(3):
+        images = [torch.full((3, 5, 6), 200).to(dtype), torch.full((3, 3, 2), 7).to(dtype).permute(0, 2, 1)]
+        batch = collate([{"pixel_values": image, "labels": {}} for image in images])
+        assert batch["pixel_values"].shape == (2, 3, 8, 8) and batch["pixel_mask"].shape == (2, 8, 8)
+        for i, (h, w) in enumerate([(5, 6), (2, 3)]):
+            expected_mask = torch.zeros(8, 8, dtype=torch.int64)
+            expected_mask[:h, :w] = 1
+            assert torch.equal(batch["pixel_mask"][i], expected_mask)
+            assert not batch["pixel_values"][i][:, expected_mask == 0].any()
+            assert batch["pixel_values"][i][:, expected_mask == 1].ne(0).all()
