@@ -39,7 +39,7 @@ def training_augmentation(config_path: str, seed: int):
     data = parse_config([config_path]).data
     augmentation = build_augmentation(True, data.shortest_edges, data.longest_edge, data.eval_size,
                                       hflip_prob=data.hflip_prob, crop_prob=data.crop_prob,
-                                      color_jitter_prob=data.color_jitter_prob)
+                                      color_jitter_prob=data.color_jitter_prob, resize=data.resize)
     augmentation.set_random_seed(seed)  # albumentations draws from its own RNG, not numpy's or torch's
     return augmentation
 

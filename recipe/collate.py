@@ -22,10 +22,17 @@ class DetectionCollator:
     rescales), with the same float32 arithmetic as its torchvision backend, so the values equal the processor's
     output. Floating-point images are taken as already processed. Padding is bottom-right with zeros after
     normalisation (as the processor's `pad`), to the batch's largest height and width.
+
+    `boxes_on_canvas` (models that never read the pixel mask, `families.ignores_pixel_mask`): such a model
+    sees the padded canvas as the image, so its boxes are normalised to the canvas. The labels' boxes are then
+    re-normalised to the canvas, and each label gets `frame_size` (the canvas's size in original-image pixels,
+    `canvas_frame_size`), which post-processing uses in place of `orig_size`. Without it the padding of a
+    multi-scale batch (or to a multiple of 32) would shift every target box the model is trained on.
     """
 
     image_processor: Any
     pad_to_multiple_of: int = 1  # windowed ViT backbones need sizes in multiples of patch x windows
+    boxes_on_canvas: bool = False
 
     def __call__(self, features: list[dict]) -> dict:
         with stage("collate"):
@@ -52,7 +59,11 @@ class DetectionCollator:
                 values[i, :, :h, :w] = image.numpy()
             values[i, :, h:, :], values[i, :, :h, w:] = 0.0, 0.0
             mask[i, :h, :w], mask[i, h:, :], mask[i, :h, w:] = 1, 0, 0
-        return {"pixel_values": pixel_values, "pixel_mask": pixel_mask, "labels": [f["labels"] for f in features]}
+        labels = [f["labels"] for f in features]
+        if self.boxes_on_canvas:
+            labels = [labels_on_canvas(label, image.shape[-2:], (height, width))
+                      for label, image in zip(labels, images)]
+        return {"pixel_values": pixel_values, "pixel_mask": pixel_mask, "labels": labels}
 
     def _normalisation(self) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
         """(mean, std) in 0..255 units, or only a rescale factor, read from the processor at each call (it
@@ -68,6 +79,27 @@ class DetectionCollator:
         if do_rescale:
             mean, std = mean * (1.0 / rescale_factor), std * (1.0 / rescale_factor)
         return mean.numpy(), std.numpy(), None
+
+
+def canvas_frame_size(orig_hw: torch.Tensor, size_hw: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
+    """The padded canvas's (height, width) in original-image pixels, float32 ([2] or [B, 2]): an image of
+    `orig_hw` pixels resized to `size_hw` and padded to `canvas_hw`; `cxcywh_norm` boxes of the canvas times
+    this are `xywh_abs` in the original image."""
+    canvas = torch.tensor(canvas_hw, dtype=torch.float64)
+    return (orig_hw.to(torch.float64) * canvas / size_hw.to(torch.float64)).to(torch.float32)
+
+
+def labels_on_canvas(labels: dict, size_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> dict:
+    """A copy of one image's labels with `boxes` (`cxcywh_norm` of the `size_hw` image) normalised to the
+    padded `canvas_hw` instead, and `frame_size` (see `canvas_frame_size`). Labels without boxes pass as given."""
+    if "boxes" not in labels:
+        return labels
+    (h, w), (canvas_h, canvas_w) = size_hw, canvas_hw
+    scale = torch.tensor([w / canvas_w, h / canvas_h, w / canvas_w, h / canvas_h], dtype=torch.float32)
+    out = dict(labels, boxes=labels["boxes"] * scale)
+    if "orig_size" in labels:
+        out["frame_size"] = canvas_frame_size(labels["orig_size"], torch.tensor(size_hw), canvas_hw)
+    return out
 
 
 def _planes(image: torch.Tensor) -> list[np.ndarray]:

@@ -51,7 +51,11 @@ class DataArguments:
     shortest_edges: list[int] = arg(default_factory=lambda: [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800],
                                     range="[1, inf)", help="Train: shortest edge drawn from this list (multi-scale).")
     longest_edge: int = arg(1333, range="[1, inf)", help="Cap on the longest edge (train and eval).")
-    eval_size: int = arg(800, range="[1, inf)", help="Eval: shortest edge.")
+    eval_size: int = arg(800, range="[1, inf)", help="Eval: shortest edge (resize square: the side).")
+    resize: str = arg("shortest_edge", choices=["shortest_edge", "square"], help=(  # transforms.RESIZES
+        "shortest_edge (DETR style: aspect ratio kept, shortest edge from shortest_edges, longest capped at "
+        "longest_edge) or square (RT-DETR / D-FINE / DEIMv2 style: side x side, the side drawn from "
+        "shortest_edges; eval at eval_size x eval_size)."))
     hflip_prob: float = arg(0.5, range="[0, 1]", help="Train: horizontal flip probability.")
     crop_prob: float = arg(0.0, range="[0, 1]", help="Train: probability of a bbox-safe random crop.")
     color_jitter_prob: float = arg(0.5, range="[0, 1]", help="Train: probability of a mild colour jitter.")

@@ -217,21 +217,18 @@ def load_evaluated_model(model_dir: str, categories: list[dict], ann: str):
 
 def evaluation_dataset(data, processor):
     """The table with the eval transform, resized as the processor's `size` says."""
-    from .transforms import build_augmentation, make_transform
+    from .transforms import eval_augmentation_for, make_transform
 
-    size = processor.size
-    short, long = size.get("shortest_edge", 800), size.get("longest_edge", 1333)
-    return data.dataset.with_transform(make_transform(build_augmentation(False, [short], long, short)))
+    return data.dataset.with_transform(make_transform(eval_augmentation_for(processor.size)))
 
 
 def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> None:
     """One evaluation pass through the recipe's Trainer; the numbers land in `metrics.last_result`."""
-    from .collate import DetectionCollator
-    from .families import size_multiple
+    from .families import collator_for
     from .trainer import DetectionTrainer
 
     trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset,
-                               data_collator=DetectionCollator(processor, size_multiple(model.config)),
+                               data_collator=collator_for(model.config, processor),
                                compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
 

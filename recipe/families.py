@@ -180,3 +180,20 @@ def size_multiple(config) -> int:
     backbone = config.backbone_config
     windows = getattr(backbone, "num_windows_side", None) or getattr(backbone, "num_windows", 1)
     return int(backbone.patch_size) * int(windows)
+
+
+# Models whose forward never reads the pixel mask: RT-DETR-style encoders take it only to drop it, YOLOS has
+# no mask input. They see the padded canvas as the image (see `DetectionCollator.boxes_on_canvas`).
+_MASK_BLIND = ("rt_detr", "rt_detr_v2", "d_fine", "deimv2", "yolos")
+
+
+def ignores_pixel_mask(model_type: str) -> bool:
+    return model_type in _MASK_BLIND
+
+
+def collator_for(config, image_processor):
+    """The batch collator a model of this config needs: padding multiple and box frame."""
+    from .collate import DetectionCollator
+
+    return DetectionCollator(image_processor, size_multiple(config),
+                             boxes_on_canvas=ignores_pixel_mask(config.model_type))

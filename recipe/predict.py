@@ -1,7 +1,7 @@
 """Run a detector on new images: drawn images, a results file (COCO results or BDD100K frames), a progress bar.
 
 Pre- and post-processing are the evaluation's: the image reader of training, the eval resize
-(`build_augmentation(False, ...)` at the size in the folder's preprocessor_config.json), `DetectionCollator`'s
+(`transforms.eval_augmentation_for` the size in the folder's preprocessor_config.json), `DetectionCollator`'s
 normalisation (the image processor's values, once per batch), padding and pixel mask, `postprocess_detections`
 (top-k over queries x classes, boxes `xywh_abs` in the original image), labels mapped to the dataset's category
 ids (config.json `category_ids`, saved by training; a checkpoint without it, e.g. a published COCO one, uses its
@@ -117,22 +117,6 @@ def load_detector(model_id: str):
     return model.eval(), processor, [int(c) for c in category_ids]
 
 
-def eval_augmentation_for(processor):
-    """The evaluation resize at the processor's size: shortest/longest edge (DETR family), or a fixed
-    height x width (RT-DETR-style processors)."""
-    import albumentations as A
-
-    from .transforms import build_augmentation
-
-    size = processor.size
-    short, long = size.get("shortest_edge"), size.get("longest_edge")
-    if short is None and size.get("height") and size.get("width"):
-        return A.Compose([A.Resize(size["height"], size["width"])],
-                         bbox_params=A.BboxParams(format="coco", label_fields=["category", "iscrowd"]))
-    short, long = short or 800, long or 1333
-    return build_augmentation(False, [short], long, short)
-
-
 class ImageFiles(torch.utils.data.Dataset):
     """Each item: {"index", "image" (uint8 [H, W, 3], as training reads it), "pixel_values" uint8 [3, h, w]
     (resized)} or {"index", "error"} for a file that cannot be read (reported by name, then skipped)."""
@@ -157,11 +141,12 @@ class ImageFiles(torch.utils.data.Dataset):
         return {"index": i, "image": image, "pixel_values": torch.from_numpy(out["image"]).permute(2, 0, 1)}
 
 
-def collate_readable(processor):
-    """Batches of the readable items: the training collator's padding and mask; failed items listed apart."""
-    from .collate import DetectionCollator
+def collate_readable(config, processor):
+    """Batches of the readable items: the training collator's padding and mask (`families.collator_for` the
+    model's config); failed items listed apart."""
+    from .families import collator_for
 
-    collator = DetectionCollator(processor)
+    collator = collator_for(config, processor)
 
     def collate(items: list[dict]) -> dict:
         ok = [it for it in items if "error" not in it]
@@ -176,7 +161,8 @@ def collate_readable(processor):
 @torch.inference_mode()
 def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarray:
     """-> detections [B, K, 6] (score, label, xywh_abs in each original image)."""
-    from .families import uses_softmax
+    from .collate import canvas_frame_size
+    from .families import ignores_pixel_mask, uses_softmax
     from .postprocess import postprocess_detections
 
     inputs = {"pixel_values": batch["pixel_values"].to(device)}
@@ -184,8 +170,11 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
         inputs["pixel_mask"] = batch["pixel_mask"].to(device)
     with stage("forward"):
         outputs = model(**inputs)
-    orig_sizes = torch.tensor([it["image"].shape[:2] for it in batch["items"]], device=device)
-    return postprocess_detections(outputs.logits, outputs.pred_boxes, orig_sizes, top_k=top_k,
+    orig_sizes = torch.tensor([it["image"].shape[:2] for it in batch["items"]])
+    if ignores_pixel_mask(model.config.model_type):  # boxes are relative to the padded canvas
+        sizes = torch.tensor([it["pixel_values"].shape[-2:] for it in batch["items"]])
+        orig_sizes = canvas_frame_size(orig_sizes, sizes, tuple(batch["pixel_values"].shape[-2:]))
+    return postprocess_detections(outputs.logits, outputs.pred_boxes, orig_sizes.to(device), top_k=top_k,
                                   softmax=uses_softmax(model.config.model_type)).cpu().numpy()
 
 
@@ -194,6 +183,8 @@ def predict(args: PredictArguments) -> dict:
 
     -> {"images": read, "skipped": [unreadable names], "detections": kept, "results": path, "drawn": folder}."""
     from tqdm.auto import tqdm
+
+    from .transforms import eval_augmentation_for
 
     if args.batch_size < 1 or args.top_k < 1:
         raise ConfigError(f"--batch_size {args.batch_size} / --top_k {args.top_k}: both must be at least 1")
@@ -204,9 +195,9 @@ def predict(args: PredictArguments) -> dict:
     model, processor, category_ids = load_detector(args.model)
     model.to(device)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
-    loader = torch.utils.data.DataLoader(ImageFiles(files, eval_augmentation_for(processor)),
+    loader = torch.utils.data.DataLoader(ImageFiles(files, eval_augmentation_for(processor.size)),
                                          batch_size=args.batch_size, num_workers=args.num_workers,
-                                         collate_fn=collate_readable(processor))
+                                         collate_fn=collate_readable(model.config, processor))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     results, skipped = [], []

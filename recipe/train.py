@@ -19,12 +19,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .card import write_model_card
 from .coco_eval import gt_from_table
-from .collate import DetectionCollator
 from .config import EvalArguments
 from .data.builder import DetectionData, load_detection_dataset
 from .data.sanitize import format_report, save_reports
 from .errors import ConfigError, DataError
-from .families import size_multiple
+from .families import collator_for, size_multiple
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, load_model_and_processor
@@ -55,7 +54,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               data_collator=DetectionCollator(processor, size_multiple(model.config)),
+                               data_collator=collator_for(model.config, processor),
                                processing_class=processor, compute_metrics=metrics,
                                callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds), *callbacks],
                                model_args=model_args, top_k=eval_args.top_k)
@@ -185,11 +184,19 @@ def build_model(model_args, data_args, categories: list[dict]):
     if any("supercategory" in c for c in categories):  # kept with the class list, as in the COCO file
         model.config.supercategories = [c.get("supercategory") for c in categories]
     # The saved processor then resizes like our eval transform (for pipeline() and evaluate.py).
-    processor.size = {"shortest_edge": data_args.eval_size, "longest_edge": data_args.longest_edge}
     multiple = size_multiple(model.config)
-    if multiple > 1:  # as the collator pads batches: to a multiple the backbone/encoder can take
-        side = -(-data_args.longest_edge // multiple) * multiple
+    if data_args.resize == "square":
+        side = data_args.eval_size
+        processor.size = {"height": side, "width": side}
+    else:
+        processor.size = {"shortest_edge": data_args.eval_size, "longest_edge": data_args.longest_edge}
+        side = data_args.longest_edge
+    if multiple > 1 and (side % multiple or data_args.resize != "square"):
+        # as the collator pads batches: to a multiple the backbone/encoder can take
+        side = -(-side // multiple) * multiple
         processor.do_pad, processor.pad_size = True, {"height": side, "width": side}
+    elif data_args.resize == "square":
+        processor.do_pad = False  # every image is already side x side
     return model, processor
 
 
@@ -198,7 +205,7 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
 
     `seeds`: the training augmentation's streams, per image and epoch (from --seed)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
-                 eval_size=data_args.eval_size)
+                 eval_size=data_args.eval_size, resize=data_args.resize)
     train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
         color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds))

@@ -87,8 +87,9 @@ class DetectionTrainer(Trainer):
         if prediction_loss_only:
             return loss, None, None
         labels = inputs["labels"]
-        orig_sizes = torch.stack([t["orig_size"] for t in labels])
-        detections = postprocess_detections(outputs.logits, outputs.pred_boxes, orig_sizes, top_k=self.top_k,
+        # the boxes' frame in original pixels: the image, or the padded canvas (DetectionCollator.boxes_on_canvas)
+        frames = torch.stack([t.get("frame_size", t["orig_size"]).float() for t in labels])
+        detections = postprocess_detections(outputs.logits, outputs.pred_boxes, frames, top_k=self.top_k,
                                             softmax=uses_softmax(self.model.config.model_type))
         image_ids = torch.cat([t["image_id"] for t in labels])
         return loss, detections, image_ids

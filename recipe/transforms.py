@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import albumentations as A
+import albumentations.augmentations.geometric.functional as fgeometric
 import numpy as np
 import torch
 from PIL import Image
@@ -42,20 +43,46 @@ class MultiScaleResize(A.SmallestMaxSize):
         return {"scale": scale}
 
 
+class RandomSquareResize(A.Resize):
+    """RT-DETR-style resize: to a square side x side drawn from `sides` (aspect ratio not kept; the original
+    RT-DETR / D-FINE / DEIMv2 pipelines resize to 640x640 and train on sides 480-800). Boxes are normalised
+    internally, so they follow the image."""
+
+    def __init__(self, sides: int | Sequence[int], p: float = 1.0):
+        self.sides = [sides] if isinstance(sides, int) else list(sides)
+        super().__init__(height=self.sides[0], width=self.sides[0], p=p)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"side": self.py_random.choice(self.sides)}
+
+    def apply(self, img: np.ndarray, side: int = 0, **params: Any) -> np.ndarray:
+        return fgeometric.resize(img, (side, side), interpolation=self.interpolation)
+
+
+RESIZES = ("shortest_edge", "square")  # DataArguments.resize
+
+
 def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge: int, eval_size: int,
                        hflip_prob: float = 0.5, crop_prob: float = 0.0, color_jitter_prob: float = 0.5,
-                       seed: int | None = None) -> A.Compose:
+                       seed: int | None = None, resize: str = "shortest_edge") -> A.Compose:
     """Train: flip, optional bbox-safe crop, multi-scale resize, mild colour jitter. Eval: fixed resize.
 
+    resize "shortest_edge": the shortest edge drawn from `shortest_edges` (eval: `eval_size`), the longest
+    capped at `longest_edge`; "square": side x side with the side drawn from `shortest_edges` (eval:
+    `eval_size` x `eval_size`), `longest_edge` unused.
     `seed` fixes the random state (`make_transform(..., seeds=AugmentationSeeds(...))` replaces it per image)."""
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
     bbox_params = A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
                                filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
+    square = resize == "square"
     if not train:
-        return A.Compose([MultiScaleResize(eval_size, longest_edge)], bbox_params=bbox_params)
+        fixed = RandomSquareResize(eval_size) if square else MultiScaleResize(eval_size, longest_edge)
+        return A.Compose([fixed], bbox_params=bbox_params)
     steps = [A.HorizontalFlip(p=hflip_prob)]
     if crop_prob > 0:
         steps.append(A.BBoxSafeRandomCrop(erosion_rate=0.0, p=crop_prob))
-    steps.append(MultiScaleResize(list(shortest_edges), longest_edge))
+    steps.append(RandomSquareResize(shortest_edges) if square else MultiScaleResize(list(shortest_edges), longest_edge))
     if color_jitter_prob > 0:
         steps.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=color_jitter_prob))
     augmentation = A.Compose(steps, bbox_params=bbox_params)
@@ -64,6 +91,19 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
         # that same seed, so the children's draws are correlated (flip and jitter see the same numbers).
         reseed(augmentation, seed)
     return augmentation
+
+
+def eval_augmentation_for(size: dict) -> A.Compose:
+    """The evaluation resize an image processor's `size` states: {"height", "width"} (a square side: the
+    recipe's "square" resize; another fixed size: resized to it) or {"shortest_edge", "longest_edge"}."""
+    if size.get("height") and size.get("width") and not size.get("shortest_edge"):
+        if size["height"] == size["width"]:
+            return build_augmentation(False, [], 0, int(size["height"]), resize="square")
+        bbox_params = A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
+                                   filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
+        return A.Compose([A.Resize(size["height"], size["width"])], bbox_params=bbox_params)
+    short = size.get("shortest_edge") or 800
+    return build_augmentation(False, [short], size.get("longest_edge") or 1333, short)
 
 
 def make_labels(bboxes_xywh_abs: np.ndarray, category: Sequence[int], iscrowd: Sequence[int], image_id: int,

@@ -306,3 +306,13 @@ def test_image_check_choices_are_the_checks_the_builder_knows():
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["image_check"]
     assert tuple(field.metadata["choices"]) == IMAGE_CHECKS
+
+
+def test_resize_choices_are_the_resizes_the_transforms_know():
+    import dataclasses
+
+    from recipe.config import DataArguments
+    from recipe.transforms import RESIZES
+
+    field = {f.name: f for f in dataclasses.fields(DataArguments)}["resize"]
+    assert tuple(field.metadata["choices"]) == RESIZES

@@ -3,6 +3,7 @@
 import albumentations as A
 import datasets
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -131,3 +132,38 @@ def test_stage_timer_counts_each_image(tmp_path):
     make_transform(build_augmentation(False, [64], 96, 64), stage_timer=timer)(rows)
     assert timer.images == 3 and set(timer.seconds) == {"decode", "augment", "labels"}
     assert all(seconds > 0 for seconds in timer.seconds.values())
+
+
+def test_square_resize_train_sides_and_boxes():
+    from recipe.transforms import RandomSquareResize
+
+    augmentation = build_augmentation(True, [64, 96], 0, 64, hflip_prob=0.0, color_jitter_prob=0.0, seed=3,
+                                      resize="square")
+    assert any(isinstance(t, RandomSquareResize) for t in augmentation.transforms)
+    image = np.zeros((100, 200, 3), np.uint8)
+    sides = set()
+    for _ in range(20):
+        out = augmentation(image=image, bboxes=np.array([[10.0, 20.0, 30.0, 40.0]]), category=[1], iscrowd=[0])
+        side = out["image"].shape[0]
+        assert out["image"].shape == (side, side, 3)
+        sides.add(side)
+        # x scaled by side/200, y by side/100
+        np.testing.assert_allclose(out["bboxes"][0], [10 * side / 200, 20 * side / 100, 30 * side / 200,
+                                                      40 * side / 100], rtol=1e-5)
+    assert sides == {64, 96}
+
+
+def test_eval_augmentation_for_each_processor_size():
+    from recipe.transforms import eval_augmentation_for
+
+    image, box = np.zeros((100, 200, 3), np.uint8), np.array([[10.0, 20.0, 30.0, 40.0]])
+    square = eval_augmentation_for({"height": 64, "width": 64})(image=image, bboxes=box, category=[1], iscrowd=[0])
+    assert square["image"].shape == (64, 64, 3)
+    np.testing.assert_allclose(square["bboxes"][0], [3.2, 12.8, 9.6, 25.6], rtol=1e-5)
+    fixed = eval_augmentation_for({"height": 50, "width": 80})(image=image, bboxes=box, category=[1], iscrowd=[0])
+    assert fixed["image"].shape == (50, 80, 3)
+    short = eval_augmentation_for({"shortest_edge": 50, "longest_edge": 90})(image=image, bboxes=box, category=[1],
+                                                                            iscrowd=[0])
+    assert short["image"].shape == (45, 90, 3)  # 50 x 100 capped by the longest edge
+    with pytest.raises(ValueError, match="resize must be one of"):
+        build_augmentation(False, [64], 96, 64, resize="squash")
