@@ -3,12 +3,16 @@
 In one run, on the same files (BCCD's 364 real 640x480 JPEGs by default: ../shared/data/bccd), for each
 worker count and in interleaved rounds, prints the images/s of
   recipe      the training transform and collator that `train.py` uses (decode, augment on uint8, labels;
-              normalise and pad once per batch), through a torch DataLoader as the Trainer builds it;
+              pad once per batch, uint8: the Trainer normalises the batch on the device), through a torch
+              DataLoader as the Trainer builds it;
+  recipe_cpu_norm  the same with the batch normalised in the loader (float32), as evaluation without a
+              Trainer (predict.py) and the recipe before the batch went to the device as uint8;
   hf_example  a pipeline written here after transformers' examples/pytorch/object-detection/
               run_object_detection.py: a `datasets` Image column, its albumentations policy, the image
               processor resizing (longest edge 600) and padding every image to 600x600, a stacking collate;
   floor       decode only (no augmentation, no tensors): the fastest of torchvision, OpenCV and PIL;
-then the medians and the ratios recipe/hf_example and recipe/floor, and the recipe's time per stage.
+then the medians and the ratios recipe/hf_example and recipe/floor, and the recipe's time per stage (with
+`normalise`: the cost of `normalise_batch` on this CPU, which on a GPU runs there).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from recipe.collate import DetectionCollator  # noqa: E402
+from recipe.collate import DetectionCollator, normalise_batch  # noqa: E402
 from recipe.data.builder import load_detection_dataset  # noqa: E402
 from recipe.data.images import _decode  # noqa: E402
 from recipe.transforms import AugmentationSeeds, StageTimer, build_augmentation, make_transform  # noqa: E402
@@ -142,18 +146,21 @@ def images_per_second(dataset, collate_fn, *, workers: int, batch_size: int, see
 
 def stage_breakdown(table, processor, args) -> dict[str, float]:
     """ms per image of each stage of the recipe's pipeline (0 workers: the timer lives in this process)."""
-    timer, collate_s = StageTimer(), 0.0
+    timer, collate_s, normalise_s = StageTimer(), 0.0, 0.0
     dataset = recipe_dataset(table, args, stage_timer=timer)
-    collator = DetectionCollator(processor)
+    collator = DetectionCollator(processor, normalise_on_device=True)
     torch.manual_seed(0)
     for start in range(0, len(dataset) - args.batch_size + 1, args.batch_size):
         features = dataset[start:start + args.batch_size]
         t0 = time.perf_counter()
-        collator([{"pixel_values": p, "labels": lab} for p, lab in zip(features["pixel_values"],
-                                                                       features["labels"])])
-        collate_s += time.perf_counter() - t0
+        batch = collator([{"pixel_values": p, "labels": lab} for p, lab in zip(features["pixel_values"],
+                                                                               features["labels"])])
+        t1 = time.perf_counter()
+        normalise_batch(batch, processor)
+        collate_s, normalise_s = collate_s + t1 - t0, normalise_s + time.perf_counter() - t1
     out = {stage: 1000 * s / timer.images for stage, s in timer.seconds.items()}
     out["collate"] = 1000 * collate_s / timer.images
+    out["normalise (on the device; this CPU here)"] = 1000 * normalise_s / timer.images
     return out
 
 
@@ -167,7 +174,8 @@ def run(args) -> dict:
                                        cache_dir=str(Path(tmp) / "cache")).dataset
         paths = list(table["image_path"])
         processor = processor_cls()
-        pipelines = {"recipe": (recipe_dataset(table, args), DetectionCollator(processor)),
+        pipelines = {"recipe": (recipe_dataset(table, args), DetectionCollator(processor, normalise_on_device=True)),
+                     "recipe_cpu_norm": (recipe_dataset(table, args), DetectionCollator(processor)),
                      "hf_example": (hf_example_dataset(table, processor_cls), hf_example_collate)}
         for decoder in ("torchvision", "opencv", "pil"):
             pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)
@@ -195,7 +203,8 @@ def report(out: dict) -> None:
               f"floor={floor:.0f} ({floor_name[7:]}; " + ", ".join(f"{n[7:]} {med[n]:.0f}" for n in med
                                                                     if n.startswith("decode_")) + ")")
         print(f"workers={workers} recipe/hf_example={med['recipe'] / med['hf_example']:.2f}x "
-              f"recipe/floor={100 * med['recipe'] / floor:.0f}%")
+              f"recipe/floor={100 * med['recipe'] / floor:.0f}% (recipe_cpu_norm={med['recipe_cpu_norm']:.0f}: "
+              f"{med['recipe_cpu_norm'] / med['hf_example']:.2f}x, {100 * med['recipe_cpu_norm'] / floor:.0f}%)")
     print("recipe ms per image (0 workers): " + ", ".join(f"{k}={v:.2f}" for k, v in out["stages"].items()))
 
 

@@ -228,7 +228,7 @@ def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> N
     from .trainer import DetectionTrainer
 
     trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset,
-                               data_collator=collator_for(model.config, processor),
+                               data_collator=collator_for(model.config, processor, normalise_on_device=True),
                                compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
 

@@ -191,9 +191,10 @@ def ignores_pixel_mask(model_type: str) -> bool:
     return model_type in _MASK_BLIND
 
 
-def collator_for(config, image_processor):
-    """The batch collator a model of this config needs: padding multiple and box frame."""
+def collator_for(config, image_processor, *, normalise_on_device: bool = False):
+    """The batch collator a model of this config needs: padding multiple and box frame (see `DetectionCollator`
+    for `normalise_on_device`, which the recipe's Trainer does)."""
     from .collate import DetectionCollator
 
-    return DetectionCollator(image_processor, size_multiple(config),
-                             boxes_on_canvas=ignores_pixel_mask(config.model_type))
+    return DetectionCollator(image_processor, size_multiple(config), boxes_on_canvas=ignores_pixel_mask(
+        config.model_type), normalise_on_device=normalise_on_device)

@@ -54,7 +54,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               data_collator=collator_for(model.config, processor),
+                               data_collator=collator_for(model.config, processor, normalise_on_device=True),
                                processing_class=processor, compute_metrics=metrics,
                                callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds), *callbacks],
                                model_args=model_args, top_k=eval_args.top_k)

@@ -102,9 +102,9 @@ def _one_checkpoint_per_family() -> dict[str, str]:
 @pytest.mark.parametrize("model_type", sorted(_one_checkpoint_per_family()))
 def test_which_families_ignore_the_pixel_mask(model_type):
     """Behaviour, not a list: a mask that hides the lower half changes a model's outputs unless it ignores it."""
-    from published import shrunk_config
     from transformers import AutoConfig, AutoModelForObjectDetection
 
+    from published import shrunk_config
     from recipe.families import size_multiple
 
     config = AutoConfig.for_model(**shrunk_config(_one_checkpoint_per_family()[model_type]))

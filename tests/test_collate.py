@@ -134,3 +134,30 @@ def test_pads_to_the_multiple_with_zeros_and_masks_only_real_pixels(dtype):
             assert torch.equal(batch["pixel_mask"][i], expected_mask)
             assert not batch["pixel_values"][i][:, expected_mask == 0].any()
             assert batch["pixel_values"][i][:, expected_mask == 1].ne(0).all()
+
+
+@pytest.mark.parametrize(("name", "overrides"), PROCESSORS)
+def test_normalised_on_device_equals_the_collator_bit_for_bit(name, overrides):
+    """The training batch leaves the loader uint8 (uint8 mask); `normalise_batch`, where the model runs, gives
+    the CPU collator's float32 values exactly, zero padding and the int64 mask."""
+    from recipe.collate import normalise_batch
+
+    processor = getattr(transformers, name)(**overrides)
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator) for h, w in ((20, 30), (24, 18))]
+    features = [{"pixel_values": image, "labels": {}} for image in images]
+    on_cpu = DetectionCollator(processor, pad_to_multiple_of=8)(features)
+    shipped = DetectionCollator(processor, pad_to_multiple_of=8, normalise_on_device=True)(features)
+    assert shipped["pixel_values"].dtype == torch.uint8 and shipped["pixel_mask"].dtype == torch.uint8
+    assert shipped["pixel_values"].shape == on_cpu["pixel_values"].shape == (2, 3, 24, 32)
+    normalised = normalise_batch(shipped, processor)
+    assert normalised["pixel_values"].dtype == torch.float32 and normalised["pixel_mask"].dtype == torch.int64
+    assert torch.equal(normalised["pixel_values"], on_cpu["pixel_values"])
+    assert torch.equal(normalised["pixel_mask"], on_cpu["pixel_mask"])
+    assert normalise_batch(on_cpu, processor) is on_cpu  # a float batch passes as it is
+    # the torch path (a GPU's), run here on the CPU
+    from recipe.collate import _normalise_with_torch, processor_normalisation
+
+    on_torch = _normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
+                                     *processor_normalisation(processor))
+    assert torch.equal(on_torch, on_cpu["pixel_values"])
