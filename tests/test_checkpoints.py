@@ -105,8 +105,8 @@ def test_family_config_fine_tunes_the_cached_checkpoint_offline(offline_hub, dem
     assert loaded.config.num_labels == 5
     assert json.loads((out / "config.json").read_text())["model_type"] == PUBLISHED[hub_id].model_type
     processor = json.loads((out / "preprocessor_config.json").read_text())
-    if parse_config([str(config)]).data.resize == "square":  # evaluated (and served) at 128x128, unpadded
-        assert processor["size"] == {"height": 128, "width": 128} and not processor["do_pad"], processor
+    if parse_config([str(config)]).data.resize == "square":  # evaluated (and served) at 128x128
+        assert processor["size"] == {"height": 128, "width": 128}, processor
     else:
         assert processor["size"] == {"shortest_edge": 128, "longest_edge": 160}, processor
     detector = pipeline("object-detection", model=str(out), threshold=0.0)

@@ -19,5 +19,6 @@ def test_gpu_setting_trains_with_finite_falling_losses(demo_dir, tmp_path, flags
                    "--warmup_steps", "0", "--learning_rate", "5e-4", "--val-ann", "", "--val-img", ""))
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
+    print(flags, "losses", losses)  # README "On a GPU" quotes them (pytest -s)
     assert len(losses) == 8 and all(math.isfinite(v) for v in losses), losses
     assert sum(losses[-3:]) < sum(losses[:3]), losses
