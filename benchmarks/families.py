@@ -114,7 +114,7 @@ def print_table(rows: list[dict]) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per model (default 300)")
-    parser.add_argument("--probe-steps", type=int, default=8, help="steps of the timing probe (default 6)")
+    parser.add_argument("--probe-steps", type=int, default=8, help="steps of the timing probe (default 8)")
     parser.add_argument("--only", nargs="*", choices=sorted(MODELS), metavar="MODEL",
                         help=f"a subset of the rows: {', '.join(sorted(MODELS))}")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
