@@ -174,8 +174,9 @@ def run(args) -> dict:
                                        cache_dir=str(Path(tmp) / "cache")).dataset
         paths = list(table["image_path"])
         processor = processor_cls()
-        pipelines = {"recipe": (recipe_dataset(table, args), DetectionCollator(processor, normalise_on_device=True)),
-                     "recipe_cpu_norm": (recipe_dataset(table, args), DetectionCollator(processor)),
+        recipe = recipe_dataset(table, args)  # one dataset, two collators: the batch's last step differs
+        pipelines = {"recipe": (recipe, DetectionCollator(processor, normalise_on_device=True)),
+                     "recipe_cpu_norm": (recipe, DetectionCollator(processor)),
                      "hf_example": (hf_example_dataset(table, processor_cls), hf_example_collate)}
         for decoder in ("torchvision", "opencv", "pil"):
             pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)

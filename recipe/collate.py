@@ -58,15 +58,15 @@ class DetectionCollator:
         mean, std, factor = (None, None, None) if uint8 else self._normalisation()
         for i, image in enumerate(images):
             h, w = image.shape[-2:]
-            if image.dtype == torch.uint8:
+            if uint8:
                 for c, plane in enumerate(_planes(image)):
-                    if uint8:
-                        values[i, c, :h, :w] = plane
-                    else:
-                        _normalise_plane(values[i, c, :h, :w], plane, mean, std, factor, c)
+                    values[i, c, :h, :w] = plane
+                values[i, :, h:, :], values[i, :, :h, w:] = 0, 0
+            elif image.dtype == torch.uint8:
+                _normalise_image(values[i], _planes(image), mean, std, factor)
             else:  # already processed
                 values[i, :, :h, :w] = image.numpy()
-            values[i, :, h:, :], values[i, :, :h, w:] = 0, 0
+                values[i, :, h:, :], values[i, :, :h, w:] = 0.0, 0.0
             mask[i, :h, :w], mask[i, h:, :], mask[i, :h, w:] = 1, 0, 0
         labels = [f["labels"] for f in features]
         if self.boxes_on_canvas:
@@ -123,10 +123,16 @@ def _normalise_on_cpu(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, mean
     values, mask = out.numpy(), pixel_mask.numpy()
     for i in range(len(values)):
         h, w = int(mask[i, :, 0].sum()), int(mask[i, 0, :].sum())  # the mask is the top-left h x w rectangle
-        for c in range(3):
-            _normalise_plane(values[i, c, :h, :w], pixel_values[i, c, :h, :w].numpy(), mean, std, factor, c)
-        values[i, :, h:, :], values[i, :, :h, w:] = 0.0, 0.0
+        _normalise_image(values[i], list(pixel_values[i, :, :h, :w].numpy()), mean, std, factor)
     return out
+
+
+def _normalise_image(out: np.ndarray, planes: list[np.ndarray], mean, std, factor) -> None:
+    """out [3, H, W] = the normalised planes (h x w each) at the top left, zero padding elsewhere."""
+    h, w = planes[0].shape
+    for c, plane in enumerate(planes):
+        _normalise_plane(out[c, :h, :w], plane, mean, std, factor, c)
+    out[:, h:, :], out[:, :h, w:] = 0.0, 0.0
 
 
 def canvas_frame_size(orig_hw: torch.Tensor, size_hw: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
@@ -138,16 +144,21 @@ def canvas_frame_size(orig_hw: torch.Tensor, size_hw: torch.Tensor, canvas_hw: t
 
 
 def labels_on_canvas(labels: dict, size_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> dict:
-    """A copy of one image's labels with `boxes` (`cxcywh_norm` of the `size_hw` image) normalised to the
-    padded `canvas_hw` instead, and `frame_size` (see `canvas_frame_size`). Labels without boxes pass as given."""
-    if "boxes" not in labels:
-        return labels
-    (h, w), (canvas_h, canvas_w) = size_hw, canvas_hw
-    scale = torch.tensor([w / canvas_w, h / canvas_h, w / canvas_w, h / canvas_h], dtype=torch.float32)
-    out = dict(labels, boxes=labels["boxes"] * scale)
+    """A copy of one image's labels with `boxes` (`cxcywh_norm` of the `size_hw` image), if any, normalised to
+    the padded `canvas_hw` instead, and `frame_size` (see `canvas_frame_size`) where `orig_size` is given."""
+    out = dict(labels)
+    if "boxes" in labels:
+        (h, w), (canvas_h, canvas_w) = size_hw, canvas_hw
+        out["boxes"] = labels["boxes"] * torch.tensor([w / canvas_w, h / canvas_h, w / canvas_w, h / canvas_h])
     if "orig_size" in labels:
         out["frame_size"] = canvas_frame_size(labels["orig_size"], torch.tensor(size_hw), canvas_hw)
     return out
+
+
+def frame_sizes(labels: list[dict]) -> torch.Tensor:
+    """[B, 2] float32: each image's box frame in original pixels, the padded canvas (`frame_size`, from
+    `boxes_on_canvas`) or the image itself (`orig_size`); what `postprocess_detections` scales boxes by."""
+    return torch.stack([label.get("frame_size", label["orig_size"]).float() for label in labels])
 
 
 def _planes(image: torch.Tensor) -> list[np.ndarray]:

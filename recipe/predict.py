@@ -152,7 +152,8 @@ def collate_readable(config, processor):
         ok = [it for it in items if "error" not in it]
         batch = {"failed": [it for it in items if "error" in it], "items": ok}
         if ok:
-            batch.update(collator([{"pixel_values": it["pixel_values"], "labels": {}} for it in ok]))
+            batch.update(collator([{"pixel_values": it["pixel_values"],
+                                    "labels": {"orig_size": torch.tensor(it["image"].shape[:2])}} for it in ok]))
         return batch
 
     return collate
@@ -161,8 +162,8 @@ def collate_readable(config, processor):
 @torch.inference_mode()
 def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarray:
     """-> detections [B, K, 6] (score, label, xywh_abs in each original image)."""
-    from .collate import canvas_frame_size
-    from .families import ignores_pixel_mask, uses_softmax
+    from .collate import frame_sizes
+    from .families import uses_softmax
     from .postprocess import postprocess_detections
 
     inputs = {"pixel_values": batch["pixel_values"].to(device)}
@@ -170,11 +171,8 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
         inputs["pixel_mask"] = batch["pixel_mask"].to(device)
     with stage("forward"):
         outputs = model(**inputs)
-    orig_sizes = torch.tensor([it["image"].shape[:2] for it in batch["items"]])
-    if ignores_pixel_mask(model.config.model_type):  # boxes are relative to the padded canvas
-        sizes = torch.tensor([it["pixel_values"].shape[-2:] for it in batch["items"]])
-        orig_sizes = canvas_frame_size(orig_sizes, sizes, tuple(batch["pixel_values"].shape[-2:]))
-    return postprocess_detections(outputs.logits, outputs.pred_boxes, orig_sizes.to(device), top_k=top_k,
+    frames = frame_sizes(batch["labels"]).to(device)  # the image, or the padded canvas (mask-blind models)
+    return postprocess_detections(outputs.logits, outputs.pred_boxes, frames, top_k=top_k,
                                   softmax=uses_softmax(model.config.model_type)).cpu().numpy()
 
 

@@ -184,18 +184,15 @@ def build_model(model_args, data_args, categories: list[dict]):
     if any("supercategory" in c for c in categories):  # kept with the class list, as in the COCO file
         model.config.supercategories = [c.get("supercategory") for c in categories]
     # The saved processor then resizes like our eval transform (for pipeline() and evaluate.py).
+    square = data_args.resize == "square"
+    side = data_args.eval_size if square else data_args.longest_edge
+    processor.size = ({"height": side, "width": side} if square else
+                      {"shortest_edge": data_args.eval_size, "longest_edge": side})
     multiple = size_multiple(model.config)
-    if data_args.resize == "square":
-        side = data_args.eval_size
-        processor.size = {"height": side, "width": side}
-    else:
-        processor.size = {"shortest_edge": data_args.eval_size, "longest_edge": data_args.longest_edge}
-        side = data_args.longest_edge
-    if multiple > 1 and (side % multiple or data_args.resize != "square"):
-        # as the collator pads batches: to a multiple the backbone/encoder can take
-        side = -(-side // multiple) * multiple
-        processor.do_pad, processor.pad_size = True, {"height": side, "width": side}
-    elif data_args.resize == "square":
+    padded = -(-side // multiple) * multiple  # as the collator pads: to a multiple the backbone/encoder can take
+    if multiple > 1 and not (square and padded == side):
+        processor.do_pad, processor.pad_size = True, {"height": padded, "width": padded}
+    elif square:
         processor.do_pad = False  # every image is already side x side
     return model, processor
 

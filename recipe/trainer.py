@@ -9,7 +9,7 @@ import re
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .collate import normalise_batch
+from .collate import frame_sizes, normalise_batch
 from .families import family_of, uses_softmax
 from .modeling import load_checkpoint_weights
 from .optim import build_param_groups
@@ -95,10 +95,8 @@ class DetectionTrainer(Trainer):
         if prediction_loss_only:
             return loss, None, None
         labels = inputs["labels"]
-        # the boxes' frame in original pixels: the image, or the padded canvas (DetectionCollator.boxes_on_canvas)
-        frames = torch.stack([t.get("frame_size", t["orig_size"]).float() for t in labels])
-        detections = postprocess_detections(outputs.logits, outputs.pred_boxes, frames, top_k=self.top_k,
-                                            softmax=uses_softmax(self.model.config.model_type))
+        detections = postprocess_detections(outputs.logits, outputs.pred_boxes, frame_sizes(labels),
+                                            top_k=self.top_k, softmax=uses_softmax(self.model.config.model_type))
         image_ids = torch.cat([t["image_id"] for t in labels])
         return loss, detections, image_ids
 

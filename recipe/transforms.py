@@ -62,6 +62,12 @@ class RandomSquareResize(A.Resize):
 RESIZES = ("shortest_edge", "square")  # DataArguments.resize
 
 
+def _bbox_params() -> A.BboxParams:
+    """Boxes `xywh_abs` (COCO) with their labels; clipped to the image, degenerate ones dropped."""
+    return A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
+                        filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
+
+
 def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge: int, eval_size: int,
                        hflip_prob: float = 0.5, crop_prob: float = 0.0, color_jitter_prob: float = 0.5,
                        seed: int | None = None, resize: str = "shortest_edge") -> A.Compose:
@@ -73,8 +79,7 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
     `seed` fixes the random state (`make_transform(..., seeds=AugmentationSeeds(...))` replaces it per image)."""
     if resize not in RESIZES:
         raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
-    bbox_params = A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
-                               filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
+    bbox_params = _bbox_params()
     square = resize == "square"
     if not train:
         fixed = RandomSquareResize(eval_size) if square else MultiScaleResize(eval_size, longest_edge)
@@ -99,9 +104,7 @@ def eval_augmentation_for(size: dict) -> A.Compose:
     if size.get("height") and size.get("width") and not size.get("shortest_edge"):
         if size["height"] == size["width"]:
             return build_augmentation(False, [], 0, int(size["height"]), resize="square")
-        bbox_params = A.BboxParams(format="coco", label_fields=["category", "iscrowd"], clip=True,
-                                   filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
-        return A.Compose([A.Resize(size["height"], size["width"])], bbox_params=bbox_params)
+        return A.Compose([A.Resize(size["height"], size["width"])], bbox_params=_bbox_params())
     short = size.get("shortest_edge") or 800
     return build_augmentation(False, [short], size.get("longest_edge") or 1333, short)
 

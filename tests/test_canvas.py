@@ -14,7 +14,7 @@ import torch
 import transformers
 
 from recipe.collate import DetectionCollator, canvas_frame_size, labels_on_canvas
-from recipe.families import collator_for, ignores_pixel_mask
+from recipe.families import ignores_pixel_mask
 from recipe.postprocess import DET_BOX, postprocess_detections
 from recipe.predict import detect
 from recipe.transforms import make_labels
@@ -81,11 +81,13 @@ def test_without_the_canvas_frame_the_targets_disagree():
 
 
 def test_predict_maps_canvas_boxes_to_the_original_image():
+    from recipe.predict import collate_readable
+
     features = _features()
-    collate = collator_for(CanvasDetector.config, transformers.DeformableDetrImageProcessor())
-    batch = collate([{"pixel_values": f["pixel_values"], "labels": {}} for f in features])
-    batch["items"] = [{"image": np.zeros((*ORIG_HW, 3), np.uint8), "pixel_values": features[0]["pixel_values"]},
-                      {"image": np.zeros((256, 352, 3), np.uint8), "pixel_values": features[1]["pixel_values"]}]
+    collate = collate_readable(CanvasDetector.config, transformers.DeformableDetrImageProcessor())
+    images = [np.zeros((*ORIG_HW, 3), np.uint8), np.zeros((256, 352, 3), np.uint8)]  # the files as read
+    batch = collate([{"index": i, "image": image, "pixel_values": f["pixel_values"]}
+                     for i, (image, f) in enumerate(zip(images, features))])
     detections = detect(CanvasDetector(), batch, torch.device("cpu"), top_k=1)
     np.testing.assert_allclose(detections[0, 0, DET_BOX], BOX_ORIG, atol=1e-3)
 
