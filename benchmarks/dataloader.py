@@ -2,17 +2,17 @@
 
 In one run, on the same files (BCCD's 364 real 640x480 JPEGs by default: ../shared/data/bccd), for each
 worker count and in interleaved rounds, prints the images/s of
-  recipe      the training transform and collator that `train.py` uses (decode, augment on uint8, labels;
-              pad once per batch, uint8: the Trainer normalises the batch on the device), through a torch
-              DataLoader as the Trainer builds it;
-  recipe_cpu_norm  the same with the batch normalised in the loader (float32), as evaluation without a
-              Trainer (predict.py) and the recipe before the batch went to the device as uint8;
+  recipe      the training transform and collator that `train.py` uses (decode; flip, size and colour-jitter
+              factors drawn, labels; pad once per batch, uint8: the Trainer flips, resizes, jitters and
+              normalises the batch on the device), through a torch DataLoader as the Trainer builds it;
+  recipe_cpu_norm  the same with all of that done in the loader (float32 on the CPU);
   hf_example  a pipeline written here after transformers' examples/pytorch/object-detection/
               run_object_detection.py: a `datasets` Image column, its albumentations policy, the image
               processor resizing (longest edge 600) and padding every image to 600x600, a stacking collate;
   floor       decode only (no augmentation, no tensors): the fastest of torchvision, OpenCV and PIL;
 then the medians and the ratios recipe/hf_example and recipe/floor, and the recipe's time per stage (with
-`normalise`: the cost of `normalise_batch` on this CPU, which on a GPU runs there).
+the cost of `normalise_batch`, which flips, resizes, jitters and normalises the batch, on this CPU; on a GPU it
+runs there).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def bccd_to_coco(bccd: Path, out: Path) -> Path:
 
 def recipe_dataset(table, args, stage_timer=None):
     augmentation = build_augmentation(True, args.shortest_edges, args.longest_edge, max(args.shortest_edges))
-    return table.with_transform(make_transform(augmentation, seeds=AugmentationSeeds(0), stage_timer=stage_timer))
+    return table.with_transform(make_transform(augmentation, seeds=AugmentationSeeds(0), stage_timer=stage_timer,
+                                               batch_geometry=True))
 
 
 def hf_example_dataset(table, processor_cls):
@@ -151,16 +152,16 @@ def stage_breakdown(table, processor, args) -> dict[str, float]:
     collator = DetectionCollator(processor, normalise_on_device=True)
     torch.manual_seed(0)
     for start in range(0, len(dataset) - args.batch_size + 1, args.batch_size):
-        features = dataset[start:start + args.batch_size]
+        columns = dataset[start:start + args.batch_size]
+        features = [dict(zip(columns, row)) for row in zip(*columns.values())]
         t0 = time.perf_counter()
-        batch = collator([{"pixel_values": p, "labels": lab} for p, lab in zip(features["pixel_values"],
-                                                                               features["labels"])])
+        batch = collator(features)
         t1 = time.perf_counter()
         normalise_batch(batch, processor)
         collate_s, normalise_s = collate_s + t1 - t0, normalise_s + time.perf_counter() - t1
     out = {stage: 1000 * s / timer.images for stage, s in timer.seconds.items()}
     out["collate"] = 1000 * collate_s / timer.images
-    out["normalise (on the device; this CPU here)"] = 1000 * normalise_s / timer.images
+    out["flip+resize+jitter+normalise (on the device; this CPU here)"] = 1000 * normalise_s / timer.images
     return out
 
 

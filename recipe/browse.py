@@ -40,12 +40,13 @@ def training_augmentation(config_path: str, seed: int):
     augmentation = build_augmentation(True, data.shortest_edges, data.longest_edge, data.eval_size,
                                       hflip_prob=data.hflip_prob, crop_prob=data.crop_prob,
                                       color_jitter_prob=data.color_jitter_prob, resize=data.resize)
-    augmentation.set_random_seed(seed)  # albumentations draws from its own RNG, not numpy's or torch's
+    augmentation.set_random_seed(seed)  # the augmentation draws from its own RNG, not numpy's or torch's
     return augmentation
 
 
 def browse_dataset(args: BrowseArguments) -> dict:
     """Write the grid (and `<output>.json`: per image its file, size and the boxes drawn). -> that JSON."""
+    from .color import jitter_image
     from .data.builder import load_detection_dataset
 
     data = load_detection_dataset(args.ann, args.images, cache_dir=args.dataset_cache_dir)
@@ -67,6 +68,8 @@ def browse_dataset(args: BrowseArguments) -> dict:
             out = augmentation(image=image, bboxes=boxes, category=labels, iscrowd=crowd)
             image, boxes, labels, crowd = out["image"], np.asarray(out["bboxes"]).reshape(-1, 4), out["category"], \
                 out["iscrowd"]
+            if out.get("color_jitter") is not None:  # training applies it to the batch; here, to the image
+                image = jitter_image(image, out["color_jitter"])
         tags = [int(lab) + (len(names) if c else 0) for lab, c in zip(labels, crowd)]
         drawn = draw_boxes(image, boxes, tags, names={**names, **crowd_names})
         file = os.path.basename(row["image_path"])

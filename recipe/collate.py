@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import torch
 
+from .color import JITTER_FIELDS, color_jitter, jitter_
 from .timing import stage
 
 
@@ -26,6 +27,10 @@ class DetectionCollator:
     `normalise_on_device` (training and evaluation): the batch stays uint8 (zero padding) with a uint8 mask, 4x
     and 8x fewer bytes through worker queues and to the GPU, and `normalise_batch` (the Trainer's
     `_prepare_inputs`) normalises it where the model runs, with the same float32 values as above.
+
+    Colour jitter: features may carry `color_jitter` (an image's factors, `color.color_jitter`, or None). A
+    uint8 batch then carries `color_jitter` [B, 8] (NaN rows: not jittered) for `normalise_batch`; a batch
+    normalised here is jittered here, before normalisation.
 
     `boxes_on_canvas` (models that never read the pixel mask, `families.ignores_pixel_mask`): such a model
     sees the padded canvas as the image, so its boxes are normalised to the canvas. The labels' boxes are then
@@ -45,37 +50,108 @@ class DetectionCollator:
 
     def _collate(self, features: list[dict]) -> dict:
         images = [f["pixel_values"] for f in features]
+        # In a DataLoader worker the batch is written straight into shared memory: torch would otherwise copy
+        # it there to send it to the main process (as its default_collate avoids too).
+        shared = torch.utils.data.get_worker_info() is not None
+        geometry = _stack_rows([f.get("geometry") for f in features], 5, torch.int64, 0, shared)
+        # each image's size in the batch: after the batch's flip and resize when it carries `geometry`
+        sizes = [tuple(image.shape[-2:]) for image in images] if geometry is None else \
+            [(int(g[3]), int(g[4])) for g in geometry]
         m = self.pad_to_multiple_of
-        height = -(-max(image.shape[-2] for image in images) // m) * m
-        width = -(-max(image.shape[-1] for image in images) // m) * m
-        uint8 = self.normalise_on_device and all(image.dtype == torch.uint8 for image in images)
+        height = -(-max(h for h, _ in sizes) // m) * m
+        width = -(-max(w for _, w in sizes) // m) * m
+        uint8 = (self.normalise_on_device or geometry is not None) and all(i.dtype == torch.uint8 for i in images)
+        # the images as they are (decoded, before the flip and resize, with `geometry`)
+        source_hw = (height, width) if geometry is None else (max(i.shape[-2] for i in images),
+                                                             max(i.shape[-1] for i in images))
         # empty, not zeros: each element is written once below, as image or as padding
-        pixel_values = torch.empty((len(images), 3, height, width), dtype=torch.uint8 if uint8 else torch.float32)
-        pixel_mask = torch.empty((len(images), height, width), dtype=torch.uint8 if uint8 else torch.int64)
+        pixel_values = _empty((len(images), 3, *source_hw), torch.uint8 if uint8 else torch.float32, shared)
+        pixel_mask = _empty((len(images), height, width), torch.uint8 if uint8 else torch.int64, shared)
         # Written through numpy: one thread per plane op. torch would split each op over its intra-op threads,
         # and with other processes on the cores a waiting thread made the batch 10x slower (README "Results").
         values, mask = pixel_values.numpy(), pixel_mask.numpy()
         mean, std, factor = (None, None, None) if uint8 else self._normalisation()
-        for i, image in enumerate(images):
+        jitter = _stack_rows([f.get("color_jitter") for f in features], JITTER_FIELDS, torch.float32, float("nan"),
+                             shared)
+        for i, (image, (mh, mw)) in enumerate(zip(images, sizes)):
             h, w = image.shape[-2:]
             if uint8:
                 for c, plane in enumerate(_planes(image)):
                     values[i, c, :h, :w] = plane
                 values[i, :, h:, :], values[i, :, :h, w:] = 0, 0
             elif image.dtype == torch.uint8:
-                _normalise_image(values[i], _planes(image), mean, std, factor)
+                _normalise_image(values[i], _planes_of(image, jitter, i), mean, std, factor)
             else:  # already processed
                 values[i, :, :h, :w] = image.numpy()
                 values[i, :, h:, :], values[i, :, :h, w:] = 0.0, 0.0
-            mask[i, :h, :w], mask[i, h:, :], mask[i, :h, w:] = 1, 0, 0
+            mask[i, :mh, :mw], mask[i, mh:, :], mask[i, :mh, mw:] = 1, 0, 0
         labels = [f["labels"] for f in features]
         if self.boxes_on_canvas:
-            labels = [labels_on_canvas(label, image.shape[-2:], (height, width))
-                      for label, image in zip(labels, images)]
-        return {"pixel_values": pixel_values, "pixel_mask": pixel_mask, "labels": labels}
+            labels = [labels_on_canvas(label, size, (height, width)) for label, size in zip(labels, sizes)]
+        if shared:
+            labels = pack_labels(labels)
+        batch = {"pixel_values": pixel_values, "pixel_mask": pixel_mask, "labels": labels}
+        if uint8 and jitter is not None:
+            batch["color_jitter"] = jitter
+        if geometry is not None:
+            batch["geometry"] = geometry
+            if not self.normalise_on_device:  # this collator normalises: the batch's geometry is applied here
+                batch = normalise_batch(batch, self.image_processor)
+        return batch
 
     def _normalisation(self) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
         return processor_normalisation(self.image_processor)
+
+
+def _stack_rows(rows: list, width: int, dtype: torch.dtype, missing, shared: bool) -> torch.Tensor | None:
+    """[B, width] of the features' per-image rows (`missing` where an image has none), or None if none has."""
+    if all(row is None for row in rows):
+        return None
+    out = _empty((len(rows), width), dtype, shared)
+    for target, row in zip(out, rows):
+        target.copy_(torch.as_tensor(row, dtype=dtype) if row is not None else torch.tensor(missing, dtype=dtype))
+    return out
+
+
+def _jittered(jitter: torch.Tensor | None, i: int) -> bool:
+    return jitter is not None and not bool(torch.isnan(jitter[i, 0]))
+
+
+def _planes_of(image: torch.Tensor, jitter: torch.Tensor | None, i: int) -> list[np.ndarray]:
+    """The planes to normalise: the uint8 image's, or, when it is jittered, float32 planes in 0..255."""
+    if not _jittered(jitter, i):
+        return _planes(image)
+    jittered = color_jitter(image[None].to(torch.float32), jitter[i:i + 1], bound=255.0)[0]
+    return list(jittered.numpy())
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
+    if not shared:
+        return torch.empty(shape, dtype=dtype)
+    nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+    return torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, shape)
+
+
+def pack_labels(labels: list[dict]) -> list[dict]:
+    """The same labels with each tensor field (boxes, class_labels, sizes, ...) of all images made views of one
+    shared-memory tensor per field. A worker sends each tensor storage to the main process separately (a file
+    descriptor and a shared-memory segment each); five storages instead of five per image made a 2-worker
+    loader 1.5x faster here (benchmarks/dataloader.py). Fields missing from an image, or of differing dtypes or
+    trailing shapes, are left as they are."""
+    if not labels:
+        return labels
+    out = [dict(label) for label in labels]
+    for key, first in labels[0].items():
+        parts = [label.get(key) for label in labels]
+        if not all(isinstance(p, torch.Tensor) and p.dtype == first.dtype and p.shape[1:] == first.shape[1:]
+                   and p.dim() > 0 for p in parts):
+            continue
+        lengths = [p.shape[0] for p in parts]
+        flat = _empty((sum(lengths), *first.shape[1:]), first.dtype, True)
+        torch.cat(parts, out=flat)
+        for label, view in zip(out, flat.split(lengths)):
+            label[key] = view
+    return out
 
 
 def processor_normalisation(p) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
@@ -94,22 +170,49 @@ def processor_normalisation(p) -> tuple[np.ndarray | None, np.ndarray | None, fl
 
 
 def normalise_batch(batch: dict, image_processor) -> dict:
-    """A `normalise_on_device` batch (uint8 pixel_values, uint8 mask) -> float32 pixel_values normalised as
-    `DetectionCollator` does on the CPU (same float32 operations, so the same values; padding 0) and an int64
-    mask, on the batch's device. Any other batch is returned as it is."""
+    """A `normalise_on_device` batch (uint8 pixel_values, uint8 mask, optional `geometry` and `color_jitter`) ->
+    float32 pixel_values flipped and resized (`apply_geometry`), jittered and normalised as `DetectionCollator`
+    does on the CPU (same float32 operations, so the same values; padding 0) and an int64 mask, on the batch's
+    device; `geometry` and `color_jitter` are consumed. Any other batch is returned as it is."""
     pixel_values = batch.get("pixel_values")
     if pixel_values is None or pixel_values.dtype != torch.uint8:
         return batch
     with stage("normalise"):
         mean, std, factor = processor_normalisation(image_processor)
-        # on the CPU, the collator's numpy path (one thread per plane op: 2x faster than torch here)
-        normalise = _normalise_on_cpu if pixel_values.device.type == "cpu" else _normalise_with_torch
-        return {**batch, "pixel_values": normalise(pixel_values, batch["pixel_mask"], mean, std, factor),
-                "pixel_mask": batch["pixel_mask"].to(torch.int64)}
+        jitter, geometry = batch.get("color_jitter"), batch.get("geometry")
+        out = {key: value for key, value in batch.items() if key not in ("color_jitter", "geometry")}
+        if geometry is not None:
+            values = apply_geometry(pixel_values, geometry, tuple(batch["pixel_mask"].shape[-2:]))
+            normalised = _normalise_with_torch(values, batch["pixel_mask"], mean, std, factor, jitter)
+        else:
+            # on the CPU, the collator's numpy path (one thread per plane op: 2x faster than torch here)
+            normalise = _normalise_on_cpu if pixel_values.device.type == "cpu" else _normalise_with_torch
+            normalised = normalise(pixel_values, batch["pixel_mask"], mean, std, factor, jitter)
+        return {**out, "pixel_values": normalised, "pixel_mask": batch["pixel_mask"].to(torch.int64)}
 
 
-def _normalise_with_torch(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, mean, std, factor) -> torch.Tensor:
+def apply_geometry(pixel_values: torch.Tensor, geometry: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
+    """uint8 [B, 3, h, w] decoded images (top left) and `geometry` [B, 5] (flip, decoded h, w, output h, w) ->
+    float32 [B, 3, *canvas_hw] in 0..255: each image flipped if asked, resized bilinearly (half-pixel centres,
+    no antialiasing: the arithmetic of cv2.resize INTER_LINEAR, in float instead of 11-bit fixed point and
+    without rounding to uint8), at the top left, zeros elsewhere."""
+    out = torch.zeros((len(pixel_values), 3, *canvas_hw), dtype=torch.float32, device=pixel_values.device)
+    for i, (flip, src_h, src_w, h, w) in enumerate(geometry.cpu().tolist()):
+        image = pixel_values[i, :, :src_h, :src_w].to(torch.float32)
+        if flip:
+            image = image.flip(-1)
+        if (h, w) != (src_h, src_w):
+            image = torch.nn.functional.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        out[i, :, :h, :w] = image
+    return out
+
+
+def _normalise_with_torch(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, mean, std, factor,
+                          jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (or float32 0..255) pixel values -> jittered, normalised float32 with zero padding, in torch."""
     values = pixel_values.to(torch.float32)
+    if jitter is not None:  # the jittered images only (in 0..255): the others keep the collator's exact values
+        jitter_(values, jitter, pixel_mask, bound=255.0)
     if mean is not None:
         mean, std = (torch.from_numpy(v).to(values.device)[:, None, None] for v in (mean, std))
         values = (values - mean) / std
@@ -118,12 +221,15 @@ def _normalise_with_torch(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, 
     return torch.where(pixel_mask[:, None].bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
 
 
-def _normalise_on_cpu(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, mean, std, factor) -> torch.Tensor:
+def _normalise_on_cpu(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, mean, std, factor,
+                      jitter: torch.Tensor | None = None) -> torch.Tensor:
     out = torch.empty(pixel_values.shape, dtype=torch.float32)
     values, mask = out.numpy(), pixel_mask.numpy()
     for i in range(len(values)):
         h, w = int(mask[i, :, 0].sum()), int(mask[i, 0, :].sum())  # the mask is the top-left h x w rectangle
-        _normalise_image(values[i], list(pixel_values[i, :, :h, :w].numpy()), mean, std, factor)
+        image = pixel_values[i, :, :h, :w]
+        planes = _planes_of(image, jitter, i) if _jittered(jitter, i) else list(image.numpy())
+        _normalise_image(values[i], planes, mean, std, factor)
     return out
 
 

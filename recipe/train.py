@@ -205,7 +205,7 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
                  eval_size=data_args.eval_size, resize=data_args.resize)
     train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds))
+        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds, batch_geometry=True))
     if val is None:
         return train_ds, None
     eval_transform = make_transform(build_augmentation(False, **sizes))

@@ -17,13 +17,19 @@ from typing import Any
 
 import albumentations as A
 import albumentations.augmentations.geometric.functional as fgeometric
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from .boxes import xywh_abs_to_cxcywh_norm
-from .data.images import read_image
+from .data.images import read_image, read_image_chw
 from .timing import StageTimer, active
+
+# OpenCV's own thread pool does not survive fork: a DataLoader worker forked after the parent had used it can
+# block forever inside cv2 (seen here: a worker stuck in pthread_cond_destroy under cv2.resize). The loader's
+# workers are the parallelism; OpenCV runs each call in the calling thread.
+cv2.setNumThreads(0)
 
 
 class MultiScaleResize(A.SmallestMaxSize):
@@ -68,9 +74,118 @@ def _bbox_params() -> A.BboxParams:
                         filter_invalid_bboxes=True, min_width=1e-3, min_height=1e-3)
 
 
+class DetectionAugmentation:
+    """The recipe's augmentation of one image and its `xywh_abs` boxes: horizontal flip, optional bbox-safe
+    crop, resize, and colour-jitter factors (applied later, to the batch: `color.color_jitter`).
+
+    Called like an albumentations Compose: `aug(image=uint8 [H, W, 3], bboxes=xywh_abs [N, 4], category=[N],
+    iscrowd=[N])` -> the same keys (boxes clipped to the image, degenerate ones dropped with their labels) plus
+    `color_jitter`: float32 [8] factors, or None when the image is not jittered.
+
+    It draws the same random numbers in the same order as the albumentations Compose it replaced
+    ([HorizontalFlip, BBoxSafeRandomCrop, MultiScaleResize | RandomSquareResize, ColorJitter]) and resizes
+    with the same cv2 call, so a seed gives the same flips, sizes, pixels and boxes (tests compare the two).
+    Without a crop the geometry is done here directly: albumentations' per-step box bookkeeping cost more than
+    the flip and the resize together (1.4 ms per BCCD image, benchmarks/dataloader.py). With a crop the
+    geometry goes through albumentations (the crop needs its box-safe window)."""
+
+    def __init__(self, *, resize: str, sides: int | Sequence[int], longest_edge: int = 0,
+                 hflip_prob: float = 0.0, crop_prob: float = 0.0, color_jitter_prob: float = 0.0,
+                 fixed_hw: tuple[int, int] | None = None):
+        self.resize, self.longest_edge, self.fixed_hw = resize, longest_edge, fixed_hw
+        self.draw_side = not isinstance(sides, int) or resize == "square"  # albumentations' choice() calls
+        self.sides = [sides] if isinstance(sides, int) else list(sides)
+        self.hflip_prob, self.color_jitter_prob = hflip_prob, color_jitter_prob
+        self.jitter_ranges = ((0.8, 1.2), (0.8, 1.2), (0.8, 1.2), (-0.02, 0.02))  # ColorJitter(0.2, 0.2, 0.2, 0.02)
+        self.geometry = None
+        if crop_prob > 0:
+            resizer = (RandomSquareResize(self.sides) if resize == "square"
+                       else MultiScaleResize(self.sides if self.draw_side else self.sides[0], longest_edge))
+            self.geometry = A.Compose([A.HorizontalFlip(p=hflip_prob), A.BBoxSafeRandomCrop(erosion_rate=0.0,
+                                                                                            p=crop_prob), resizer],
+                                      bbox_params=_bbox_params())
+        self.set_random_state(np.random.default_rng(), random.Random())
+
+    def set_random_state(self, random_generator: np.random.Generator, py_random: random.Random) -> None:
+        self.random_generator, self.py_random = random_generator, py_random
+        if self.geometry is not None:
+            self.geometry.set_random_state(random_generator, py_random)
+
+    def set_random_seed(self, seed: int) -> None:
+        reseed(self, seed)
+
+    def _happens(self, p: float) -> bool:  # albumentations' should_apply
+        return p >= 1.0 or (p > 0.0 and self.py_random.random() < p)
+
+    def _target_hw(self, height: int, width: int) -> tuple[int, int]:
+        if self.fixed_hw is not None:
+            return self.fixed_hw
+        side = self.py_random.choice(self.sides) if self.draw_side else self.sides[0]
+        if self.resize == "square":
+            return side, side
+        scale = side / min(height, width)
+        if max(height, width) * scale > self.longest_edge:
+            scale = self.longest_edge / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    @property
+    def defers_pixels(self) -> bool:
+        """Flip and resize can be left to the batch (`plan`): no crop, whose window albumentations draws."""
+        return self.geometry is None
+
+    def __call__(self, *, image: np.ndarray, bboxes, category, iscrowd) -> dict[str, Any]:
+        if self.geometry is not None:
+            out = dict(self.geometry(image=image, bboxes=bboxes, category=category, iscrowd=iscrowd))
+            out["color_jitter"] = self._jitter_factors()
+            return out
+        plan = self.plan(image.shape[0], image.shape[1], bboxes, category, iscrowd)
+        if plan.pop("hflip"):
+            image = cv2.flip(image, 1)
+        size = plan.pop("size")
+        if size != image.shape[:2]:
+            image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return {"image": image, **plan}
+
+    def plan(self, height: int, width: int, bboxes, category, iscrowd) -> dict[str, Any]:
+        """Everything but the pixels, for an image of height x width (only without a crop): the draws, the
+        boxes (`xywh_abs` of the output image) with their labels, `hflip`, the output `size` (h, w) and the
+        `color_jitter` factors. The pixels follow with `apply_geometry` (the batch) or `__call__` (cv2)."""
+        self.py_random.random()  # the draw albumentations' Compose makes first (its p, 1 here)
+        boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+        # albumentations' box frame: corners normalised to the image, clipped, tiny boxes dropped
+        corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1) / [width, height, width, height]
+        corners = np.clip(corners, 0.0, 1.0)
+        keep = _big_enough(corners, height, width)
+        hflip = self._happens(self.hflip_prob)
+        if hflip:
+            corners = np.stack([1.0 - corners[:, 2], corners[:, 1], 1.0 - corners[:, 0], corners[:, 3]], axis=1)
+        new_h, new_w = self._target_hw(height, width)
+        keep &= _big_enough(corners, new_h, new_w)
+        corners = corners[keep] * [new_w, new_h, new_w, new_h]
+        return {"bboxes": np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1),
+                "category": [c for c, k in zip(category, keep) if k],
+                "iscrowd": [c for c, k in zip(iscrowd, keep) if k],
+                "hflip": hflip, "size": (new_h, new_w), "color_jitter": self._jitter_factors()}
+
+    def _jitter_factors(self) -> np.ndarray | None:
+        if not self._happens(self.color_jitter_prob):
+            return None
+        factors = [self.py_random.uniform(*limits) for limits in self.jitter_ranges]
+        order = [0, 1, 2, 3]
+        self.random_generator.shuffle(order)
+        return np.asarray(factors + order, dtype=np.float32)
+
+
+def _big_enough(corners: np.ndarray, height: int, width: int, min_side: float = 1e-3) -> np.ndarray:
+    """albumentations' `filter_bboxes` for clipped boxes with BboxParams(min_width=min_height=1e-3 pixels)."""
+    w = (corners[:, 2] - corners[:, 0]) * width
+    h = (corners[:, 3] - corners[:, 1]) * height
+    return (w * h >= 1e-7) & (w >= min_side - 1e-7) & (h >= min_side - 1e-7)
+
+
 def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge: int, eval_size: int,
                        hflip_prob: float = 0.5, crop_prob: float = 0.0, color_jitter_prob: float = 0.5,
-                       seed: int | None = None, resize: str = "shortest_edge") -> A.Compose:
+                       seed: int | None = None, resize: str = "shortest_edge") -> DetectionAugmentation:
     """Train: flip, optional bbox-safe crop, multi-scale resize, mild colour jitter. Eval: fixed resize.
 
     resize "shortest_edge": the shortest edge drawn from `shortest_edges` (eval: `eval_size`), the longest
@@ -79,32 +194,23 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
     `seed` fixes the random state (`make_transform(..., seeds=AugmentationSeeds(...))` replaces it per image)."""
     if resize not in RESIZES:
         raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
-    bbox_params = _bbox_params()
-    square = resize == "square"
     if not train:
-        fixed = RandomSquareResize(eval_size) if square else MultiScaleResize(eval_size, longest_edge)
-        return A.Compose([fixed], bbox_params=bbox_params)
-    steps = [A.HorizontalFlip(p=hflip_prob)]
-    if crop_prob > 0:
-        steps.append(A.BBoxSafeRandomCrop(erosion_rate=0.0, p=crop_prob))
-    steps.append(RandomSquareResize(shortest_edges) if square else MultiScaleResize(list(shortest_edges), longest_edge))
-    if color_jitter_prob > 0:
-        steps.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=color_jitter_prob))
-    augmentation = A.Compose(steps, bbox_params=bbox_params)
+        return DetectionAugmentation(resize=resize, sides=eval_size, longest_edge=longest_edge)
+    augmentation = DetectionAugmentation(resize=resize, sides=list(shortest_edges), longest_edge=longest_edge,
+                                         hflip_prob=hflip_prob, crop_prob=crop_prob,
+                                         color_jitter_prob=color_jitter_prob)
     if seed is not None:
-        # Not Compose(seed=...): albumentations 2.0.8 then gives every child transform its own generator with
-        # that same seed, so the children's draws are correlated (flip and jitter see the same numbers).
         reseed(augmentation, seed)
     return augmentation
 
 
-def eval_augmentation_for(size: dict) -> A.Compose:
+def eval_augmentation_for(size: dict) -> DetectionAugmentation:
     """The evaluation resize an image processor's `size` states: {"height", "width"} (a square side: the
     recipe's "square" resize; another fixed size: resized to it) or {"shortest_edge", "longest_edge"}."""
     if size.get("height") and size.get("width") and not size.get("shortest_edge"):
         if size["height"] == size["width"]:
             return build_augmentation(False, [], 0, int(size["height"]), resize="square")
-        return A.Compose([A.Resize(size["height"], size["width"])], bbox_params=_bbox_params())
+        return DetectionAugmentation(resize="shortest_edge", sides=0, fixed_hw=(size["height"], size["width"]))
     short = size.get("shortest_edge") or 800
     return build_augmentation(False, [short], size.get("longest_edge") or 1333, short)
 
@@ -165,44 +271,66 @@ class AugmentationSeeds:
         return np.random.SeedSequence([self.seed, self.epoch, int(image_id) % 2**64])
 
 
-def make_transform(augmentation: A.Compose, *, seeds: AugmentationSeeds | None = None,
-                   stage_timer: StageTimer | None = None) -> Callable[[dict], dict]:
-    """A `Dataset.with_transform` function: table rows -> {"pixel_values": [uint8 [3, H, W]], "labels": [...]}.
+def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSeeds | None = None,
+                   stage_timer: StageTimer | None = None, batch_geometry: bool = False) -> Callable[[dict], dict]:
+    """A `Dataset.with_transform` function: table rows -> {"pixel_values": [uint8 [3, H, W]], "labels": [...]}
+    and, when any image of the rows is colour-jittered, "color_jitter": [float32 [8] or None] (its factors).
 
-    Images stay uint8 here; `DetectionCollator` normalises and pads them once per batch.
+    Images stay uint8 here; `DetectionCollator` pads them once per batch, and the batch is normalised and
+    jittered where the model runs (`collate.normalise_batch`).
+    `batch_geometry` (training; used when the augmentation `defers_pixels`): the image is left as decoded, and
+    its flip and resize are applied to the batch where the model runs too (`collate.apply_geometry`): rows
+    get "geometry": int64 [5] (flip, decoded h, w, output h, w); labels are those of the output image.
     `seeds` (training): before each image the augmentation is reseeded from `seeds.for_image(image_id)`, so
     the same image in the same epoch is augmented the same way in every run (see `AugmentationSeeds`).
     Without it the augmentation keeps its own state (eval: nothing random; tests: `build_augmentation(seed=)`).
     """
+    deferred = batch_geometry and augmentation.defers_pixels
 
     def transform(batch: dict) -> dict:
         timer = stage_timer if stage_timer is not None else active()  # a benchmark's record(), if any
-        pixel_values, labels = [], []
+        pixel_values, labels, jitter, geometry = [], [], [], []
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
             if seeds is not None:
                 reseed(augmentation, seeds.for_image(image_id))
             start = time.perf_counter()
-            image = _read_at_annotated_size(path, height, width)
-            decoded = time.perf_counter()
-            out = augmentation(image=image, bboxes=np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4),
-                               category=list(objects["category"]), iscrowd=list(objects["iscrowd"]))
+            boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
+            if deferred:
+                image = _read_chw_at_annotated_size(path, height, width)
+                decoded = time.perf_counter()
+                out = augmentation.plan(height, width, boxes, list(objects["category"]), list(objects["iscrowd"]))
+                size = out["size"]
+                geometry.append(torch.tensor([int(out["hflip"]), height, width, *size], dtype=torch.int64))
+                pixel_values.append(image)
+            else:
+                image = _read_at_annotated_size(path, height, width)
+                decoded = time.perf_counter()
+                out = augmentation(image=image, bboxes=boxes, category=list(objects["category"]),
+                                   iscrowd=list(objects["iscrowd"]))
+                size = out["image"].shape[:2]
+                pixel_values.append(torch.from_numpy(out["image"]).permute(2, 0, 1))  # a view: collated once
             augmented = time.perf_counter()
-            img = out["image"]
-            pixel_values.append(torch.from_numpy(img).permute(2, 0, 1))  # a view: the collator copies once
-            labels.append(make_labels(out["bboxes"], out["category"], out["iscrowd"], image_id,
-                                      (height, width), img.shape[:2]))
+            labels.append(make_labels(out["bboxes"], out["category"], out["iscrowd"], image_id, (height, width),
+                                      size))
+            factors = out.get("color_jitter")
+            jitter.append(None if factors is None else torch.from_numpy(factors))
             if timer is not None:
                 timer.add("decode", decoded - start)
                 timer.add("augment", augmented - decoded)
                 timer.add("labels", time.perf_counter() - augmented)
                 timer.images += 1
-        return {"pixel_values": pixel_values, "labels": labels}
+        result = {"pixel_values": pixel_values, "labels": labels}
+        if any(j is not None for j in jitter):
+            result["color_jitter"] = jitter
+        if deferred:
+            result["geometry"] = geometry
+        return result
 
     return transform
 
 
-def reseed(augmentation: A.Compose, seed: int | np.random.SeedSequence) -> None:
+def reseed(augmentation: DetectionAugmentation | A.Compose, seed: int | np.random.SeedSequence) -> None:
     """Give `augmentation` (and every transform in it) a fresh random state drawn from `seed`.
 
     Cheaper than `Compose.set_random_seed`, which builds a new generator per child transform: children share
@@ -210,6 +338,13 @@ def reseed(augmentation: A.Compose, seed: int | np.random.SeedSequence) -> None:
     sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     augmentation.set_random_state(np.random.default_rng(sequence),
                                   random.Random(int(sequence.generate_state(1, np.uint64)[0])))
+
+
+def _read_chw_at_annotated_size(path: str, height: int, width: int) -> torch.Tensor:
+    image = read_image_chw(path)
+    if image.shape[1:] != (height, width):
+        return torch.from_numpy(_read_at_annotated_size(path, height, width)).permute(2, 0, 1).contiguous()
+    return image
 
 
 def _read_at_annotated_size(path: str, height: int, width: int) -> np.ndarray:

@@ -93,7 +93,8 @@ def _old_pipeline(rows, processor, augmentation):
 def test_new_pipeline_equals_processor_path(tmp_path, name, kwargs):
     processor = getattr(transformers, name)(**kwargs)
     rows = _rows(tmp_path)
-    aug_args = dict(shortest_edges=[64, 96, 112], longest_edge=160, eval_size=96, crop_prob=0.5)
+    # no colour jitter here: it is applied to the batch (tests/test_color.py compares it with the old one)
+    aug_args = dict(shortest_edges=[64, 96, 112], longest_edge=160, eval_size=96, crop_prob=0.5, color_jitter_prob=0)
     old_pixels, old_mask, old_labels = _old_pipeline(rows, processor, build_augmentation(True, **aug_args, seed=7))
     transform = make_transform(build_augmentation(True, **aug_args, seed=7))
     out = transform(rows)
@@ -161,3 +162,113 @@ def test_normalised_on_device_equals_the_collator_bit_for_bit(name, overrides):
     on_torch = _normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
                                      *processor_normalisation(processor))
     assert torch.equal(on_torch, on_cpu["pixel_values"])
+
+
+@pytest.mark.parametrize(("name", "overrides"), PROCESSORS[:1] + PROCESSORS[5:6])
+def test_jittered_images_normalised_alike_on_every_path(name, overrides):
+    """A batch with colour jitter (image 0 jittered, image 1 not): the CPU collator, `normalise_batch`'s numpy
+    path and its torch path (a GPU's) give the same values; the jittered image is the processor's
+    normalisation of `color_jitter` applied to it alone, the other is untouched, padding stays 0 and the
+    factors do not reach the model."""
+    from recipe.collate import _normalise_with_torch, normalise_batch, processor_normalisation
+    from recipe.color import color_jitter
+
+    processor = getattr(transformers, name)(**overrides)
+    generator = torch.Generator().manual_seed(1)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator) for h, w in ((20, 30), (24, 18))]
+    factors = torch.tensor([1.1, 0.85, 1.2, 0.015, 3, 1, 0, 2])
+    features = [{"pixel_values": images[0], "labels": {}, "color_jitter": factors},
+                {"pixel_values": images[1], "labels": {}, "color_jitter": None}]
+    on_cpu = DetectionCollator(processor)(features)
+    assert "color_jitter" not in on_cpu
+    plain = DetectionCollator(processor)([{"pixel_values": image, "labels": {}} for image in images])
+    assert torch.equal(on_cpu["pixel_values"][1], plain["pixel_values"][1])
+    assert not torch.equal(on_cpu["pixel_values"][0], plain["pixel_values"][0])
+    jittered = color_jitter(images[0][None].float() / 255.0, factors[None])[0] * 255.0
+    alone = DetectionCollator(processor)([{"pixel_values": jittered, "labels": {}}])["pixel_values"][0]
+    mean, std, factor = processor_normalisation(processor)
+    expected = ((jittered - torch.from_numpy(mean)[:, None, None]) / torch.from_numpy(std)[:, None, None]
+                if mean is not None else jittered * factor)
+    torch.testing.assert_close(on_cpu["pixel_values"][0, :, :20, :30], expected, rtol=0, atol=1e-5)
+    assert alone.shape == (3, 20, 30)
+    assert not on_cpu["pixel_values"][0, :, 20:, :].any() and not on_cpu["pixel_values"][0, :, :, 30:].any()
+
+    shipped = DetectionCollator(processor, normalise_on_device=True)(features)
+    assert shipped["color_jitter"].shape == (2, 8) and torch.isnan(shipped["color_jitter"][1]).all()
+    normalised = normalise_batch(shipped, processor)
+    assert "color_jitter" not in normalised
+    assert torch.equal(normalised["pixel_values"], on_cpu["pixel_values"])
+    on_torch = _normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
+                                     *processor_normalisation(processor), shipped["color_jitter"])
+    torch.testing.assert_close(on_torch, on_cpu["pixel_values"], rtol=0, atol=1e-4)
+    assert torch.equal(on_torch[1], on_cpu["pixel_values"][1])
+
+
+def test_packed_labels_are_equal_views_of_one_storage_per_field():
+    from recipe.collate import pack_labels
+
+    labels = [{"boxes": torch.rand(n, 4), "class_labels": torch.arange(n), "image_id": torch.tensor([i]),
+               "size": torch.tensor([10, 20]), "note": "kept"} for i, n in enumerate((3, 0, 2))]
+    packed = pack_labels(labels)
+    for old, new in zip(labels, packed):
+        assert old.keys() == new.keys() and new["note"] == "kept"
+        for key in ("boxes", "class_labels", "image_id", "size"):
+            assert torch.equal(old[key], new[key]) and new[key].dtype == old[key].dtype
+            assert new[key].untyped_storage().data_ptr() == packed[0][key].untyped_storage().data_ptr()
+            assert new[key].is_shared()
+    assert pack_labels([]) == []
+
+
+def test_a_worker_sends_the_same_batch_as_the_main_process(tmp_path):
+    """Through a DataLoader worker (shared-memory batch, packed labels) the batch equals the in-process one."""
+    processor = transformers.DeformableDetrImageProcessor()
+    rows = _rows(tmp_path)
+    transform = make_transform(build_augmentation(False, [96], 160, 96))
+    out = transform(rows)
+    features = [{"pixel_values": p, "labels": lab} for p, lab in zip(out["pixel_values"], out["labels"])]
+    collator = DetectionCollator(processor, normalise_on_device=True)
+    expected = collator(features)
+    [shipped] = list(torch.utils.data.DataLoader(features, batch_size=len(features), num_workers=1,
+                                                 collate_fn=collator))
+    assert torch.equal(shipped["pixel_values"], expected["pixel_values"])
+    assert torch.equal(shipped["pixel_mask"], expected["pixel_mask"])
+    for new, old in zip(shipped["labels"], expected["labels"]):
+        assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in old)
+
+
+@pytest.mark.parametrize("boxes_on_canvas", [False, True])
+def test_batch_geometry_equals_the_loader_path(tmp_path, boxes_on_canvas):
+    """Training defers flip and resize to the batch (`batch_geometry`): same labels, mask and sizes as the
+    loader doing them with cv2; pixels differ only by cv2's 8-bit rounding (float here, by design): < 1 level
+    of 255 everywhere, 0.25 on average; the CPU collator applies the geometry too."""
+    from recipe.collate import normalise_batch
+    from recipe.transforms import AugmentationSeeds
+
+    processor = transformers.DeformableDetrImageProcessor()
+    rows = _rows(tmp_path)
+    aug_args = dict(shortest_edges=[64, 96, 112], longest_edge=160, eval_size=96, color_jitter_prob=0.0)
+    collate = DetectionCollator(processor, pad_to_multiple_of=8, boxes_on_canvas=boxes_on_canvas,
+                                normalise_on_device=True)
+    batches = []
+    for deferred in (False, True):
+        transform = make_transform(build_augmentation(True, **aug_args), seeds=AugmentationSeeds(5),
+                                   batch_geometry=deferred)
+        out = transform(rows)
+        assert ("geometry" in out) == deferred
+        features = [dict(zip(out, row)) for row in zip(*out.values())]
+        shipped = collate(features)
+        assert shipped["pixel_values"].dtype == torch.uint8
+        batches.append((normalise_batch(shipped, processor), features))
+    (loader, _), (deferred, features) = batches
+    assert "geometry" not in deferred and deferred["pixel_values"].shape == loader["pixel_values"].shape
+    assert torch.equal(deferred["pixel_mask"], loader["pixel_mask"])
+    for new, old in zip(deferred["labels"], loader["labels"]):
+        assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in old)
+    flips = [int(f["geometry"][0]) for f in features]
+    resized = [tuple(f["geometry"][1:3].tolist()) != tuple(f["geometry"][3:].tolist()) for f in features]
+    assert 0 < sum(flips) < len(flips) and any(resized)
+    levels = (deferred["pixel_values"] - loader["pixel_values"]).abs() * torch.tensor(
+        processor.image_std)[:, None, None] * 255
+    assert levels.max().item() < 1.0 and levels.mean().item() < 0.25
+    on_cpu = DetectionCollator(processor, pad_to_multiple_of=8, boxes_on_canvas=boxes_on_canvas)(features)
+    assert "geometry" not in on_cpu and torch.equal(on_cpu["pixel_values"], deferred["pixel_values"])

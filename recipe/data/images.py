@@ -31,19 +31,30 @@ _SWAPS_AXES = {5, 6, 7, 8}  # transpose, rotate 270, transverse, rotate 90: widt
 
 def read_image(path: str) -> np.ndarray:
     """uint8 [H, W, 3] RGB of the file at `path`, EXIF orientation applied; raises ImageError."""
+    chw = _read_fast(path)
+    return np.ascontiguousarray(chw.permute(1, 2, 0).numpy()) if chw is not None else _read_with_pil(path)
+
+
+def read_image_chw(path: str) -> torch.Tensor:
+    """`read_image` as a uint8 [3, H, W] tensor, the decoder's own layout (no channel-last copy: the training
+    batch is channel-first)."""
+    chw = _read_fast(path)
+    return chw if chw is not None else torch.from_numpy(_read_with_pil(path)).permute(2, 0, 1).contiguous()
+
+
+def _read_fast(path: str) -> torch.Tensor | None:
+    """uint8 [3, H, W] from torchvision's decoder for JPEG and PNG; None when PIL must decide."""
     data = _read_bytes(path)
-    if data.startswith(_JPEG_MAGIC) or data.startswith(_PNG_MAGIC):
-        try:
-            # mode RGB: libjpeg-turbo converts grayscale/CMYK/YCCK, libpng expands palette, gray and drops alpha.
-            chw = _decode(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-        except (RuntimeError, AttributeError):
-            chw = None  # e.g. 12-bit or arithmetic-coded JPEG, truncated data: PIL decides (and words the error)
-        if chw is not None:
-            hwc = chw.permute(1, 2, 0).numpy()
-            if hwc.dtype == np.uint16:  # 16-bit PNG: keep the high byte, as PIL does for 48-bit RGB PNGs
-                return (hwc >> 8).astype(np.uint8)
-            return np.ascontiguousarray(hwc)
-    return _read_with_pil(path)
+    if not (data.startswith(_JPEG_MAGIC) or data.startswith(_PNG_MAGIC)):
+        return None
+    try:
+        # mode RGB: libjpeg-turbo converts grayscale/CMYK/YCCK, libpng expands palette, gray and drops alpha.
+        chw = _decode(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    except (RuntimeError, AttributeError):
+        return None  # e.g. 12-bit or arithmetic-coded JPEG, truncated data: PIL decides (and words the error)
+    if chw.dtype == torch.uint16:  # 16-bit PNG: keep the high byte, as PIL does for 48-bit RGB PNGs
+        return torch.from_numpy((chw.numpy() >> 8).astype(np.uint8))
+    return chw
 
 
 def _decode(data: torch.Tensor) -> torch.Tensor:
