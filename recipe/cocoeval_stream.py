@@ -99,22 +99,8 @@ class StreamingCocoEval:
                 order = np.lexsort((rank[keep], pos[keep], -score[keep]))
                 sorted_scores = score[keep][order]
                 dtm, dtig = matched[:, keep][:, order], ignored[:, keep][:, order]
-                for t in range(T):  # one threshold at a time keeps the working set to a few rows
-                    tp = np.cumsum(dtm[t] & ~dtig[t]).astype(float)
-                    fp = np.cumsum(~dtm[t] & ~dtig[t]).astype(float)
-                    nd = len(tp)
-                    rc = tp / npig
-                    pr = (tp / (fp + tp + np.spacing(1))).tolist()
-                    recall[t, k, a, m] = rc[-1] if nd else 0
-                    for i in range(nd - 1, 0, -1):  # precision envelope
-                        if pr[i] > pr[i - 1]:
-                            pr[i - 1] = pr[i]
-                    q, ss = np.zeros(R), np.zeros(R)
-                    for ri, pi in enumerate(np.searchsorted(rc, p.recThrs, side="left")):
-                        if pi >= nd:
-                            break
-                        q[ri], ss[ri] = pr[pi], sorted_scores[pi]
-                    precision[t, :, k, a, m], scores[t, :, k, a, m] = q, ss
+                (precision[:, :, k, a, m], recall[:, k, a, m],
+                 scores[:, :, k, a, m]) = _precision_recall(dtm, dtig, sorted_scores, npig, p.recThrs)
         evaluator = COCOeval(iouType="bbox")
         evaluator.params = p
         evaluator.eval = {"params": p, "counts": [T, R, K, A, M], "precision": precision, "recall": recall,
@@ -122,6 +108,31 @@ class StreamingCocoEval:
         with contextlib.redirect_stdout(io.StringIO()):
             evaluator.summarize()
         return evaluator
+
+
+def _precision_recall(dtm: np.ndarray, dtig: np.ndarray, sorted_scores: np.ndarray, npig: int,
+                      rec_thrs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One (category, area range, max detections) cell of pycocotools' `accumulate` for all IoU thresholds at
+    once: matched / ignored [T, N] of the detections in score order -> precision [T, R], recall [T],
+    scores [T, R]. The same float operations as pycocotools, vectorised."""
+    T, R = dtm.shape[0], len(rec_thrs)
+    tp = np.cumsum(dtm & ~dtig, axis=1).astype(float)
+    fp = np.cumsum(~dtm & ~dtig, axis=1).astype(float)
+    nd = tp.shape[1]
+    rc = tp / npig
+    pr = tp / (fp + tp + np.spacing(1))
+    # precision envelope: pycocotools' backward loop `pr[i-1] = max(pr[i-1], pr[i])` is a running maximum from
+    # the end (max is exact: the same numbers)
+    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+    recall = rc[:, -1] if nd else np.zeros(T)
+    precision, scores = np.zeros((T, R)), np.zeros((T, R))
+    for t in range(T):
+        # pycocotools stops at the first recall threshold beyond the last detection; the positions only grow
+        # (rc is non-decreasing), so the ones before it are exactly those < nd
+        inds = np.searchsorted(rc[t], rec_thrs, side="left")
+        valid = inds < nd
+        precision[t, valid], scores[t, valid] = pr[t, inds[valid]], sorted_scores[inds[valid]]
+    return precision, recall, scores
 
 
 class _Buffer:

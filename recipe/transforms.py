@@ -295,21 +295,10 @@ def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSe
             if seeds is not None:
                 reseed(augmentation, seeds.for_image(image_id))
             start = time.perf_counter()
-            boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
+            image, out, size, decoded = _augment_one(augmentation, deferred, path, height, width, objects)
+            pixel_values.append(image)
             if deferred:
-                image = _read_chw_at_annotated_size(path, height, width)
-                decoded = time.perf_counter()
-                out = augmentation.plan(height, width, boxes, list(objects["category"]), list(objects["iscrowd"]))
-                size = out["size"]
                 geometry.append(torch.tensor([int(out["hflip"]), height, width, *size], dtype=torch.int64))
-                pixel_values.append(image)
-            else:
-                image = _read_at_annotated_size(path, height, width)
-                decoded = time.perf_counter()
-                out = augmentation(image=image, bboxes=boxes, category=list(objects["category"]),
-                                   iscrowd=list(objects["iscrowd"]))
-                size = out["image"].shape[:2]
-                pixel_values.append(torch.from_numpy(out["image"]).permute(2, 0, 1))  # a view: collated once
             augmented = time.perf_counter()
             labels.append(make_labels(out["bboxes"], out["category"], out["iscrowd"], image_id, (height, width),
                                       size))
@@ -338,6 +327,24 @@ def reseed(augmentation: DetectionAugmentation | A.Compose, seed: int | np.rando
     sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     augmentation.set_random_state(np.random.default_rng(sequence),
                                   random.Random(int(sequence.generate_state(1, np.uint64)[0])))
+
+
+def _augment_one(augmentation: DetectionAugmentation, deferred: bool, path: str, height: int, width: int,
+                 objects: dict) -> tuple[torch.Tensor, dict, tuple[int, int], float]:
+    """One image -> (uint8 [3, H, W], the augmentation's output, the output size, the time decoding ended).
+    `deferred`: the image as decoded and the augmentation's `plan` (flip and resize left to the batch)."""
+    boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
+    category, iscrowd = list(objects["category"]), list(objects["iscrowd"])
+    if deferred:
+        image = _read_chw_at_annotated_size(path, height, width)
+        decoded = time.perf_counter()
+        out = augmentation.plan(height, width, boxes, category, iscrowd)
+        return image, out, out["size"], decoded
+    array = _read_at_annotated_size(path, height, width)
+    decoded = time.perf_counter()
+    out = augmentation(image=array, bboxes=boxes, category=category, iscrowd=iscrowd)
+    # a view of the channel-last array: the collator copies it once
+    return torch.from_numpy(out["image"]).permute(2, 0, 1), out, out["image"].shape[:2], decoded
 
 
 def _read_chw_at_annotated_size(path: str, height: int, width: int) -> torch.Tensor:

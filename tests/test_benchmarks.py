@@ -49,7 +49,7 @@ def test_dataloader_benchmark_runs(tmp_path, capsys):
     assert set(medians) == {"recipe", "recipe_cpu_norm", "hf_example", "decode_torchvision", "decode_opencv",
                             "decode_pil"}
     assert all(v > 0 for v in medians.values())
-    assert set(out["stages"]) == {"decode", "augment", "labels", "collate", "normalise (on the device; this CPU here)"}
+    assert set(out["stages"]) == {"decode", "augment", "labels", "collate", bench.DEVICE_STAGE}
     bench.report(out)
     assert "recipe/hf_example=" in capsys.readouterr().out
 

@@ -65,7 +65,7 @@ LAYERS = [
                     "timing"}),
     ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
               "data.builder", "data.synthetic"}),
-    ("model inputs and outputs", {"transforms", "collate", "postprocess", "coco_eval", "cocoeval_stream"}),
+    ("model inputs and outputs", {"color", "transforms", "collate", "postprocess", "coco_eval", "cocoeval_stream"}),
     ("families", {"families"}),
     ("model", {"losses", "modeling", "optim"}),
     ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
