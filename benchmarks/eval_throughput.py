@@ -12,11 +12,15 @@ prints images/s (median of the rounds, over the whole call) and each stage's sha
   draw      predict's drawn images; other: the rest (loading the model and the data table, the loops).
 Without --model, the demo config is trained for --train-steps steps first (a barely trained model: evaluate
 scores its top 100 detections per image as for any model; predict keeps fewer above the threshold).
+--full-size: the same with Deformable DETR at its published size instead of the demo's 1.1M-parameter model
+(transformers' default DeformableDetrConfig: ResNet-50, 6 + 6 layers, 300 queries, 4 levels; random weights,
+no download), still on the demo's 320x240 scenes: the shares a real model's evaluation has.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -33,15 +37,20 @@ STAGES = {"pre": ("decode", "augment", "labels", "normalise", "collate"), "forwa
           "post": ("postprocess",), "cocoeval": ("cocoeval",), "draw": ("draw",)}
 
 
-def train_tiny_model(demo: Path, out: Path, steps: int) -> str:
-    """The demo config trained for `steps` steps into `out` -> the model folder."""
+FULL_SIZE = {"model_type": "deformable_detr", "use_pretrained_backbone": False}
+
+
+def train_tiny_model(demo: Path, out: Path, steps: int, model_config: dict | None = None) -> str:
+    """The demo config (or its data with `model_config`) trained for `steps` steps into `out` -> the folder."""
     from recipe.config import parse_config
     from recipe.train import run
 
     paths = [item for split, name in (("train", "train"), ("val", "val")) for item in (
         f"--{name}-img", str(demo / split / "images"), f"--{name}-ann", str(demo / split / "annotations.json"))]
+    extra = ["--model_config", json.dumps(model_config)] if model_config else []
     run(*parse_config([str(ROOT / "configs" / "demo.yaml"), *paths, "--max_steps", str(steps), "--output_dir",
-                       str(out), "--report_to", "none", "--overwrite_output_dir", "true", "--disable_tqdm", "true"]))
+                       str(out), "--report_to", "none", "--overwrite_output_dir", "true", "--disable_tqdm", "true",
+                       *extra]))
     return str(out)
 
 
@@ -88,7 +97,8 @@ def main(args) -> dict:
         from recipe.data.synthetic import make_demo_dataset
 
         make_demo_dataset(demo)
-    model = args.model or train_tiny_model(demo, work / "model", args.train_steps)
+    model = args.model or train_tiny_model(demo, work / "model", args.train_steps,
+                                           FULL_SIZE if args.full_size else None)
     calls = {"evaluate": evaluate_call(model, demo, str(work / "cache")),
              "predict": predict_call(model, demo, str(work / "predictions"))}
     for call in calls.values():
@@ -121,4 +131,5 @@ if __name__ == "__main__":
     parser.add_argument("--demo-data", default=str(ROOT / "data" / "demo"))
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--full-size", action="store_true", help="published-size Deformable DETR, random weights")
     report(main(parser.parse_args()))
