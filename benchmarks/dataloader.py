@@ -10,6 +10,8 @@ worker count and in interleaved rounds, prints the images/s of
               run_object_detection.py: a `datasets` Image column, its albumentations policy, the image
               processor resizing (longest edge 600) and padding every image to 600x600, a stacking collate;
   floor       decode only (no augmentation, no tensors): the fastest of torchvision, OpenCV and PIL;
+  decode_and_ship  torchvision decoding plus the DataLoader's transport of the decoded batch (torch's default
+              collate): with workers, what shipping pixels through shared memory costs any loader;
 then the medians and the ratios recipe/hf_example and recipe/floor, and the recipe's time per stage (with
 the cost of `normalise_batch`, which flips, resizes, jitters and normalises the batch, on this CPU; on a GPU it
 runs there).
@@ -104,16 +106,20 @@ def hf_example_dataset(table, processor_cls):
     return data.with_transform(transform)
 
 
+def _stack(images):
+    return torch.utils.data.default_collate(images)
+
+
 def hf_example_collate(features):
     return {"pixel_values": torch.stack([f["pixel_values"] for f in features]),
             "labels": [f["labels"] for f in features]}
 
 
 class DecodeOnly(torch.utils.data.Dataset):
-    """Reads and decodes each file to an RGB array; nothing else."""
+    """Reads and decodes each file to an RGB array; nothing else (`ship`: returns the decoded uint8 tensor)."""
 
-    def __init__(self, paths, decoder):
-        self.paths, self.decoder = paths, decoder
+    def __init__(self, paths, decoder, ship=False):
+        self.paths, self.decoder, self.ship = paths, decoder, ship
 
     def __len__(self):
         return len(self.paths)
@@ -122,7 +128,8 @@ class DecodeOnly(torch.utils.data.Dataset):
         with open(self.paths[i], "rb") as f:
             data = f.read()
         if self.decoder == "torchvision":
-            return _decode(torch.frombuffer(bytearray(data), dtype=torch.uint8)).shape[-1]
+            image = _decode(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            return image if self.ship else image.shape[-1]
         if self.decoder == "opencv":
             return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB).shape[1]
         with Image.open(self.paths[i]) as im:
@@ -141,7 +148,8 @@ def images_per_second(dataset, collate_fn, *, workers: int, batch_size: int, see
     next(iterator)
     start, images = time.perf_counter(), 0
     for batch in iterator:
-        images += batch if isinstance(batch, int) else len(batch["labels"])
+        images += batch if isinstance(batch, int) else len(batch) if isinstance(batch, torch.Tensor) else \
+            len(batch["labels"])
         del batch
     return images / (time.perf_counter() - start)
 
@@ -182,6 +190,9 @@ def run(args) -> dict:
                      "hf_example": (hf_example_dataset(table, processor_cls), hf_example_collate)}
         for decoder in ("torchvision", "opencv", "pil"):
             pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)
+        # not a floor: decoding plus the DataLoader's own transport of the decoded batch (torch's default
+        # collate, which stacks into shared memory in a worker), what any loader shipping pixels pays
+        pipelines["decode_and_ship"] = (DecodeOnly(paths, "torchvision", ship=True), _stack)
         print(f"{len(paths)} images, batch {args.batch_size}, recipe sizes: shortest edge {args.shortest_edges}, "
               f"longest {args.longest_edge}; hf_example: longest 600, padded to 600x600", flush=True)
         results = {}
@@ -200,14 +211,16 @@ def run(args) -> dict:
 
 def report(out: dict) -> None:
     for workers, med in out["results"].items():
-        floor_name = max((n for n in med if n.startswith("decode_")), key=med.get)
+        decoders = [n for n in med if n.startswith("decode_") and n != "decode_and_ship"]
+        floor_name = max(decoders, key=med.get)
         floor = med[floor_name]
         print(f"workers={workers} medians (images/s): recipe={med['recipe']:.0f} hf_example={med['hf_example']:.0f} "
-              f"floor={floor:.0f} ({floor_name[7:]}; " + ", ".join(f"{n[7:]} {med[n]:.0f}" for n in med
-                                                                    if n.startswith("decode_")) + ")")
+              f"floor={floor:.0f} ({floor_name[7:]}; " + ", ".join(f"{n[7:]} {med[n]:.0f}" for n in decoders) + ")")
         print(f"workers={workers} recipe/hf_example={med['recipe'] / med['hf_example']:.2f}x "
               f"recipe/floor={100 * med['recipe'] / floor:.0f}% (recipe_cpu_norm={med['recipe_cpu_norm']:.0f}: "
-              f"{med['recipe_cpu_norm'] / med['hf_example']:.2f}x, {100 * med['recipe_cpu_norm'] / floor:.0f}%)")
+              f"{med['recipe_cpu_norm'] / med['hf_example']:.2f}x, {100 * med['recipe_cpu_norm'] / floor:.0f}%); "
+              f"decode_and_ship={med['decode_and_ship']:.0f}: recipe at "
+              f"{100 * med['recipe'] / med['decode_and_ship']:.0f}% of it")
     print("recipe ms per image (0 workers): " + ", ".join(f"{k}={v:.2f}" for k, v in out["stages"].items()))
 
 

@@ -47,7 +47,7 @@ def test_dataloader_benchmark_runs(tmp_path, capsys):
     out = bench.run(args)
     medians = out["results"][0]
     assert set(medians) == {"recipe", "recipe_cpu_norm", "hf_example", "decode_torchvision", "decode_opencv",
-                            "decode_pil"}
+                            "decode_pil", "decode_and_ship"}
     assert all(v > 0 for v in medians.values())
     assert set(out["stages"]) == {"decode", "augment", "labels", "collate", bench.DEVICE_STAGE}
     bench.report(out)
@@ -158,7 +158,7 @@ def test_stage_marks_record_only_inside_record():
 @pytest.mark.slow
 def test_eval_throughput_benchmark_runs(demo_dir, capsys):
     bench = _load("eval_throughput")
-    out = bench.main(argparse.Namespace(model=None, demo_data=str(demo_dir), train_steps=1, rounds=1))
+    out = bench.main(argparse.Namespace(model=None, demo_data=str(demo_dir), train_steps=1, rounds=1, full_size=False))
     assert set(out) == {"evaluate", "predict"}
     for result in out.values():
         assert result["images"] == 8 and result["images_per_s"][0] > 0
