@@ -1,6 +1,8 @@
-"""Augmentation (albumentations, bbox-safe) on uint8 images -> uint8 `pixel_values` and model labels.
+"""Augmentation (albumentations' semantics, bbox-safe) -> uint8 `pixel_values` and model labels.
 
-Normalisation and padding happen once per batch in `collate.DetectionCollator`.
+Training draws each image's flip, size and colour-jitter factors here and leaves the pixels to the batch
+(`make_transform(batch_geometry=True)`, `collate.normalise_batch`); evaluation resizes here (cv2). Padding happens
+once per batch in `collate.DetectionCollator`, normalisation where the model runs.
 
 Labels that reach the model (one dict per image):
   class_labels [N] int64 contiguous 0..C-1 (crowd boxes removed), boxes [N, 4] float32 `cxcywh_norm`
@@ -83,11 +85,12 @@ class DetectionAugmentation:
     `color_jitter`: float32 [8] factors, or None when the image is not jittered.
 
     It draws the same random numbers in the same order as the albumentations Compose it replaced
-    ([HorizontalFlip, BBoxSafeRandomCrop, MultiScaleResize | RandomSquareResize, ColorJitter]) and resizes
-    with the same cv2 call, so a seed gives the same flips, sizes, pixels and boxes (tests compare the two).
-    Without a crop the geometry is done here directly: albumentations' per-step box bookkeeping cost more than
-    the flip and the resize together (1.4 ms per BCCD image, benchmarks/dataloader.py). With a crop the
-    geometry goes through albumentations (the crop needs its box-safe window)."""
+    ([HorizontalFlip, BBoxSafeRandomCrop, MultiScaleResize | RandomSquareResize, ColorJitter]) and, when called,
+    flips and resizes with the same cv2 calls, so a seed gives the same flips, sizes, pixels and boxes (tests
+    compare the two). Without a crop the geometry is done here directly: albumentations' per-step box
+    bookkeeping cost more than the flip and the resize together (about 1.4 ms of 2.3 ms per BCCD image in a
+    profile of the Compose). With a crop the geometry goes through albumentations (it draws the crop's
+    box-safe window). Training calls `plan` instead and leaves the pixels to the batch."""
 
     def __init__(self, *, resize: str, sides: int | Sequence[int], longest_edge: int = 0,
                  hflip_prob: float = 0.0, crop_prob: float = 0.0, color_jitter_prob: float = 0.0,
