@@ -70,3 +70,42 @@ def test_batch_by_batch_scoring_equals_one_cocoeval(batch):
     expected = json.loads((folder / "expected_stats.json").read_text())["bbox"]
     assert [streamed[k] for k in METRIC_KEYS] == expected  # exact, as pycocotools
     assert streamed["per_class"] == reference["per_class"]
+
+
+def test_list_matching_evaluate_img_equals_pycocotools_field_by_field():
+    """The streaming evaluator's matcher (`ListMatchingCOCOeval.evaluateImg`) against pycocotools' own, per
+    image, category and area range on the COCO fixture (crowd boxes included) and on detections shifted to
+    create near-threshold overlaps: every returned array equal."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.cocoeval import COCOeval
+
+    from recipe.coco_eval import quiet_coco
+    from recipe.cocoeval_stream import ListMatchingCOCOeval
+
+    folder = shared("coco-val2014-100")
+    gt = json.loads((folder / "instances_val2014_100.json").read_text())
+    assert any(a["iscrowd"] for a in gt["annotations"])
+    dt = json.loads((folder / "instances_val2014_fakebbox100_results.json").read_text())
+    rng = np.random.default_rng(0)
+    shifted = [{**d, "bbox": [v + rng.normal(0, 2) for v in d["bbox"]], "score": float(rng.random())} for d in dt]
+    coco = quiet_coco(gt)
+    for results in (dt, shifted + dt):
+        rows = np.array([[d["image_id"], *d["bbox"], d["score"], d["category_id"]] for d in results])
+        evaluators = []
+        for cls in (COCOeval, ListMatchingCOCOeval):
+            with contextlib.redirect_stdout(io.StringIO()):
+                evaluator = cls(coco, coco.loadRes(rows), iouType="bbox")
+                evaluator.evaluate()
+            evaluators.append(evaluator)
+        reference, ours = (e.evalImgs for e in evaluators)
+        assert len(reference) == len(ours) and sum(r is not None for r in reference) > 500
+        for r, o in zip(reference, ours):
+            assert (r is None) == (o is None)
+            if r is None:
+                continue
+            assert r.keys() == o.keys()
+            for key in r:
+                assert np.array_equal(np.asarray(r[key]), np.asarray(o[key])), key
