@@ -109,3 +109,27 @@ def test_list_matching_evaluate_img_equals_pycocotools_field_by_field():
             assert r.keys() == o.keys()
             for key in r:
                 assert np.array_equal(np.asarray(r[key]), np.asarray(o[key])), key
+
+
+def test_results_table_equals_load_res():
+    """The streaming evaluator builds its detections as `COCO.loadRes` does (every field but the unused
+    polygon), with the same values, on the COCO fixture's fake results."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from recipe.coco_eval import quiet_coco
+    from recipe.cocoeval_stream import _results
+
+    folder = shared("coco-val2014-100")
+    coco = quiet_coco(json.loads((folder / "instances_val2014_100.json").read_text()))
+    dt = json.loads((folder / "instances_val2014_fakebbox100_results.json").read_text())
+    rows = np.array([[d["image_id"], *d["bbox"], d["score"], d["category_id"]] for d in dt])
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference, ours = coco.loadRes(rows), _results(coco, rows)
+    assert len(ours.dataset["annotations"]) == len(dt) > 100
+    for r, o in zip(reference.dataset["annotations"], ours.dataset["annotations"]):
+        assert {k: v for k, v in r.items() if k != "segmentation"} == o
+    assert ours.dataset["categories"] == reference.dataset["categories"]
+    assert ours.imgToAnns.keys() == reference.imgToAnns.keys() and ours.catToImgs == reference.catToImgs
