@@ -153,10 +153,14 @@ def _evaluate_img(self, imgId, catId, aRng, maxDet):
     gtm, dtm, dtIg = np.zeros((T, G)), np.zeros((T, D)), np.zeros((T, D))
     if len(ious) != 0:
         rows, gt_ids, dt_ids = ious.tolist(), [g["id"] for g in gt], [d["id"] for d in dt]
+        best = [max(row) for row in rows]  # a detection below the threshold with every gt matches none
         for tind, t in enumerate(p.iouThrs.tolist()):
             matched = [0] * G  # the detection id each gt is matched to (pycocotools' gtm row)
+            threshold = min([t, 1 - 1e-10])
             for dind in range(D):
-                row, iou, m = rows[dind], min([t, 1 - 1e-10]), -1
+                if best[dind] < threshold:
+                    continue
+                row, iou, m = rows[dind], threshold, -1
                 for gind in range(G):
                     if matched[gind] > 0 and not crowd[gind]:
                         continue
