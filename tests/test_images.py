@@ -169,3 +169,22 @@ def test_broken_files_are_one_line_errors(tmp_path):
     for name, fragment in (("zero.jpg", "empty"), ("notes.jpg", "not a readable image"), ("missing.jpg", "not found")):
         with pytest.raises(ImageError, match=fragment):
             image_size(str(tmp_path / name))
+
+
+def test_channel_first_reader_equals_read_image(tmp_path):
+    """`read_image_chw` (training's reader: the decoder's own layout) is `read_image` channel-first, for an
+    EXIF-rotated JPEG, a 48-bit PNG, a gray PNG and a format only PIL reads."""
+    import torch
+
+    from recipe.data.images import read_image_chw
+
+    _save_with_orientation(str(tmp_path / "r.jpg"), _marked(), 6, quality=95)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), np.random.default_rng(0).integers(0, 65536, (20, 30, 3), dtype=np.uint16))
+    Image.fromarray(_marked()[..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(_marked(20, 30)).save(tmp_path / "a.bmp")
+    for name in ("r.jpg", "rgb16.png", "gray.png", "a.bmp"):
+        path = str(tmp_path / name)
+        chw = read_image_chw(path)
+        assert chw.dtype == torch.uint8 and chw.shape[0] == 3 and chw.is_contiguous()
+        assert np.array_equal(chw.permute(1, 2, 0).numpy(), read_image(path)), name
+    assert read_image_chw(str(tmp_path / "r.jpg")).shape == (3, 80, 48)  # orientation 6: rotated
