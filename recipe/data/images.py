@@ -37,7 +37,7 @@ def read_image(path: str) -> np.ndarray:
 
 def read_image_chw(path: str) -> torch.Tensor:
     """`read_image` as a uint8 [3, H, W] tensor, the decoder's own layout (no channel-last copy: the training
-    batch is channel-first)."""
+    batch is channel-first; an EXIF-rotated image may come as a strided view)."""
     chw = _read_fast(path)
     return chw if chw is not None else torch.from_numpy(_read_with_pil(path)).permute(2, 0, 1).contiguous()
 
