@@ -106,10 +106,6 @@ def hf_example_dataset(table, processor_cls):
     return data.with_transform(transform)
 
 
-def _stack(images):
-    return torch.utils.data.default_collate(images)
-
-
 def hf_example_collate(features):
     return {"pixel_values": torch.stack([f["pixel_values"] for f in features]),
             "labels": [f["labels"] for f in features]}
@@ -192,7 +188,8 @@ def run(args) -> dict:
             pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)
         # not a floor: decoding plus the DataLoader's own transport of the decoded batch (torch's default
         # collate, which stacks into shared memory in a worker), what any loader shipping pixels pays
-        pipelines["decode_and_ship"] = (DecodeOnly(paths, "torchvision", ship=True), _stack)
+        pipelines["decode_and_ship"] = (DecodeOnly(paths, "torchvision", ship=True),
+                                        torch.utils.data.default_collate)
         print(f"{len(paths)} images, batch {args.batch_size}, recipe sizes: shortest edge {args.shortest_edges}, "
               f"longest {args.longest_edge}; hf_example: longest 600, padded to 600x600", flush=True)
         results = {}

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from .color import JITTER_FIELDS, color_jitter, jitter_
+from .color import JITTER_FIELDS, jitter_
 from .timing import stage
 
 
@@ -121,8 +121,9 @@ def _planes_of(image: torch.Tensor, jitter: torch.Tensor | None, i: int) -> list
     """The planes to normalise: the uint8 image's, or, when it is jittered, float32 planes in 0..255."""
     if not _jittered(jitter, i):
         return _planes(image)
-    jittered = color_jitter(image[None].to(torch.float32), jitter[i:i + 1], bound=255.0)[0]
-    return list(jittered.numpy())
+    jittered = image[None].to(torch.float32)  # a new tensor: jittered in place
+    jitter_(jittered, jitter[i:i + 1], bound=255.0)
+    return list(jittered[0].numpy())
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
@@ -136,8 +137,8 @@ def pack_labels(labels: list[dict]) -> list[dict]:
     """The same labels with each tensor field (boxes, class_labels, sizes, ...) of all images made views of one
     shared-memory tensor per field. A worker sends each tensor storage to the main process separately (a file
     descriptor and a shared-memory segment each); five storages instead of five per image made a 2-worker
-    loader 1.5x faster here (benchmarks/dataloader.py). Fields missing from an image, or of differing dtypes or
-    trailing shapes, are left as they are."""
+    loader 1.34x faster here (263 -> 352 images/s on BCCD, side by side). Fields missing from an image, or
+    of differing dtypes or trailing shapes, are left as they are."""
     if not labels:
         return labels
     out = [dict(label) for label in labels]
@@ -228,8 +229,7 @@ def _normalise_on_cpu(pixel_values: torch.Tensor, pixel_mask: torch.Tensor, mean
     for i in range(len(values)):
         h, w = int(mask[i, :, 0].sum()), int(mask[i, 0, :].sum())  # the mask is the top-left h x w rectangle
         image = pixel_values[i, :, :h, :w]
-        planes = _planes_of(image, jitter, i) if _jittered(jitter, i) else list(image.numpy())
-        _normalise_image(values[i], planes, mean, std, factor)
+        _normalise_image(values[i], _planes_of(image, jitter, i), mean, std, factor)
     return out
 
 

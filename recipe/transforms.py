@@ -44,11 +44,14 @@ class MultiScaleResize(A.SmallestMaxSize):
         self.longest_edge = longest_edge
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        scale = super().get_params_dependent_on_data(params, data)["scale"]
+        scale = super().get_params_dependent_on_data(params, data)["scale"]  # side / shortest edge (draws the side)
         img_h, img_w = params["shape"][:2]
-        if max(img_h, img_w) * scale > self.longest_edge:
-            scale = self.longest_edge / max(img_h, img_w)
-        return {"scale": scale}
+        return {"scale": _capped_scale(scale, img_h, img_w, self.longest_edge)}
+
+
+def _capped_scale(scale: float, height: int, width: int, longest_edge: int) -> float:
+    """`scale` (the drawn shortest edge / the image's), lowered so the longest edge is at most `longest_edge`."""
+    return longest_edge / max(height, width) if max(height, width) * scale > longest_edge else scale
 
 
 class RandomSquareResize(A.Resize):
@@ -126,9 +129,7 @@ class DetectionAugmentation:
         side = self.py_random.choice(self.sides) if self.draw_side else self.sides[0]
         if self.resize == "square":
             return side, side
-        scale = side / min(height, width)
-        if max(height, width) * scale > self.longest_edge:
-            scale = self.longest_edge / max(height, width)
+        scale = _capped_scale(side / min(height, width), height, width, self.longest_edge)
         return max(1, round(height * scale)), max(1, round(width * scale))
 
     @property
@@ -352,15 +353,19 @@ def _augment_one(augmentation: DetectionAugmentation, deferred: bool, path: str,
 
 def _read_chw_at_annotated_size(path: str, height: int, width: int) -> torch.Tensor:
     image = read_image_chw(path)
-    if image.shape[1:] != (height, width):
-        return torch.from_numpy(_read_at_annotated_size(path, height, width)).permute(2, 0, 1).contiguous()
-    return image
+    if image.shape[1:] == (height, width):
+        return image
+    resized = _at_annotated_size(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), path, height, width)
+    return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
 
 
 def _read_at_annotated_size(path: str, height: int, width: int) -> np.ndarray:
-    image = read_image(path)
+    return _at_annotated_size(read_image(path), path, height, width)
+
+
+def _at_annotated_size(image: np.ndarray, path: str, height: int, width: int) -> np.ndarray:
     if image.shape[:2] != (height, width):
         # Annotated size wins: boxes and evaluation are in its pixels. Warn, don't crash mid-epoch.
         _warn_size_once(path, image.shape[:2], (height, width))
-        image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+        image = np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))  # writable, for torch
     return image

@@ -164,3 +164,21 @@ def test_eval_augmentation_for_each_processor_size():
     assert short["image"].shape == (45, 90, 3)  # 50 x 100 capped by the longest edge
     with pytest.raises(ValueError, match="resize must be one of"):
         build_augmentation(False, [64], 96, 64, resize="squash")
+
+
+def test_image_of_another_size_than_annotated_is_resized_once_with_a_warning(tmp_path):
+    """Both readers (channel-last for the loader's cv2 path, channel-first for training's batch path) bring a
+    file whose size differs from its annotation to the annotated size, with the same pixels, decoding it once."""
+    from unittest import mock
+
+    import recipe.transforms as T
+
+    path = str(tmp_path / "a.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
+    T._warned_sizes.clear()
+    with pytest.warns(UserWarning, match="image is 40x30 but the annotation file says 50x20"):
+        hwc = T._read_at_annotated_size(path, 20, 50)
+    with mock.patch.object(T, "read_image", side_effect=AssertionError("decoded twice")):
+        chw = T._read_chw_at_annotated_size(path, 20, 50)
+    assert hwc.shape == (20, 50, 3) and chw.shape == (3, 20, 50)
+    assert np.array_equal(chw.permute(1, 2, 0).numpy(), hwc)
