@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,26 +55,35 @@ class DetectionCollator:
         # In a DataLoader worker the batch is written straight into shared memory: torch would otherwise copy
         # it there to send it to the main process (as its default_collate avoids too).
         shared = torch.utils.data.get_worker_info() is not None
-        geometry = _stack_rows([f.get("geometry") for f in features], 5, torch.int64, 0, shared)
+        geometry_rows = [f.get("geometry") for f in features]
+        jitter_rows = [f.get("color_jitter") for f in features]
+        deferred = any(g is not None for g in geometry_rows)  # flip and resize left to the batch (`geometry`)
         # each image's size in the batch: after the batch's flip and resize when it carries `geometry`
-        sizes = [tuple(image.shape[-2:]) for image in images] if geometry is None else \
-            [(int(g[3]), int(g[4])) for g in geometry]
+        sizes = [tuple(image.shape[-2:]) if g is None else (int(g[3]), int(g[4]))
+                 for image, g in zip(images, geometry_rows)]
         m = self.pad_to_multiple_of
         height = -(-max(h for h, _ in sizes) // m) * m
         width = -(-max(w for _, w in sizes) // m) * m
-        uint8 = (self.normalise_on_device or geometry is not None) and all(i.dtype == torch.uint8 for i in images)
+        uint8 = (self.normalise_on_device or deferred) and all(i.dtype == torch.uint8 for i in images)
         # the images as they are (decoded, before the flip and resize, with `geometry`)
-        source_hw = (height, width) if geometry is None else (max(i.shape[-2] for i in images),
-                                                             max(i.shape[-1] for i in images))
+        source_hw = (height, width) if not deferred else (max(i.shape[-2] for i in images),
+                                                         max(i.shape[-1] for i in images))
+        layout = [((len(images), 3, *source_hw), torch.uint8 if uint8 else torch.float32),
+                  ((len(images), height, width), torch.uint8 if uint8 else torch.int64)]
+        if deferred:
+            layout.append(((len(images), 5), torch.int64))
+        if any(j is not None for j in jitter_rows):
+            layout.append(((len(images), JITTER_FIELDS), torch.float32))
+        # In a worker, one shared buffer for all of these; a batch shipped as it is reuses one (`_SharedSlots`).
+        arena = _Arena.for_layout(layout, shared, reuse=uint8 and (self.normalise_on_device or not deferred))
         # empty, not zeros: each element is written once below, as image or as padding
-        pixel_values = _empty((len(images), 3, *source_hw), torch.uint8 if uint8 else torch.float32, shared)
-        pixel_mask = _empty((len(images), height, width), torch.uint8 if uint8 else torch.int64, shared)
+        pixel_values, pixel_mask = (arena.empty(*spec) for spec in layout[:2])
+        geometry = _stack_rows(geometry_rows, 5, torch.int64, 0, arena)
         # Written through numpy: one thread per plane op. torch would split each op over its intra-op threads,
         # and with other processes on the cores a waiting thread made the batch 10x slower (README "Results").
         values, mask = pixel_values.numpy(), pixel_mask.numpy()
         mean, std, factor = (None, None, None) if uint8 else self._normalisation()
-        jitter = _stack_rows([f.get("color_jitter") for f in features], JITTER_FIELDS, torch.float32, float("nan"),
-                             shared)
+        jitter = _stack_rows(jitter_rows, JITTER_FIELDS, torch.float32, float("nan"), arena)
         for i, (image, (mh, mw)) in enumerate(zip(images, sizes)):
             h, w = image.shape[-2:]
             if uint8:
@@ -97,17 +108,17 @@ class DetectionCollator:
             batch["geometry"] = geometry
             if not self.normalise_on_device:  # this collator normalises: the batch's geometry is applied here
                 batch = normalise_batch(batch, self.image_processor)
-        return batch
+        return arena.lease(batch)
 
     def _normalisation(self) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
         return processor_normalisation(self.image_processor)
 
 
-def _stack_rows(rows: list, width: int, dtype: torch.dtype, missing, shared: bool) -> torch.Tensor | None:
+def _stack_rows(rows: list, width: int, dtype: torch.dtype, missing, arena: _Arena) -> torch.Tensor | None:
     """[B, width] of the features' per-image rows (`missing` where an image has none), or None if none has."""
     if all(row is None for row in rows):
         return None
-    out = _empty((len(rows), width), dtype, shared)
+    out = arena.empty((len(rows), width), dtype)
     for target, row in zip(out, rows):
         target.copy_(torch.as_tensor(row, dtype=dtype) if row is not None else torch.tensor(missing, dtype=dtype))
     return out
@@ -126,31 +137,147 @@ def _planes_of(image: torch.Tensor, jitter: torch.Tensor | None, i: int) -> list
     return list(jittered[0].numpy())
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
-    if not shared:
-        return torch.empty(shape, dtype=dtype)
-    nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
-    return torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, shape)
+class _Arena:
+    """Tensors laid one after another (8-byte aligned) in one storage: in a DataLoader worker a shared-memory
+    segment, so the batch crosses to the main process as one segment and one file descriptor, not one per
+    tensor. Without a storage (not in a worker), `empty` is torch.empty."""
+
+    def __init__(self, storage: torch.UntypedStorage | None = None, lease: _Lease | None = None):
+        self.storage, self.offset, self._lease = storage, 0, lease
+
+    @staticmethod
+    def nbytes(layout: list[tuple[tuple[int, ...], torch.dtype]]) -> int:
+        return sum(_aligned(int(np.prod(shape)) * _itemsize(dtype)) for shape, dtype in layout)
+
+    @classmethod
+    def for_layout(cls, layout: list, shared: bool, reuse: bool = False) -> _Arena:
+        """Room for `layout` ([(shape, dtype)]): heap tensors, a fresh shared segment, or with `reuse` a free
+        buffer of this worker's `_SharedSlots` (a fresh segment if none is free)."""
+        nbytes = cls.nbytes(layout)
+        if not shared or not nbytes:
+            return cls()
+        if reuse:
+            taken = _worker_slots().take(nbytes)
+            if taken is not None:
+                return cls(*taken)
+        return cls(torch.UntypedStorage._new_shared(nbytes))
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        if self.storage is None:
+            return torch.empty(shape, dtype=dtype)
+        itemsize, start = _itemsize(dtype), _aligned(self.offset)
+        self.offset = start + int(np.prod(shape)) * itemsize
+        if self.offset > self.storage.nbytes():
+            raise ValueError(f"_Arena: {self.offset} bytes asked of a {self.storage.nbytes()}-byte storage")
+        return torch.empty(0, dtype=dtype).set_(self.storage, start // itemsize, shape)
+
+    def lease(self, batch: dict) -> dict:
+        """The batch to return: leased to the main process if it lies on a reused buffer."""
+        return batch if self._lease is None else self._lease.lease(batch)
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // 8) * 8
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+class _SharedSlots:
+    """A DataLoader worker's reusable shared-memory buffers for the batches it sends (pixels, mask, geometry and
+    jitter rows; not the labels, which a metric may keep).
+
+    A fresh shared-memory segment costs its page faults on both sides (about 0.7 ms per MB on this machine's VM:
+    5 ms for a 7.4 MB batch of 640x480 images, against 0.1 ms in heap memory), and torch's transport of a worker's
+    batch gives every batch a fresh one. Here a worker keeps up to `size` buffers and writes each batch into a
+    free one. A buffer is leased while the main process holds any tensor on it: the batch is unpickled there by
+    `_received`, which sets a finaliser on the buffer's storage (torch keeps a storage's Python object alive as
+    long as any tensor or view uses it), and the finaliser clears the lease in `flags`, a small shared tensor both
+    processes see. With no free buffer (the main process holds them all, e.g. `list(loader)`) the batch gets a
+    fresh segment, as torch would give it: never a wait, never a buffer overwritten while in use."""
+
+    def __init__(self, size: int = 4):
+        self.flags = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size), 0, (size,))
+        self.flags.zero_()  # 1: leased to the main process
+        self.buffers: list[torch.UntypedStorage | None] = [None] * size
+
+    def take(self, nbytes: int) -> tuple[torch.UntypedStorage, _Lease] | None:
+        """A free buffer of at least `nbytes` (a free one grown if none is large enough), or None."""
+        free = [k for k in range(len(self.buffers)) if not self.flags[k]]
+        if not free:
+            return None
+        fits = [k for k in free if self.buffers[k] is not None and self.buffers[k].nbytes() >= nbytes]
+        k = fits[0] if fits else free[0]
+        if not fits:  # a new buffer as large as the largest so far: sizes settle after the largest batch
+            self.buffers[k] = torch.UntypedStorage._new_shared(
+                max([nbytes] + [b.nbytes() for b in self.buffers if b is not None]))
+        return self.buffers[k], _Lease(self.flags, k)
+
+
+@dataclass
+class _Lease:
+    flags: torch.Tensor
+    index: int
+
+    def lease(self, batch: dict) -> _LeasedBatch:
+        self.flags[self.index] = 1  # in use until the main process lets go of the batch's buffer
+        return _LeasedBatch(batch, self)
+
+
+class _LeasedBatch(dict):
+    """A worker's batch on a `_SharedSlots` buffer: unpickled in the main process as a plain dict by `_received`."""
+
+    def __init__(self, batch: dict, lease: _Lease):
+        super().__init__(batch)
+        self.lease = lease
+
+    def __reduce__(self):
+        return _received, (dict(self), self.lease.flags, self.lease.index)
+
+
+def _received(batch: dict, flags: torch.Tensor, index: int) -> dict:
+    """Main process: the batch as a plain dict; its buffer's lease ends when the last tensor on it is freed."""
+    weakref.finalize(batch["pixel_values"].untyped_storage(), _release, flags, index)
+    return batch
+
+
+def _release(flags: torch.Tensor, index: int) -> None:
+    flags[index] = 0
+
+
+_SLOTS: tuple[int, _SharedSlots] | None = None
+
+
+def _worker_slots() -> _SharedSlots:
+    """This process's `_SharedSlots` (made on first use; a process forked from one that had them makes its own)."""
+    global _SLOTS
+    if _SLOTS is None or _SLOTS[0] != os.getpid():
+        _SLOTS = (os.getpid(), _SharedSlots())
+    return _SLOTS[1]
 
 
 def pack_labels(labels: list[dict]) -> list[dict]:
     """The same labels with each tensor field (boxes, class_labels, sizes, ...) of all images made views of one
-    shared-memory tensor per field. A worker sends each tensor storage to the main process separately (a file
-    descriptor and a shared-memory segment each); five storages instead of five per image made a 2-worker
-    loader 1.34x faster here (263 -> 352 images/s on BCCD, side by side). Fields missing from an image, or
-    of differing dtypes or trailing shapes, are left as they are."""
+    tensor per field, all in one shared-memory segment (an `_Arena`, apart from the pixels': a metric may keep the
+    labels). A worker sends each tensor storage to the main process separately (a file descriptor and a
+    shared-memory segment each); five storages instead of five per image made a 2-worker loader 1.34x faster
+    here (263 -> 352 images/s on BCCD, side by side). Fields missing from an image, or of differing dtypes or
+    trailing shapes, are left as they are."""
     if not labels:
         return labels
-    out = [dict(label) for label in labels]
+    fields = []  # (key, parts, flat shape, dtype)
     for key, first in labels[0].items():
         parts = [label.get(key) for label in labels]
-        if not all(isinstance(p, torch.Tensor) and p.dtype == first.dtype and p.shape[1:] == first.shape[1:]
-                   and p.dim() > 0 for p in parts):
-            continue
-        lengths = [p.shape[0] for p in parts]
-        flat = _empty((sum(lengths), *first.shape[1:]), first.dtype, True)
+        if all(isinstance(p, torch.Tensor) and p.dtype == first.dtype and p.shape[1:] == first.shape[1:]
+               and p.dim() > 0 for p in parts):
+            fields.append((key, parts, (sum(p.shape[0] for p in parts), *first.shape[1:]), first.dtype))
+    arena = _Arena.for_layout([(shape, dtype) for _, _, shape, dtype in fields], shared=True)
+    out = [dict(label) for label in labels]
+    for key, parts, shape, dtype in fields:
+        flat = arena.empty(shape, dtype)
         torch.cat(parts, out=flat)
-        for label, view in zip(out, flat.split(lengths)):
+        for label, view in zip(out, flat.split([p.shape[0] for p in parts])):
             label[key] = view
     return out
 
