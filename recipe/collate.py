@@ -68,34 +68,15 @@ class DetectionCollator:
         # the images as they are (decoded, before the flip and resize, with `geometry`)
         source_hw = (height, width) if not deferred else (max(i.shape[-2] for i in images),
                                                          max(i.shape[-1] for i in images))
-        layout = [((len(images), 3, *source_hw), torch.uint8 if uint8 else torch.float32),
-                  ((len(images), height, width), torch.uint8 if uint8 else torch.int64)]
-        if deferred:
-            layout.append(((len(images), 5), torch.int64))
-        if any(j is not None for j in jitter_rows):
-            layout.append(((len(images), JITTER_FIELDS), torch.float32))
+        layout = _batch_layout(len(images), source_hw, (height, width), uint8, deferred,
+                               any(j is not None for j in jitter_rows))
         # In a worker, one shared buffer for all of these; a batch shipped as it is reuses one (`_SharedSlots`).
         arena = _Arena.for_layout(layout, shared, reuse=uint8 and (self.normalise_on_device or not deferred))
         # empty, not zeros: each element is written once below, as image or as padding
         pixel_values, pixel_mask = (arena.empty(*spec) for spec in layout[:2])
         geometry = _stack_rows(geometry_rows, 5, torch.int64, 0, arena)
-        # Written through numpy: one thread per plane op. torch would split each op over its intra-op threads,
-        # and with other processes on the cores a waiting thread made the batch 10x slower (README "Results").
-        values, mask = pixel_values.numpy(), pixel_mask.numpy()
-        mean, std, factor = (None, None, None) if uint8 else self._normalisation()
         jitter = _stack_rows(jitter_rows, JITTER_FIELDS, torch.float32, float("nan"), arena)
-        for i, (image, (mh, mw)) in enumerate(zip(images, sizes)):
-            h, w = image.shape[-2:]
-            if uint8:
-                for c, plane in enumerate(_planes(image)):
-                    values[i, c, :h, :w] = plane
-                values[i, :, h:, :], values[i, :, :h, w:] = 0, 0
-            elif image.dtype == torch.uint8:
-                _normalise_image(values[i], _planes_of(image, jitter, i), mean, std, factor)
-            else:  # already processed
-                values[i, :, :h, :w] = image.numpy()
-                values[i, :, h:, :], values[i, :, :h, w:] = 0.0, 0.0
-            mask[i, :mh, :mw], mask[i, mh:, :], mask[i, :mh, mw:] = 1, 0, 0
+        self._write_images(pixel_values, pixel_mask, images, sizes, uint8, jitter)
         labels = [f["labels"] for f in features]
         if self.boxes_on_canvas:
             labels = [labels_on_canvas(label, size, (height, width)) for label, size in zip(labels, sizes)]
@@ -110,8 +91,40 @@ class DetectionCollator:
                 batch = normalise_batch(batch, self.image_processor)
         return arena.lease(batch)
 
+    def _write_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor, images: list[torch.Tensor],
+                      sizes: list[tuple[int, int]], uint8: bool, jitter: torch.Tensor | None) -> None:
+        """Every element of `pixel_values` and `pixel_mask` written once: image (as it is, or normalised) or 0."""
+        # Written through numpy: one thread per plane op. torch would split each op over its intra-op threads,
+        # and with other processes on the cores a waiting thread made the batch 10x slower (README "Results").
+        values, mask = pixel_values.numpy(), pixel_mask.numpy()
+        mean, std, factor = (None, None, None) if uint8 else self._normalisation()
+        for i, (image, (mh, mw)) in enumerate(zip(images, sizes)):
+            h, w = image.shape[-2:]
+            if uint8:
+                for c, plane in enumerate(_planes(image)):
+                    values[i, c, :h, :w] = plane
+                values[i, :, h:, :], values[i, :, :h, w:] = 0, 0
+            elif image.dtype == torch.uint8:
+                _normalise_image(values[i], _planes_of(image, jitter, i), mean, std, factor)
+            else:  # already processed
+                values[i, :, :h, :w] = image.numpy()
+                values[i, :, h:, :], values[i, :, :h, w:] = 0.0, 0.0
+            mask[i, :mh, :mw], mask[i, mh:, :], mask[i, :mh, mw:] = 1, 0, 0
+
     def _normalisation(self) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
         return processor_normalisation(self.image_processor)
+
+
+def _batch_layout(n: int, source_hw: tuple[int, int], canvas_hw: tuple[int, int], uint8: bool, deferred: bool,
+                  jittered: bool) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """(shape, dtype) of pixel_values, pixel_mask and, if present, the geometry and jitter rows of a batch."""
+    layout = [((n, 3, *source_hw), torch.uint8 if uint8 else torch.float32),
+              ((n, *canvas_hw), torch.uint8 if uint8 else torch.int64)]
+    if deferred:
+        layout.append(((n, 5), torch.int64))
+    if jittered:
+        layout.append(((n, JITTER_FIELDS), torch.float32))
+    return layout
 
 
 def _stack_rows(rows: list, width: int, dtype: torch.dtype, missing, arena: _Arena) -> torch.Tensor | None:
