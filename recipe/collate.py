@@ -70,8 +70,10 @@ class DetectionCollator:
                                                          max(i.shape[-1] for i in images))
         layout = _batch_layout(len(images), source_hw, (height, width), uint8, deferred,
                                any(j is not None for j in jitter_rows))
-        # In a worker, one shared buffer for all of these; a batch shipped as it is reuses one (`_SharedSlots`).
-        arena = _Arena.for_layout(layout, shared, reuse=uint8 and (self.normalise_on_device or not deferred))
+        # In a worker, a batch shipped as it is (not normalised here after the geometry) lies in one shared
+        # buffer, one of the worker's reused ones when one is free (`_SharedSlots`).
+        ships = shared and (self.normalise_on_device or not deferred)
+        arena = _Arena.for_layout(layout, ships, reuse=ships)
         # empty, not zeros: each element is written once below, as image or as padding
         pixel_values, pixel_mask = (arena.empty(*spec) for spec in layout[:2])
         geometry = _stack_rows(geometry_rows, 5, torch.int64, 0, arena)

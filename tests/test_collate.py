@@ -258,13 +258,13 @@ def _storage_key(tensor: torch.Tensor):
     return key
 
 
-@pytest.mark.parametrize("training", [False, True])
-def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(tmp_path, training):
+@pytest.mark.parametrize(("training", "on_device"), [(False, True), (True, True), (False, False)])
+def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(tmp_path, training, on_device):
     """A worker writes each batch into one of its reused shared buffers (`_SharedSlots`, 4 per worker), leased
     until the main process frees every tensor on it. Batches dropped as they come reuse the buffers; batches
     held (every third here, or all of them: list(loader)) are never overwritten: each batch equals the one
-    collated in this process, whatever is held. Training batches (uint8, `geometry`, jitter rows) and evaluation
-    batches (uint8 and mask) alike."""
+    collated in this process, whatever is held. Training batches (uint8, `geometry`, jitter rows), evaluation
+    batches (uint8 and mask) and batches normalised in the worker (float32) alike."""
     from recipe.transforms import AugmentationSeeds
 
     processor = transformers.DeformableDetrImageProcessor()
@@ -274,8 +274,9 @@ def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(t
     out = transform({k: v * 6 for k, v in rows.items()})  # 24 images: 12 batches of 2
     features = [dict(zip(out, row)) for row in zip(*out.values())]
     assert training == ("geometry" in features[0])
-    collator = DetectionCollator(processor, normalise_on_device=True)
+    collator = DetectionCollator(processor, normalise_on_device=on_device)
     expected = [collator(features[i:i + 2]) for i in range(0, len(features), 2)]
+    assert all(b["pixel_values"].dtype == (torch.uint8 if on_device else torch.float32) for b in expected)
     assert training == any("color_jitter" in b for b in expected)
 
     def loader():
