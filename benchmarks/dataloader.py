@@ -6,6 +6,8 @@ worker count and in interleaved rounds, prints the images/s of
               factors drawn, labels; pad once per batch, uint8: the Trainer flips, resizes, jitters and
               normalises the batch on the device), through a torch DataLoader as the Trainer builds it;
   recipe_cpu_norm  the same with all of that done in the loader (float32 on the CPU);
+  recipe_fresh_shm  the recipe with a fresh shared-memory segment for every batch, as torch's transport gives
+              (workers' buffers not reused; the same as recipe without workers);
   hf_example  a pipeline written here after transformers' examples/pytorch/object-detection/
               run_object_detection.py: a `datasets` Image column, its albumentations policy, the image
               processor resizing (longest edge 600) and padding every image to 600x600, a stacking collate;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -38,6 +41,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+import recipe.collate  # noqa: E402
 from recipe.collate import DetectionCollator, normalise_batch  # noqa: E402
 from recipe.data.builder import load_detection_dataset  # noqa: E402
 from recipe.data.images import _decode  # noqa: E402
@@ -71,6 +75,19 @@ def recipe_dataset(table, args, stage_timer=None):
     augmentation = build_augmentation(True, args.shortest_edges, args.longest_edge, max(args.shortest_edges))
     return table.with_transform(make_transform(augmentation, seeds=AugmentationSeeds(0), stage_timer=stage_timer,
                                                batch_geometry=True))
+
+
+class FreshSegmentsCollator(DetectionCollator):
+    """The recipe's collator with no reusable buffers in the worker: every batch gets fresh shared memory."""
+
+    def __call__(self, features):
+        recipe.collate._SLOTS = (os.getpid(), _NoSlots())
+        return super().__call__(features)
+
+
+class _NoSlots:
+    def take(self, nbytes):
+        return None
 
 
 def hf_example_dataset(table, processor_cls):
@@ -183,6 +200,7 @@ def run(args) -> dict:
         recipe = recipe_dataset(table, args)  # one dataset, two collators: the batch's last step differs
         pipelines = {"recipe": (recipe, DetectionCollator(processor, normalise_on_device=True)),
                      "recipe_cpu_norm": (recipe, DetectionCollator(processor)),
+                     "recipe_fresh_shm": (recipe, FreshSegmentsCollator(processor, normalise_on_device=True)),
                      "hf_example": (hf_example_dataset(table, processor_cls), hf_example_collate)}
         for decoder in ("torchvision", "opencv", "pil"):
             pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)
@@ -217,7 +235,9 @@ def report(out: dict) -> None:
               f"recipe/floor={100 * med['recipe'] / floor:.0f}% (recipe_cpu_norm={med['recipe_cpu_norm']:.0f}: "
               f"{med['recipe_cpu_norm'] / med['hf_example']:.2f}x, {100 * med['recipe_cpu_norm'] / floor:.0f}%); "
               f"decode_and_ship={med['decode_and_ship']:.0f}: recipe at "
-              f"{100 * med['recipe'] / med['decode_and_ship']:.0f}% of it")
+              f"{100 * med['recipe'] / med['decode_and_ship']:.0f}% of it; "
+              f"recipe_fresh_shm={med['recipe_fresh_shm']:.0f}: reused buffers "
+              f"{med['recipe'] / med['recipe_fresh_shm']:.2f}x")
     print("recipe ms per image (0 workers): " + ", ".join(f"{k}={v:.2f}" for k, v in out["stages"].items()))
 
 
