@@ -1,23 +1,28 @@
 """What the recipe's defaults are worth: python benchmarks/recipe_vs_defaults.py [--quick] [--config configs/demo.yaml]
 
-Trains the demo config twice on the same budget (model, data, schedule, seed), through the recipe's own
+Trains the demo config three times on the same budget (model, data, schedule, seed), through the recipe's own
 config path (`parse_config` + `recipe.train.run`):
   recipe        the config as it is;
-  transformers  the same config with transformers' defaults wherever the recipe differs
-                (`TRANSFORMERS_DEFAULTS`: auxiliary loss off, class cost 1, class loss weight 1, one lr for all
-                parameters, weight decay 0, gradient clip 1.0), given as command-line overrides;
-then prints both final mAPs, their ratio and the wall time of each arm. `--quick` trains QUICK_EPOCHS
-epochs instead of the config's (a few minutes on 2 CPU cores); the full mode takes about twice the demo.
+  transformers  transformers' defaults wherever the recipe differs: the knobs of `TRANSFORMERS_DEFAULTS`
+                (auxiliary loss off, class cost 1, class loss weight 1, one lr for all parameters, weight
+                decay 0, gradient clip 1.0) as command-line overrides, and the backbone frozen as transformers'
+                model leaves it (the recipe's `set_backbone_trainable` skipped: transformers' rule looks for
+                "stage.1" in names that read "stages.1", so it freezes the whole HF ResNet backbone);
+  transformers_knobs  the same knobs, with the backbone trained as in the recipe: what the knobs alone are worth;
+then prints the final mAPs, the ratios and the wall time of each arm. `--quick` trains QUICK_EPOCHS epochs
+instead of the config's (a few minutes on 2 CPU cores); the full mode takes about three times the demo.
 Run from anywhere: the config's relative paths are taken from the repository root.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -30,24 +35,35 @@ TRANSFORMERS_DEFAULTS = [
     "--backbone_lr_multiplier", "1", "--linear_proj_lr_multiplier", "1",
     "--weight_decay", "0", "--max_grad_norm", "1.0",
 ]
-ARMS = {"recipe": [], "transformers": TRANSFORMERS_DEFAULTS}
+# arm -> (command-line overrides, backbone frozen as transformers leaves it)
+ARMS = {"recipe": ([], False), "transformers": (TRANSFORMERS_DEFAULTS, True),
+        "transformers_knobs": (TRANSFORMERS_DEFAULTS, False)}
 QUICK_EPOCHS = 8
 
 
 def arm_argv(arm: str, config: str, output_dir: str, quick: bool) -> list[str]:
     """The training arguments of one arm: the config, the arm's overrides, its own output folder."""
     budget = ["--num_train_epochs", str(QUICK_EPOCHS)] if quick else []
-    return [config, *ARMS[arm], *budget, "--output_dir", output_dir, "--report_to", "none",
+    return [config, *ARMS[arm][0], *budget, "--output_dir", output_dir, "--report_to", "none",
             "--overwrite_output_dir", "true", "--disable_tqdm", "true"]
 
 
-def train_arm(argv: list[str]) -> tuple[dict, float]:
+def backbone_as_transformers_leaves_it(arm: str):
+    """Context of one arm's model building: for the transformers arm, the recipe's backbone rule is skipped, so
+    the backbone's `requires_grad` stays as transformers' model sets it."""
+    if not ARMS[arm][1]:
+        return contextlib.nullcontext()
+    return mock.patch("recipe.modeling.set_backbone_trainable", return_value=None)
+
+
+def train_arm(arm: str, argv: list[str]) -> tuple[dict, float]:
     """-> (final eval metrics, wall seconds) of one training run."""
     from recipe.config import parse_config
     from recipe.train import run
 
     start = time.perf_counter()
-    metrics = run(*parse_config(argv))
+    with backbone_as_transformers_leaves_it(arm):
+        metrics = run(*parse_config(argv))
     return metrics, time.perf_counter() - start
 
 
@@ -56,7 +72,7 @@ def main(args) -> dict:
     results = {}
     for arm in ARMS:  # the same process, one after the other: each arm reseeds from --seed
         output_dir = str(Path(args.output_dir) / arm)
-        metrics, seconds = train_arm(arm_argv(arm, args.config, output_dir, args.quick))
+        metrics, seconds = train_arm(arm, arm_argv(arm, args.config, output_dir, args.quick))
         results[arm] = {"map": metrics["eval_map"], "map_50": metrics["eval_map_50"], "seconds": seconds}
     return results
 
@@ -65,9 +81,9 @@ def report(results: dict, quick: bool) -> None:
     epochs = f"{QUICK_EPOCHS} epochs (--quick)" if quick else "the config's schedule"
     print(f"same model, data, seed and schedule: {epochs}")
     for arm, r in results.items():
-        print(f"{arm:>12}: map={r['map']:.4f} map_50={r['map_50']:.4f} train+eval={r['seconds']:.0f}s")
-    ratio = results["recipe"]["map"] / max(results["transformers"]["map"], 1e-6)
-    print(f"map ratio recipe/transformers = {ratio:.1f}x")
+        print(f"{arm:>18}: map={r['map']:.4f} map_50={r['map_50']:.4f} train+eval={r['seconds']:.0f}s")
+    for arm in ("transformers", "transformers_knobs"):
+        print(f"map ratio recipe/{arm} = {results['recipe']['map'] / max(results[arm]['map'], 1e-6):.1f}x")
 
 
 if __name__ == "__main__":

@@ -93,8 +93,10 @@ def test_families_benchmark_models_build_without_timm_with_the_demo_queries():
 
 def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
     """The transformers arm's overrides, through the recipe's own parser, model builder and optimizer, give
-    transformers' defaults; the recipe arm differs in each of them and nothing else (built, not trained)."""
-    from transformers import DeformableDetrConfig, TrainingArguments
+    transformers' defaults, and its backbone is frozen as a model built by transformers itself is (the whole
+    HF ResNet); the recipe arm differs in each of them and nothing else; transformers_knobs differs from the
+    transformers arm only in the backbone, trained as in the recipe (built, not trained)."""
+    from transformers import AutoModelForObjectDetection, DeformableDetrConfig, TrainingArguments
 
     from conftest import DEMO
     from recipe.config import parse_config
@@ -107,7 +109,8 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
     resolved = {}
     for arm in bench.ARMS:
         _, model_args, train_args, _ = parse_config(bench.arm_argv(arm, DEMO, str(tmp_path / arm), quick=True))
-        model, _ = load_model_and_processor(model_args, {0: "a", 1: "b"})
+        with bench.backbone_as_transformers_leaves_it(arm):
+            model, _ = load_model_and_processor(model_args, {0: "a", 1: "b"})
         optimizer = DetectionTrainer(model=model, args=train_args, model_args=model_args).create_optimizer()
         resolved[arm] = {
             "auxiliary_loss": model.config.auxiliary_loss, "class_cost": model.config.class_cost,
@@ -115,6 +118,7 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
             "loss_weights": loss_weights(family_of("deformable_detr"), model_args),
             "lrs": sorted({g["lr"] for g in optimizer.param_groups}),
             "weight_decay": train_args.weight_decay, "max_grad_norm": train_args.max_grad_norm,
+            "trained_backbone": sorted(n for n, p in model.named_parameters() if "backbone" in n and p.requires_grad),
             "schedule": [getattr(train_args, k) for k in ("learning_rate", "num_train_epochs", "lr_scheduler_type",
                                                            "warmup_steps", "per_device_train_batch_size", "seed")],
         }
@@ -126,9 +130,17 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
                                   "loss_giou": hf_config.giou_loss_coefficient, "cardinality_error": 0.0}
     assert hf["lrs"] == [hf["schedule"][0]]  # one lr for every parameter
     assert (hf["weight_decay"], hf["max_grad_norm"]) == (hf_args.weight_decay, hf_args.max_grad_norm)
-    recipe = resolved["recipe"]
+    as_built = AutoModelForObjectDetection.from_config(model.config)  # transformers' own freezing
+    assert hf["trained_backbone"] == sorted(n for n, p in as_built.named_parameters()
+                                            if "backbone" in n and p.requires_grad) == []
+    recipe, knobs = resolved["recipe"], resolved["transformers_knobs"]
+    # random weights: the recipe trains every backbone parameter (its batch norms are frozen buffers)
+    assert recipe["trained_backbone"] == sorted(n for n, _ in as_built.named_parameters() if "backbone" in n)
+    assert len(recipe["trained_backbone"]) == 16
     assert [k for k in recipe if recipe[k] != hf[k]] == [
-        "auxiliary_loss", "class_cost", "loss_weights", "lrs", "weight_decay", "max_grad_norm"]
+        "auxiliary_loss", "class_cost", "loss_weights", "lrs", "weight_decay", "max_grad_norm", "trained_backbone"]
+    assert [k for k in knobs if knobs[k] != hf[k]] == ["trained_backbone"]
+    assert knobs["trained_backbone"] == recipe["trained_backbone"]
 
 
 def test_stage_marks_record_only_inside_record():
