@@ -92,3 +92,20 @@ def test_training_under_torchrun_uses_both_processes(demo_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "distributed run: 2 processes" in proc.stderr
     assert json.loads((tmp_path / "o" / "eval_results.json").read_text())["eval_map"] >= 0.0
+
+
+def test_an_entry_point_closes_the_process_group_it_ran_in(tmp_path):
+    """`main_guard` (every console entry point) ends with the process group closed; a failing run exits 2 first."""
+    import torch.distributed as dist
+
+    from recipe.cli import main_guard
+    from recipe.errors import USER_ERRORS
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    with main_guard():
+        dist.barrier()
+    assert not dist.is_initialized()
+    with pytest.raises(SystemExit) as exit_info, main_guard():
+        raise USER_ERRORS[0]("bad input")
+    assert exit_info.value.code == 2
