@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import recipe.collate  # noqa: E402
 from recipe.collate import DetectionCollator, normalise_batch  # noqa: E402
 from recipe.data.builder import load_detection_dataset  # noqa: E402
 from recipe.data.images import _decode  # noqa: E402
@@ -75,19 +73,6 @@ def recipe_dataset(table, args, stage_timer=None):
     augmentation = build_augmentation(True, args.shortest_edges, args.longest_edge, max(args.shortest_edges))
     return table.with_transform(make_transform(augmentation, seeds=AugmentationSeeds(0), stage_timer=stage_timer,
                                                batch_geometry=True))
-
-
-class FreshSegmentsCollator(DetectionCollator):
-    """The recipe's collator with no reusable buffers in the worker: every batch gets fresh shared memory."""
-
-    def __call__(self, features):
-        recipe.collate._SLOTS = (os.getpid(), _NoSlots())
-        return super().__call__(features)
-
-
-class _NoSlots:
-    def take(self, nbytes):
-        return None
 
 
 def hf_example_dataset(table, processor_cls):
@@ -200,7 +185,8 @@ def run(args) -> dict:
         recipe = recipe_dataset(table, args)  # one dataset, two collators: the batch's last step differs
         pipelines = {"recipe": (recipe, DetectionCollator(processor, normalise_on_device=True)),
                      "recipe_cpu_norm": (recipe, DetectionCollator(processor)),
-                     "recipe_fresh_shm": (recipe, FreshSegmentsCollator(processor, normalise_on_device=True)),
+                     "recipe_fresh_shm": (recipe, DetectionCollator(processor, normalise_on_device=True,
+                                                                    reuse_worker_buffers=False)),
                      "hf_example": (hf_example_dataset(table, processor_cls), hf_example_collate)}
         for decoder in ("torchvision", "opencv", "pil"):
             pipelines[f"decode_{decoder}"] = (DecodeOnly(paths, decoder), len)

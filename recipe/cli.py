@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from .distributed import end_process_group
 from .errors import USER_ERRORS
 
 
@@ -29,17 +30,6 @@ def main_guard():
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     end_process_group()
-
-
-def end_process_group() -> None:
-    """A finished multi-process run (torchrun, accelerate launch) closes its process group itself, as
-    torch.distributed asks, instead of leaving it to interpreter exit (NCCL warns that this can hang). Once in
-    this project's 2-process test a rank aborted with "terminate called without an active exception" and the
-    launcher failed the run; that was not reproducible, so no test shows this call preventing it."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def train_main(argv: list[str] | None = None) -> None:

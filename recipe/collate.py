@@ -45,6 +45,9 @@ class DetectionCollator:
     pad_to_multiple_of: int = 1  # windowed ViT backbones need sizes in multiples of patch x windows
     boxes_on_canvas: bool = False
     normalise_on_device: bool = False
+    # in a DataLoader worker, write batches into the worker's reused shared buffers (`_SharedSlots`); False:
+    # a fresh shared segment per batch, as torch's own transport (benchmarks/dataloader.py compares the two)
+    reuse_worker_buffers: bool = True
 
     def __call__(self, features: list[dict]) -> dict:
         with stage("collate"):
@@ -73,7 +76,7 @@ class DetectionCollator:
         # In a worker, a batch shipped as it is (not normalised here after the geometry) lies in one shared
         # buffer, one of the worker's reused ones when one is free (`_SharedSlots`).
         ships = shared and (self.normalise_on_device or not deferred)
-        arena = _Arena.for_layout(layout, ships, reuse=ships)
+        arena = _Arena.for_layout(layout, ships, reuse=ships and self.reuse_worker_buffers)
         # empty, not zeros: each element is written once below, as image or as padding
         pixel_values, pixel_mask = (arena.empty(*spec) for spec in layout[:2])
         geometry = _stack_rows(geometry_rows, 5, torch.int64, 0, arena)
@@ -162,7 +165,7 @@ class _Arena:
 
     @staticmethod
     def nbytes(layout: list[tuple[tuple[int, ...], torch.dtype]]) -> int:
-        return sum(_aligned(int(np.prod(shape)) * _itemsize(dtype)) for shape, dtype in layout)
+        return sum(_aligned(int(np.prod(shape)) * dtype.itemsize) for shape, dtype in layout)
 
     @classmethod
     def for_layout(cls, layout: list, shared: bool, reuse: bool = False) -> _Arena:
@@ -180,7 +183,7 @@ class _Arena:
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if self.storage is None:
             return torch.empty(shape, dtype=dtype)
-        itemsize, start = _itemsize(dtype), _aligned(self.offset)
+        itemsize, start = dtype.itemsize, _aligned(self.offset)
         self.offset = start + int(np.prod(shape)) * itemsize
         if self.offset > self.storage.nbytes():
             raise ValueError(f"_Arena: {self.offset} bytes asked of a {self.storage.nbytes()}-byte storage")
@@ -193,10 +196,6 @@ class _Arena:
 
 def _aligned(offset: int) -> int:
     return -(-offset // 8) * 8
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
 
 
 class _SharedSlots:
@@ -213,8 +212,7 @@ class _SharedSlots:
     fresh segment, as torch would give it: never a wait, never a buffer overwritten while in use."""
 
     def __init__(self, size: int = 4):
-        self.flags = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size), 0, (size,))
-        self.flags.zero_()  # 1: leased to the main process
+        self.flags = torch.zeros(size, dtype=torch.uint8).share_memory_()  # 1: leased to the main process
         self.buffers: list[torch.UntypedStorage | None] = [None] * size
 
     def take(self, nbytes: int) -> tuple[torch.UntypedStorage, _Lease] | None:
