@@ -28,45 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tests"))  # the published configs
 
-import yaml  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from published import shrunk_config  # noqa: E402
+from published import FAMILY_MODELS, family_model_config  # noqa: E402
 from recipe.config import parse_config  # noqa: E402
 from recipe.train import run  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
-# One row per structure: every family, and Deformable DETR's three published variants.
-MODELS = {
-    "demo (deformable, box refine)": None,
-    "deformable_detr": "SenseTime/deformable-detr",
-    "deformable_detr box refine": "SenseTime/deformable-detr-with-box-refine",
-    "deformable_detr two-stage": "SenseTime/deformable-detr-with-box-refine-two-stage",
-    "detr": "facebook/detr-resnet-50",
-    "conditional_detr": "microsoft/conditional-detr-resnet-50",
-    "dab-detr": "IDEA-Research/dab-detr-resnet-50",
-    "table-transformer": "microsoft/table-transformer-detection",
-    "yolos": "hustvl/yolos-small",
-    "rt_detr": "PekingU/rtdetr_r50vd",
-    "rt_detr_v2": "PekingU/rtdetr_v2_r18vd",
-    "d_fine": "ustc-community/dfine-xlarge-coco",
-    "deimv2": "Intellindust/DEIMv2_HGNetv2_N_COCO",
-    "lw_detr": "AnnaZhang/lwdetr_small_60e_coco",
-    "rf_detr": "Roboflow/rf-detr-base",
-}
-
-
-def model_config(hub_id: str | None) -> dict:
-    """The benchmark's model config for one row (see the module docstring)."""
-    demo = yaml.safe_load(DEMO.read_text())["model_config"]
-    if hub_id is None:
-        return demo
-    config = {k: v for k, v in shrunk_config(hub_id).items() if k not in ("id2label", "label2id", "architectures")}
-    if config.get("use_timm_backbone") or (config.get("backbone") or "").startswith("resnet"):
-        config.update(use_timm_backbone=False, backbone=None, use_pretrained_backbone=False,
-                      backbone_config=demo["backbone_config"])
-    config["num_detection_tokens" if config["model_type"] == "yolos" else "num_queries"] = demo["num_queries"]
-    return config
+MODELS = FAMILY_MODELS
+model_config = family_model_config
 
 
 class StepTimer(TrainerCallback):

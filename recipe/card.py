@@ -30,9 +30,10 @@ def plots_section(output_dir: str, plots: dict[str, str] | None) -> str:
 
 
 def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precision: str,
-                     plots: dict[str, str] | None = None) -> None:
+                     plots: dict[str, str] | None = None, ema: str | None = None) -> None:
     rows = "\n".join(f"| {k} | {metrics[f'eval_{k}']:.4f} |" for k in METRIC_KEYS if f"eval_{k}" in metrics)
     prefix = f"eval_{PER_CLASS_PREFIX}"
+    weights = f" Weights: {ema}." if ema else ""
     per_class = "\n".join(f"| {k[len(prefix):]} | {v:.4f} |" for k, v in metrics.items() if k.startswith(prefix))
     text = f"""---
 library_name: transformers
@@ -44,7 +45,7 @@ tags: [object-detection, {model.config.model_type}]
 
 Trained with the detection fine-tuning recipe on `{data_args.train_ann}`; evaluated with COCOeval
 (pycocotools, bbox, top-100 detections per image, score threshold 0 unless set) on `{data_args.val_ann}`.
-Precision: {precision}. Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
+Precision: {precision}.{weights} Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
 
 ## Evaluation
 

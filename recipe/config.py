@@ -59,6 +59,9 @@ class DataArguments:
     hflip_prob: float = arg(0.5, range="[0, 1]", help="Train: horizontal flip probability.")
     crop_prob: float = arg(0.0, range="[0, 1]", help="Train: probability of a bbox-safe random crop.")
     color_jitter_prob: float = arg(0.5, range="[0, 1]", help="Train: probability of a mild colour jitter.")
+    no_aug_epochs: int = arg(0, range="[0, inf)", help=(
+        "Train the last N epochs without augmentation (no flip, crop, colour jitter or multi-scale: images at "
+        "eval_size), as D-FINE's stop_epoch and DEIM's no_aug_epoch do."))
 
     def __post_init__(self):
         check_fields(self)
@@ -180,6 +183,16 @@ class DetectionTrainingArguments(TrainingArguments):
     resume_from_checkpoint: str | None = arg(None, help=(
         "A checkpoint folder, or last / auto: the newest checkpoint-<step> in output_dir "
         "(last: one must exist; auto: start fresh if none)."))
+    use_ema: bool = arg(False, help=(
+        "Keep an exponential moving average of the weights; evaluation, the saved model and push_to_hub use it "
+        "(RT-DETR / D-FINE / DEIM / RF-DETR train with one; their configs turn it on)."))
+    ema_decay: float = arg(0.9999, range="[0, 1)", help="EMA decay (RT-DETR / D-FINE / DEIM: 0.9999; RF-DETR 0.993).")
+    ema_warmup_steps: int = arg(2000, range="[0, inf)", help=(
+        "EMA warm-up: the decay of update n is ema_decay * (1 - exp(-n / ema_warmup_steps)) (RT-DETR / D-FINE: "
+        "2000; RF-DETR's tau: 100)."))
+    early_stopping_patience: int | None = arg(None, range="[1, inf)", help=(
+        "Stop when eval_map has not improved for N evaluations; the best (EMA) model is kept and saved "
+        "(sets load_best_model_at_end, metric_for_best_model eval_map, save_strategy = eval_strategy)."))
     amp: bool = arg(False, help=(
         "Mixed precision: bf16 where supported, else fp16 on CUDA; on CPU bf16 if supported, else fp32."))
     # Same defaults as TrainingArguments; redeclared only to state their ranges.
@@ -193,6 +206,16 @@ class DetectionTrainingArguments(TrainingArguments):
         if self.output_dir and Path(self.output_dir).is_file():
             raise ConfigError(f"output_dir {self.output_dir} is a file; give a folder (it receives the model, "
                               "checkpoints and reports)")
+        if self.early_stopping_patience is not None:
+            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+                raise ConfigError("early_stopping_patience needs evaluations during training: set eval_strategy "
+                                  "(epoch or steps) and a validation set")
+            # The Trainer's EarlyStoppingCallback reads metric_for_best_model and keeps the best checkpoint only
+            # with load_best_model_at_end, whose checkpoints must fall on evaluation steps.
+            self.load_best_model_at_end, self.metric_for_best_model, self.greater_is_better = True, "eval_map", True
+            self.save_strategy = self.eval_strategy
+            if self.eval_steps is not None:
+                self.save_steps = self.eval_steps
         super().__post_init__()
 
     # training_args.bin, which the Trainer pickles into output_dir and every checkpoint, is a pickle of these

@@ -119,6 +119,10 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
 ]}
 # DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names).
 FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",))
+# RF-DETR trains its decoder without dropout (roboflow/rf-detr rfdetr/config.py `dropout: float = 0.0`);
+# transformers' RfDetrConfig.dropout defaults to 0.1. LW-DETR got the same fix upstream (transformers PR #44441).
+FAMILIES["rf_detr"] = dataclasses.replace(FAMILIES["rf_detr"], config_defaults={
+    **FAMILIES["rf_detr"].config_defaults, "dropout": 0.0})
 
 
 def trains_whole_backbone(config) -> bool:
@@ -127,8 +131,24 @@ def trains_whole_backbone(config) -> bool:
     blocks (B0-B3; D-FINE's dfine_hgnetv2_s/m_coco.yml: `freeze_at: -1, use_lab: True`), and any backbone a
     family's freezing rule was not written for (ViTs, Swin: DINO and RF-DETR freeze none of them)."""
     backbone = getattr(config, "backbone_config", None)
-    return getattr(backbone, "layer_type", None) == "basic" or bool(
+    # DEIMv2's HGNetV2 backbones are all small (Atto..N: deimv2_hgnetv2_*_coco.yml `freeze_at: -1, freeze_norm:
+    # False`); transformers' Deimv2Config leaves use_learnable_affine_block off, so the model type says it.
+    deimv2_hgnet = config.model_type == "deimv2" and getattr(backbone, "model_type", None) == "hgnet_v2"
+    return deimv2_hgnet or getattr(backbone, "layer_type", None) == "basic" or bool(
         getattr(backbone, "use_learnable_affine_block", False))
+
+
+def trains_backbone_norms(config, *, random_weights: bool) -> bool:
+    """Whether the backbone's BatchNorms train (else transformers freezes them: `freeze_backbone_batch_norms`).
+
+    Random weights: always. transformers builds a frozen BatchNorm as an identity (mean 0, var 1) and initialises
+    HGNetV2 convs with normal(0, 0.02): with nothing to renormalise, a random D-FINE / DEIMv2 backbone puts out
+    features of std ~1e-12 and the detector never sees the image. Pretrained: the small backbones whose originals
+    train their norms (`trains_whole_backbone`: D-FINE / DEIMv2 HGNetV2 B0-B3, `freeze_norm: False` in
+    dfine_hgnetv2_s/m/n configs; RT-DETR r18/r34vd `freeze_norm: False`); the large ones (HGNetV2 B4/B5 of D-FINE
+    L/X, ResNet-50/101-vd of RT-DETR) keep the checkpoint's statistics frozen, as their originals do
+    (`freeze_norm: True`): small fine-tuning batches would otherwise re-estimate them from a handful of images."""
+    return random_weights or trains_whole_backbone(config)
 
 
 def family_of(model_type: str) -> Family:

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 
 from .errors import ConfigError, ModelNotAvailable
-from .families import Family, config_overrides, family_of, loss_weights, trains_whole_backbone
+from .families import Family, config_overrides, family_of, loss_weights, trains_backbone_norms, trains_whole_backbone
 from .losses import install_recipe_loss
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,9 @@ def _from_model_config(model_args, id2label):
     family = family_of(model_type)
     base = AutoConfig.for_model(model_type, **cfg)
     config = AutoConfig.for_model(model_type, **{**cfg, **recipe_config_values(model_args, family, id2label, base)})
+    train_backbone_norms(config, random_weights=True)
     model = AutoModelForObjectDetection.from_config(config)
+    init_random_backbone(model, family)
     import transformers
 
     processor = getattr(transformers, family.processor_class)()
@@ -120,11 +122,14 @@ def _from_checkpoint(model_args, id2label):
     labels = {k: values.pop(k) for k in ("id2label", "label2id")}
     for key, value in values.items():
         setattr(config, key, value)
+    train_backbone_norms(config, random_weights=model_args.random_init)
     processor = AutoImageProcessor.from_pretrained(path, local_files_only=offline)
     if model_args.random_init:
         config.update(labels)
         logger.warning("*** RANDOM INITIALISATION of %s as asked (--random_init): no pretrained weights ***", path)
-        return AutoModelForObjectDetection.from_config(_no_backbone_download(config)), processor
+        model = AutoModelForObjectDetection.from_config(_no_backbone_download(config))
+        init_random_backbone(model, family)
+        return model, processor
     model, info = AutoModelForObjectDetection.from_pretrained(path, config=config, local_files_only=offline,
                                                              output_loading_info=True)
     check_loading_info(info, path)
@@ -133,6 +138,36 @@ def _from_checkpoint(model_args, id2label):
     if on_meta:
         raise ModelNotAvailable(f"{path}: {len(on_meta)} parameters were not materialised ({on_meta[:3]})")
     return model, processor
+
+
+def train_backbone_norms(config, *, random_weights: bool) -> None:
+    """Unfreeze the backbone's BatchNorms (`freeze_backbone_batch_norms`, read when the model is built) where
+    `families.trains_backbone_norms` says so; logged, since it changes what a checkpoint's statistics do."""
+    if getattr(config, "freeze_backbone_batch_norms", False) and trains_backbone_norms(
+            config, random_weights=random_weights):
+        config.freeze_backbone_batch_norms = False
+        logger.info("backbone BatchNorms train (%s)", "random weights" if random_weights else
+                    "a small backbone whose original recipe trains them")
+
+
+@torch.no_grad()
+def init_random_backbone(model, family: Family) -> None:
+    """Random HGNetV2 backbones (D-FINE, DEIMv2): convolutions He-initialised (fan_out, as torchvision's and
+    transformers' ResNet), BatchNorms at weight 1, bias 0.
+
+    transformers initialises HGNetV2 convolutions with normal(0, 0.02) (the generic `_init_weights`): over its ~20
+    layers the signal shrinks to std ~1e-12 at stride 32, so a freshly built D-FINE is blind in eval mode until its
+    norms have learned statistics. Other backbones already start He-initialised (ResNet) or are ViTs."""
+    backbone = getattr(model.config, "backbone_config", None)
+    if getattr(backbone, "model_type", None) != "hgnet_v2":
+        return
+    for name, module in model.named_modules():
+        if not any(k in name for k in family.backbone_keys):
+            continue
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                module.bias.zero_()
 
 
 CHECKPOINT_ADVICE = "Is it a checkpoint of this architecture and transformers version?"

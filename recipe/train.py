@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -48,7 +49,8 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     set_seed(train_args.seed)
     model, processor = build_model(model_args, data_args, train.categories)
     seeds = AugmentationSeeds(train_args.seed)
-    train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds)
+    train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds,
+                                       epochs=training_epochs(train_args, len(train.dataset)))
     metrics = build_metrics(eval_args, val)
     push = take_hub_push(train_args)
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
@@ -56,7 +58,8 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                data_collator=collator_for(model.config, processor, normalise_on_device=True),
                                processing_class=processor, compute_metrics=metrics,
-                               callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds), *callbacks],
+                               callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds),
+                                          *early_stopping(train_args), *callbacks],
                                model_args=model_args, top_k=eval_args.top_k)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)
@@ -197,19 +200,51 @@ def build_model(model_args, data_args, categories: list[dict]):
     return model, processor
 
 
-def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds):
+def training_epochs(train_args, num_images: int) -> int:
+    """The epochs the Trainer will start: ceil(num_train_epochs), or with max_steps the epochs those steps reach
+    (the Trainer's count: batches per process // gradient accumulation steps per epoch)."""
+    per_process = -(-num_images // max(1, train_args.world_size))
+    batches = -(-per_process // train_args.per_device_train_batch_size)
+    steps_per_epoch = max(1, batches // train_args.gradient_accumulation_steps)
+    if train_args.max_steps and train_args.max_steps > 0:
+        return -(-train_args.max_steps // steps_per_epoch)
+    return math.ceil(train_args.num_train_epochs)
+
+
+def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds, epochs: int | None = None):
     """The tables with their on-the-fly transforms: (train dataset, eval dataset or None).
 
-    `seeds`: the training augmentation's streams, per image and epoch (from --seed)."""
+    `seeds`: the training augmentation's streams, per image and epoch (from --seed). `epochs`: the run's epoch
+    count, for the final phase without augmentation (`no_aug_epochs`: from epoch `epochs - no_aug_epochs` on,
+    training images get the evaluation resize only)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
                  eval_size=data_args.eval_size, resize=data_args.resize)
+    plain, plain_from = None, None
+    if data_args.no_aug_epochs:
+        if epochs is None or data_args.no_aug_epochs >= epochs:
+            raise ConfigError(f"no_aug_epochs {data_args.no_aug_epochs} must be fewer than the run's epochs "
+                              f"({epochs}); lower it or train longer")
+        plain, plain_from = build_augmentation(False, **sizes), epochs - data_args.no_aug_epochs
+        logger.info("epochs %d-%d of %d train without augmentation (no_aug_epochs %d)", plain_from + 1, epochs,
+                    epochs, data_args.no_aug_epochs)
     train_ds = train.dataset.with_transform(make_transform(build_augmentation(
         True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds, batch_geometry=True))
+        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds, batch_geometry=True,
+        plain=plain, plain_from_epoch=plain_from))
     if val is None:
         return train_ds, None
     eval_transform = make_transform(build_augmentation(False, **sizes))
     return train_ds, val.dataset.with_transform(eval_transform)
+
+
+def early_stopping(train_args) -> list:
+    """transformers' EarlyStoppingCallback on eval_map when `early_stopping_patience` is set (its arguments set
+    load_best_model_at_end, so the best checkpoint's model, EMA included, is the one saved)."""
+    if train_args.early_stopping_patience is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=train_args.early_stopping_patience)]
 
 
 def build_metrics(eval_args, val) -> CocoDetectionMetrics | None:
@@ -223,6 +258,10 @@ def train_and_evaluate(trainer, train_args) -> dict:
     """Train, save the model, then one full evaluation (if there is a validation set), keeping its detections
     for the plots."""
     trainer.train(resume_from_checkpoint=train_args.resume_from_checkpoint)
+    if trainer.state.best_model_checkpoint:
+        logger.warning("best model: %s (eval_map %.4f at step %s)%s", trainer.state.best_model_checkpoint,
+                       trainer.state.best_metric, trainer.state.best_global_step,
+                       ", its EMA weights" if trainer.ema is not None else "")
     trainer.save_model()
     if trainer.eval_dataset is None:
         return {}
@@ -260,8 +299,12 @@ def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> No
         with open(os.path.join(output_dir, "eval_per_class.json"), "w") as f:
             json.dump(metrics.last_result["per_class"], f, indent=2)
         plots = save_plots(trainer, metrics)
+    ema = None
+    if trainer.ema is not None:
+        ema = (f"the exponential moving average (decay {trainer.args.ema_decay}, warm-up "
+               f"{trainer.args.ema_warmup_steps} steps, {trainer.ema.updates} updates), evaluated as saved")
     write_model_card(output_dir, trainer.model, data_args=data_args, metrics=final, precision=precision,
-                     plots=plots)
+                     plots=plots, ema=ema)
 
 
 def save_plots(trainer, metrics) -> dict[str, str]:

@@ -10,6 +10,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .collate import frame_sizes, normalise_batch
+from .ema import ModelEma
+from .errors import ConfigError
 from .families import family_of, uses_softmax
 from .modeling import load_checkpoint_weights
 from .optim import build_param_groups
@@ -28,6 +30,35 @@ class DetectionTrainer(Trainer):
         self.model_args = model_args
         self.top_k = top_k
         self.loss_terms = LossTermAverager()
+        self.ema = None
+        if getattr(self.args, "use_ema", False):
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                raise ConfigError("use_ema is not supported with DeepSpeed or FSDP (their parameters are sharded); "
+                                  "turn one of them off")
+            self.ema = ModelEma(self.model, self.args.ema_decay, self.args.ema_warmup_steps)
+            self.add_callback(EmaUpdateCallback(self.ema))
+            logger.info("EMA of the weights (decay %s, warm-up %d steps): evaluation and the saved model use it",
+                        self.args.ema_decay, self.args.ema_warmup_steps)
+
+    def evaluate(self, *args, **kwargs):
+        """With EMA: evaluated with the averaged weights (the originals evaluate their EMA model)."""
+        if self.ema is None:
+            return super().evaluate(*args, **kwargs)
+        with self.ema.applied(self.accelerator.unwrap_model(self.model)):
+            return super().evaluate(*args, **kwargs)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Checkpoints (`_internal_call`) hold the trained weights plus the EMA state (`ema.safetensors`), so a
+        resumed run continues both; the final folder (and what is pushed) holds the EMA weights."""
+        if self.ema is None:
+            return super().save_model(output_dir, _internal_call)
+        if _internal_call:
+            super().save_model(output_dir, _internal_call)
+            if self.args.should_save:
+                self.ema.save(output_dir or self.args.output_dir)
+            return None
+        with self.ema.applied(self.accelerator.unwrap_model(self.model)):
+            return super().save_model(output_dir, _internal_call)
 
     def _prepare_inputs(self, inputs):
         """On the device, a uint8 batch (`DetectionCollator.normalise_on_device`) is normalised: the loader ships
@@ -75,12 +106,17 @@ class DetectionTrainer(Trainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         model = self.accelerator.unwrap_model(self.model if model is None else model)
         load_checkpoint_weights(model, resume_from_checkpoint)
-        logger.info("weights of %s loaded (every key matched)", resume_from_checkpoint)
+        if self.ema is not None:
+            self.ema.load(resume_from_checkpoint)
+        logger.info("weights of %s loaded (every key matched)%s", resume_from_checkpoint,
+                    "" if self.ema is None else f", EMA after {self.ema.updates} updates")
 
     def _load_best_model(self):
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             return super()._load_best_model()
         load_checkpoint_weights(self.accelerator.unwrap_model(self.model), self.state.best_model_checkpoint)
+        if self.ema is not None:
+            self.ema.load(self.state.best_model_checkpoint)
         logger.info("best model loaded from %s (%s %s)", self.state.best_model_checkpoint,
                     self.args.metric_for_best_model, self.state.best_metric)
 
@@ -99,6 +135,16 @@ class DetectionTrainer(Trainer):
                                             top_k=self.top_k, softmax=uses_softmax(self.model.config.model_type))
         image_ids = torch.cat([t["image_id"] for t in labels])
         return loss, detections, image_ids
+
+
+class EmaUpdateCallback(TrainerCallback):
+    """Updates the EMA after every optimizer step (before that step's logging, evaluation and saving)."""
+
+    def __init__(self, ema: ModelEma):
+        self.ema = ema
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.ema.update(model)
 
 
 class NonFiniteLossCallback(TrainerCallback):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
@@ -276,9 +276,20 @@ class AugmentationSeeds:
 
 
 def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSeeds | None = None,
-                   stage_timer: StageTimer | None = None, batch_geometry: bool = False) -> Callable[[dict], dict]:
-    """A `Dataset.with_transform` function: table rows -> {"pixel_values": [uint8 [3, H, W]], "labels": [...]}
+                   stage_timer: StageTimer | None = None, batch_geometry: bool = False,
+                   plain: DetectionAugmentation | None = None, plain_from_epoch: int | None = None
+                   ) -> DetectionTransform:
+    """A `Dataset.with_transform` callable (see `DetectionTransform`)."""
+    return DetectionTransform(augmentation, seeds=seeds, stage_timer=stage_timer, batch_geometry=batch_geometry,
+                              plain=plain, plain_from_epoch=plain_from_epoch)
+
+
+class DetectionTransform:
+    """A `Dataset.with_transform` callable: table rows -> {"pixel_values": [uint8 [3, H, W]], "labels": [...]}
     and, when any image of the rows is colour-jittered, "color_jitter": [float32 [8] or None] (its factors).
+
+    A module-level class, not a closure: DataLoader workers started with `spawn` / `forkserver` (macOS, Python
+    3.14) receive it pickled.
 
     Images stay uint8 here; `DetectionCollator` pads them once per batch, and the batch is normalised and
     jittered where the model runs (`collate.normalise_batch`).
@@ -288,11 +299,27 @@ def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSe
     `seeds` (training): before each image the augmentation is reseeded from `seeds.for_image(image_id)`, so
     the same image in the same epoch is augmented the same way in every run (see `AugmentationSeeds`).
     Without it the augmentation keeps its own state (eval: nothing random; tests: `build_augmentation(seed=)`).
+    `plain`, `plain_from_epoch` (training's final phase, `no_aug_epochs`): from that epoch on (`seeds.epoch`,
+    which a resumed run restores) images go through `plain`, the evaluation resize, instead.
     """
-    deferred = batch_geometry and augmentation.defers_pixels
 
-    def transform(batch: dict) -> dict:
-        timer = stage_timer if stage_timer is not None else active()  # a benchmark's record(), if any
+    def __init__(self, augmentation: DetectionAugmentation, *, seeds: AugmentationSeeds | None = None,
+                 stage_timer: StageTimer | None = None, batch_geometry: bool = False,
+                 plain: DetectionAugmentation | None = None, plain_from_epoch: int | None = None):
+        if plain is not None and (seeds is None or plain_from_epoch is None):
+            raise ValueError("a plain final phase needs the epoch: give seeds and plain_from_epoch")
+        self.augmentation, self.seeds, self.stage_timer = augmentation, seeds, stage_timer
+        self.batch_geometry, self.plain, self.plain_from_epoch = batch_geometry, plain, plain_from_epoch
+
+    def augmentation_now(self) -> DetectionAugmentation:
+        if self.plain is not None and self.seeds.epoch >= self.plain_from_epoch:
+            return self.plain
+        return self.augmentation
+
+    def __call__(self, batch: dict) -> dict:
+        augmentation, seeds = self.augmentation_now(), self.seeds
+        deferred = self.batch_geometry and augmentation.defers_pixels
+        timer = self.stage_timer if self.stage_timer is not None else active()  # a benchmark's record(), if any
         pixel_values, labels, jitter, geometry = [], [], [], []
         for image_id, path, height, width, objects in zip(batch["image_id"], batch["image_path"], batch["height"],
                                                           batch["width"], batch["objects"]):
@@ -319,8 +346,6 @@ def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSe
         if deferred:
             result["geometry"] = geometry
         return result
-
-    return transform
 
 
 def reseed(augmentation: DetectionAugmentation | A.Compose, seed: int | np.random.SeedSequence) -> None:

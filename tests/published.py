@@ -906,3 +906,42 @@ def offline_hub(hub_cache, monkeypatch) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return hub_cache
+
+
+# --- Each family's tiny published structure, trained from random weights (memorisation tests, families benchmark) --
+
+# One row per structure: every family, and Deformable DETR's three published variants.
+FAMILY_MODELS = {
+    "demo (deformable, box refine)": None,
+    "deformable_detr": "SenseTime/deformable-detr",
+    "deformable_detr box refine": "SenseTime/deformable-detr-with-box-refine",
+    "deformable_detr two-stage": "SenseTime/deformable-detr-with-box-refine-two-stage",
+    "detr": "facebook/detr-resnet-50",
+    "conditional_detr": "microsoft/conditional-detr-resnet-50",
+    "dab-detr": "IDEA-Research/dab-detr-resnet-50",
+    "table-transformer": "microsoft/table-transformer-detection",
+    "yolos": "hustvl/yolos-small",
+    "rt_detr": "PekingU/rtdetr_r50vd",
+    "rt_detr_v2": "PekingU/rtdetr_v2_r18vd",
+    "d_fine": "ustc-community/dfine-xlarge-coco",
+    "deimv2": "Intellindust/DEIMv2_HGNetv2_N_COCO",
+    "lw_detr": "AnnaZhang/lwdetr_small_60e_coco",
+    "rf_detr": "Roboflow/rf-detr-base",
+}
+
+
+def family_model_config(hub_id: str | None) -> dict:
+    """A `model_config` for one row of FAMILY_MODELS: the published structure at the tests' widths
+    (`shrunk_config`), with the demo's 50 queries and, for the DETR-era timm ResNet-50s, the demo's small HF ResNet
+    (configs/demo.yaml); None: the demo's own model."""
+    import yaml
+
+    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())["model_config"]
+    if hub_id is None:
+        return demo
+    config = {k: v for k, v in shrunk_config(hub_id).items() if k not in ("id2label", "label2id", "architectures")}
+    if config.get("use_timm_backbone") or (config.get("backbone") or "").startswith("resnet"):
+        config.update(use_timm_backbone=False, backbone=None, use_pretrained_backbone=False,
+                      backbone_config=demo["backbone_config"])
+    config["num_detection_tokens" if config["model_type"] == "yolos" else "num_queries"] = demo["num_queries"]
+    return config

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForObjectDetection, TrainerCallback
 
 from conftest import DEMO, ROOT, demo_args
@@ -199,12 +200,17 @@ def step_logs(out) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_path):
+@pytest.mark.parametrize("features", [(), ("--use_ema", "true", "--ema_warmup_steps", "2", "--no_aug_epochs", "1")],
+                         ids=["plain", "ema_and_no_aug_phase"])
+def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_path, features):
     """SIGKILL once checkpoint-2 is written (mid-epoch: the dataloader, RNG and augmentation state must all come
-    back), `--resume_from_checkpoint last`: the same losses at every step and the same final metrics."""
+    back), `--resume_from_checkpoint last`: the same losses at every step and the same final metrics. With EMA
+    (its state in each checkpoint) and a final epoch without augmentation (5 steps = 2 epochs of 3 steps)."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(train_command(demo_dir, tmp_path, whole), check=True, capture_output=True)
-    proc = subprocess.Popen(train_command(demo_dir, tmp_path, killed), stdout=subprocess.DEVNULL,
+    subprocess.run(train_command(demo_dir, tmp_path, whole, *features), check=True, capture_output=True)
+    if features:
+        assert (whole / "checkpoint-2" / "ema.safetensors").is_file()
+    proc = subprocess.Popen(train_command(demo_dir, tmp_path, killed, *features), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         while not (killed / "checkpoint-2" / "trainer_state.json").is_file():
@@ -215,8 +221,8 @@ def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_pa
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (killed / "model.safetensors").exists()
-    resumed = subprocess.run(train_command(demo_dir, tmp_path, killed, "--resume_from_checkpoint", "last"),
-                             capture_output=True, text=True)
+    resumed = subprocess.run(train_command(demo_dir, tmp_path, killed, *features, "--resume_from_checkpoint",
+                                           "last"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr
     expected, got = step_logs(whole), step_logs(killed)
@@ -228,6 +234,8 @@ def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_pa
     scores = [{k: v for k, v in m.items() if not k.endswith(("runtime", "per_second"))} for m in metrics]
     assert "eval_loss" in scores[0] and scores[1].keys() == scores[0].keys()
     assert all(scores[1][k] == pytest.approx(v, rel=0, abs=1e-6) for k, v in scores[0].items()), scores
+    saved = [load_file(out / "model.safetensors") for out in (whole, killed)]
+    assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
 
 
 def test_a_checkpoint_that_does_not_match_the_model_is_an_error(demo_dir, tmp_path):

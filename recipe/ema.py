@@ -1,0 +1,101 @@
+"""Exponential moving average of the weights, as the RT-DETR / D-FINE / DEIM / RF-DETR originals train with it.
+
+The originals evaluate and ship the EMA model; so does the recipe (`DetectionTrainer.evaluate`, `save_model`). The
+decay ramps up as `decay * (1 - exp(-updates / warmup_steps))`: RT-DETR / D-FINE / DEIM `ModelEMA` (decay 0.9999,
+warmups 2000; lyuwenyu/RT-DETR rtdetrv2_pytorch/src/optim/ema.py) and RF-DETR's `ModelEma` (decay 0.993, tau 100;
+roboflow/rf-detr) are this one formula with `warmup_steps` = warmups or tau.
+
+The state (the averaged tensors and the update count) is saved beside every checkpoint's weights as
+`ema.safetensors`, so a resumed run continues the same average.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ConfigError
+
+EMA_FILE = "ema.safetensors"
+
+
+class ModelEma:
+    """The EMA of a model's floating-point parameters and buffers (integer buffers are copied).
+
+    `update(model)` after each optimizer step; `applied(model)` swaps the averaged values in for a block (evaluation,
+    saving) and restores the trained ones after it."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, warmup_steps: int):
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {decay}")
+        self.decay, self.warmup_steps, self.updates = decay, warmup_steps, 0
+        self.shadow = {name: t.detach().clone() for name, t in self._state(model).items()}
+
+    @staticmethod
+    def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        # Parameters without duplicates (tied heads are one tensor) and every buffer, by the live model's names.
+        state = dict(model.named_parameters())
+        state.update(model.named_buffers())
+        return state
+
+    def current_decay(self) -> float:
+        """The decay of the next update: decay * (1 - exp(-updates / warmup_steps)) (0 on the first update)."""
+        if self.warmup_steps <= 0:
+            return self.decay
+        return self.decay * (1.0 - math.exp(-self.updates / self.warmup_steps))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        decay = self.current_decay()
+        state = self._state(model)
+        floats = [(self.shadow[n], t.detach()) for n, t in state.items() if t.is_floating_point()]
+        if floats:
+            shadows, values = zip(*floats)
+            torch._foreach_lerp_(list(shadows), list(values), 1.0 - decay)
+        for name, value in state.items():
+            if not value.is_floating_point():
+                self.shadow[name].copy_(value)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    @torch.no_grad()
+    def applied(self, model: torch.nn.Module):
+        """The model holds the EMA values inside the block, its trained values again after it."""
+        state = self._state(model)
+        backup = {name: t.detach().clone() for name, t in state.items()}
+        try:
+            for name, t in state.items():
+                t.copy_(self.shadow[name])
+            yield model
+        finally:
+            for name, t in state.items():
+                t.copy_(backup[name])
+
+    def save(self, folder: str) -> None:
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self.shadow.items()}
+        save_file(tensors, os.path.join(folder, EMA_FILE), metadata={
+            "updates": str(self.updates), "decay": repr(self.decay), "warmup_steps": str(self.warmup_steps)})
+
+    def load(self, folder: str) -> None:
+        """The state saved in `folder` (a checkpoint); a missing file or a key that does not match is an error."""
+        path = os.path.join(folder, EMA_FILE)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{folder}: no {EMA_FILE} in this checkpoint, but use_ema is on; resume it with "
+                              "--use_ema false (as it was trained) or start a new run")
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(path)
+        missing, unexpected = sorted(set(self.shadow) - set(tensors)), sorted(set(tensors) - set(self.shadow))
+        if missing or unexpected:
+            raise ConfigError(f"{path}: EMA keys do not match the model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}); was it written for another model?")
+        with torch.no_grad():
+            for name, t in self.shadow.items():
+                t.copy_(tensors[name])
+        self.updates = int(metadata.get("updates", 0))
