@@ -48,6 +48,8 @@ class Family:
     trained_backbone_keys: tuple[str, ...] = ()   # ... unless the name also contains one of these
     processor_class: str = "DeformableDetrImageProcessor"  # for models built from a config (no checkpoint)
     backbone_keys: tuple[str, ...] = ("backbone",)  # parameter-name fragments of the backbone (lr group, freezing)
+    # D-FINE-style corner losses: the criterion class `losses.aligned_corner_loss` runs instead of transformers' loss
+    corner_loss_criterion: str | None = None
 
     def weight_of(self, term: str) -> float:
         """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
@@ -118,7 +120,10 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
            {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05))],
 ]}
 # DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names).
-FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",))
+FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",),
+                                         corner_loss_criterion="transformers.loss.loss_deimv2.Deimv2Loss")
+FAMILIES["d_fine"] = dataclasses.replace(FAMILIES["d_fine"],
+                                         corner_loss_criterion="transformers.loss.loss_d_fine.DFineLoss")
 # RF-DETR trains its decoder without dropout (roboflow/rf-detr rfdetr/config.py `dropout: float = 0.0`);
 # transformers' RfDetrConfig.dropout defaults to 0.1. LW-DETR got the same fix upstream (transformers PR #44441).
 FAMILIES["rf_detr"] = dataclasses.replace(FAMILIES["rf_detr"], config_defaults={

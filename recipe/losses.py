@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import importlib
 
 import torch
 
@@ -34,6 +36,8 @@ def install_recipe_loss(model, family: Family, weights: dict[str, float]) -> Non
     (transformers #42202). transformers also fixes the weight of loss_ce at 1 (Deformable DETR: 2).
     """
     original = model.loss_function
+    if family.corner_loss_criterion:
+        original = functools.partial(aligned_corner_loss, family.corner_loss_criterion)
 
     def float32_loss(logits, labels, device, pred_boxes, config, *args, **kwargs):
         to32 = _to_float32
@@ -93,6 +97,56 @@ def encoder_proposal_loss(enc_logits: torch.Tensor, enc_boxes: torch.Tensor, lab
                                         focal_alpha=config.focal_alpha, losses=["labels", "boxes"])
     terms = criterion({"logits": enc_logits, "pred_boxes": enc_boxes}, binary)
     return {f"{k}_enc": v for k, v in terms.items()}
+
+
+def aligned_corner_loss(criterion_path: str, logits, labels, device, pred_boxes, config, outputs_class=None,
+                        outputs_coord=None, enc_topk_logits=None, enc_topk_bboxes=None, denoising_meta_values=None,
+                        predicted_corners=None, initial_reference_points=None, **kwargs):
+    """D-FINE / DEIMv2 loss with each decoder layer's corners paired with that layer's logits and boxes, as the
+    originals pair them (Peterande/D-FINE src/zoo/dfine/dfine_decoder.py: `_set_aux_loss2(out_logits[:-1], ...,
+    out_corners[:-1], ...)` with the "pre" head's output apart, as `pre_outputs`).
+
+    transformers 5.24 stacks the pre head's logits and boxes in front of the L layers' (`intermediate_logits`: L + 1
+    entries, `intermediate_predicted_corners`: L) and zips them (`loss_d_fine._set_aux_loss2`): auxiliary entry i
+    gets layer i - 1's logits and boxes with layer i's corners, and the final layer no `loss_fgl` at all. Here:
+    main = layer L (its `loss_fgl`; `loss_ddf` 0, it is its own teacher), `_aux_0.._aux_{L-2}` = layers 1..L-1
+    with layer L as teacher, `_aux_{L-1}` = the pre head (class and box terms), `_aux_L` = the encoder's top-k; the
+    denoising copies the same way. -> (None, loss_dict, None); the recipe weights the sum.
+
+    Shapes: outputs_class [B, L+1, Q, C], outputs_coord [B, L+1, Q, 4] cxcywh_norm, predicted_corners
+    [B, L, Q, 4 (bins + 1)], initial_reference_points [B, L, Q, 4]; Q includes the denoising queries in training."""
+    module, _, name = criterion_path.rpartition(".")
+    criterion = getattr(importlib.import_module(module), name)(config).to(device)
+    classes, boxes = outputs_class[:, 1:], outputs_coord[:, 1:].clamp(min=0, max=1)
+    pre = (outputs_class[:, 0], outputs_coord[:, 0].clamp(min=0, max=1))
+    corners, refs = predicted_corners, initial_reference_points
+    dn = None
+    if denoising_meta_values is not None:
+        split = denoising_meta_values["dn_num_split"]
+        (dn_classes, classes), (dn_boxes, boxes) = (torch.split(t, split, dim=2) for t in (classes, boxes))
+        (dn_corners, corners), (dn_refs, refs) = (torch.split(t, split, dim=2) for t in (corners, refs))
+        (dn_pre_class, pre_class), (dn_pre_boxes, pre_boxes) = (torch.split(t, split, dim=1) for t in pre)
+        pre = (pre_class, pre_boxes)
+        dn = (dn_classes, dn_boxes, dn_corners, dn_refs, (dn_pre_class, dn_pre_boxes))
+
+    def layer(cls, box, corner, ref, i, teacher):
+        return {"logits": cls[:, i], "pred_boxes": box[:, i], "pred_corners": corner[:, i], "ref_points": ref[:, i],
+                "teacher_corners": corner[:, teacher], "teacher_logits": cls[:, teacher]}
+
+    last = classes.shape[1] - 1
+    outputs = layer(classes, boxes, corners, refs, last, last)
+    if config.auxiliary_loss:
+        outputs["auxiliary_outputs"] = [
+            *(layer(classes, boxes, corners, refs, i, last) for i in range(last)),
+            {"logits": pre[0], "pred_boxes": pre[1]},
+            {"logits": enc_topk_logits, "pred_boxes": enc_topk_bboxes.clamp(min=0, max=1)}]
+        if dn is not None:
+            dn_classes, dn_boxes, dn_corners, dn_refs, dn_pre = dn
+            outputs["dn_auxiliary_outputs"] = [
+                *(layer(dn_classes, dn_boxes, dn_corners, dn_refs, i, last) for i in range(last + 1)),
+                {"logits": dn_pre[0], "pred_boxes": dn_pre[1]}]
+            outputs["denoising_meta_values"] = denoising_meta_values
+    return None, criterion(outputs, labels), None
 
 
 def _to_float32(x):
