@@ -21,7 +21,7 @@ def _model(name):
     return model.train()
 
 
-@pytest.mark.parametrize("name, criterion, class_term", [
+@pytest.mark.parametrize(("name", "criterion", "class_term"), [
     ("d_fine", "transformers.loss.loss_d_fine.DFineLoss", "loss_vfl"),
     ("deimv2", "transformers.loss.loss_deimv2.Deimv2Loss", "loss_mal")])
 def test_layers_are_paired_with_their_own_corners_and_every_term_is_there(name, criterion, class_term, monkeypatch):
