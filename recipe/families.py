@@ -50,6 +50,9 @@ class Family:
     backbone_keys: tuple[str, ...] = ("backbone",)  # parameter-name fragments of the backbone (lr group, freezing)
     # D-FINE-style corner losses: the criterion class `losses.aligned_corner_loss` runs instead of transformers' loss
     corner_loss_criterion: str | None = None
+    # ViT layer-wise lr decay (`optim.build_param_groups`): the decay and the parameter-name fragment of the ViT
+    vit_layer_decay: float | None = None
+    vit_keys: tuple[str, ...] = ()
 
     def weight_of(self, term: str) -> float:
         """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
@@ -103,7 +106,9 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
     *[Family(t, src, loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
              config_names={**_DETR_NAMES, "class_loss_coefficient": "class_loss_coefficient"},
              config_defaults={"auxiliary_loss": True, "class_cost": 2, "bbox_cost": 5, "giou_cost": 2},
-             backbone_lr_multiplier=1.5, processor_class=proc)
+             backbone_lr_multiplier=1.5, processor_class=proc,
+             # lr_vit_layer_decay 0.8 (LW-DETR scripts/lwdetr_*_coco_train.sh; rf-detr config.py)
+             vit_layer_decay=0.8, vit_keys=("backbone.backbone.",))
       for t, src, proc in (("lw_detr", "Atten4Vis/LW-DETR main.py", "DeformableDetrImageProcessor"),
                             ("rf_detr", "roboflow/rf-detr config.py", "RfDetrImageProcessor"))],
     *[Family(t, src, weighted_terms=True, loss_weights={**base, "loss_bbox": 5.0, "loss_giou": 2.0},

@@ -92,7 +92,8 @@ class DetectionTrainer(Trainer):
                 family.backbone_lr_multiplier if multiplier is None else multiplier,
                 self.model_args.linear_proj_lr_multiplier, backbone_keys=family.backbone_keys,
                 linear_proj_keys=family.linear_proj_keys,
-                no_decay_keys=family.no_decay_keys)
+                no_decay_keys=family.no_decay_keys, vit_layer_decay=family.vit_layer_decay, vit_keys=family.vit_keys,
+                vit_num_layers=vit_depth(opt_model.config))
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs.pop("lr", None)  # each group carries its own
             self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
@@ -135,6 +136,11 @@ class DetectionTrainer(Trainer):
                                             top_k=self.top_k, softmax=uses_softmax(self.model.config.model_type))
         image_ids = torch.cat([t["image_id"] for t in labels])
         return loss, detections, image_ids
+
+
+def vit_depth(config) -> int:
+    """The number of ViT blocks of a model's backbone (0 when it is not a ViT)."""
+    return int(getattr(getattr(config, "backbone_config", None), "num_hidden_layers", 0) or 0)
 
 
 class EmaUpdateCallback(TrainerCallback):

@@ -80,3 +80,40 @@ def test_model_loss_is_the_recipe_weighted_sum():
                                   "loss_bbox_0", "loss_giou_0", "cardinality_error_0"}
     torch.testing.assert_close(out.loss, expected)
     assert model.config.class_cost == 2 and model.config.auxiliary_loss is True
+
+
+@pytest.mark.parametrize("hub_id", ["AnnaZhang/lwdetr_small_60e_coco", "Roboflow/rf-detr-base"])
+def test_vit_backbones_get_layer_wise_lr_decay_by_hand(hub_id):
+    """LW-DETR / RF-DETR: block i of the ViT at lr x 1.5 x 0.8 ** (L + 1 - (i + 1)), embeddings at 0.8 ** (L + 1),
+    the final norm at 1.5 x lr, the projector and the rest at lr (the originals' get_param_dict)."""
+    import json
+
+    from published import family_model_config
+    from recipe.config import ModelArguments
+    from recipe.trainer import vit_depth
+
+    model, _ = load_model_and_processor(ModelArguments(model_config=json.dumps(family_model_config(hub_id))),
+                                        {0: "a", 1: "b"})
+    family = FAMILIES[model.config.model_type]
+    depth = vit_depth(model.config)
+    assert depth == 4 and family.vit_layer_decay == 0.8
+    groups = build_param_groups(model, lr=1.0, weight_decay=0.0, backbone_lr_multiplier=1.5,
+                                backbone_keys=family.backbone_keys, linear_proj_keys=family.linear_proj_keys,
+                                vit_layer_decay=0.8, vit_keys=family.vit_keys,
+                                vit_num_layers=depth)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr_of = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
+    assert len(lr_of) == len(names)
+    for name, lr in lr_of.items():
+        if "backbone.backbone.embeddings." in name:
+            want = 1.5 * 0.8 ** 5
+        elif "backbone.backbone.encoder.layer." in name:
+            block = int(name.split("encoder.layer.")[1].split(".")[0])
+            want = 1.5 * 0.8 ** (4 - block)
+        elif "backbone.backbone." in name:
+            want = 1.5
+        else:
+            want = 1.0
+        assert lr == pytest.approx(want, rel=1e-12), name
+    assert {g["name"] for g in groups} >= {f"backbone_layer{i}" for i in range(6)} - {"backbone_layer5"}
+    assert any("projector" in n and lr == 1.0 for n, lr in lr_of.items())
