@@ -193,6 +193,10 @@ class DetectionTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = arg(None, range="[1, inf)", help=(
         "Stop when eval_map has not improved for N evaluations; the best (EMA) model is kept and saved "
         "(sets load_best_model_at_end, metric_for_best_model eval_map, save_strategy = eval_strategy)."))
+    preflight_steps: int = arg(0, range="[0, inf)", help=(
+        "Before the run, memorise 8 of the training images for this many steps and stop with an error if mAP@50 on "
+        "them stays near 0 (a blind model, labels that do not match the images, a diverging lr). 0 = off; 300 is "
+        "a good check on a GPU. The figures go into the log and data_report.json."))
     amp: bool = arg(False, help=(
         "Mixed precision: bf16 where supported, else fp16 on CUDA; on CPU bf16 if supported, else fp32."))
     # Same defaults as TrainingArguments; redeclared only to state their ranges.

@@ -52,6 +52,8 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds,
                                        epochs=training_epochs(train_args, len(train.dataset)))
     metrics = build_metrics(eval_args, val)
+    if train_args.preflight_steps:
+        preflight(model, processor, train, data_args, model_args, train_args, eval_args)
     push = take_hub_push(train_args)
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
@@ -235,6 +237,27 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
         return train_ds, None
     eval_transform = make_transform(build_augmentation(False, **sizes))
     return train_ds, val.dataset.with_transform(eval_transform)
+
+
+def preflight(model, processor, train, data_args, model_args, train_args, eval_args) -> dict:
+    """`--preflight_steps`: memorise a few training images first (`recipe.preflight`); its figures are added to
+    data_report.json."""
+    from .preflight import run_preflight
+
+    sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
+                 eval_size=data_args.eval_size, resize=data_args.resize)
+    result = run_preflight(
+        model, processor, train, train_args, model_args, steps=train_args.preflight_steps,
+        collator_factory=lambda: collator_for(model.config, processor, normalise_on_device=True),
+        transform_factory=lambda: make_transform(build_augmentation(False, **sizes)),
+        metrics_factory=lambda subset: CocoDetectionMetrics(
+            gt_from_table(subset, train.categories), [c["id"] for c in train.categories],
+            score_threshold=eval_args.score_threshold, backend=eval_args.metric_backend))
+    if train_args.process_index == 0:
+        path = Path(train_args.output_dir) / "data_report.json"
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**report, "preflight": result}, indent=2))
+    return result
 
 
 def early_stopping(train_args) -> list:
