@@ -229,10 +229,11 @@ def evaluation_dataset(data, processor, *, source: str):
 def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> None:
     """One evaluation pass through the recipe's Trainer; the numbers land in `metrics.last_result`."""
     from .families import collator_for
+    from .processor_size import canvas_of
     from .trainer import DetectionTrainer
 
-    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset,
-                               data_collator=collator_for(model.config, processor, normalise_on_device=True),
+    collator = collator_for(model.config, processor, normalise_on_device=True, pad_size=canvas_of(processor))
+    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=collator,
                                compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
 

@@ -143,10 +143,11 @@ class ImageFiles(torch.utils.data.Dataset):
 
 def collate_readable(config, processor):
     """Batches of the readable items: the training collator's padding and mask (`families.collator_for` the
-    model's config); failed items listed apart."""
+    model's config, the processor's `pad_size`); failed items listed apart."""
     from .families import collator_for
+    from .processor_size import canvas_of
 
-    collator = collator_for(config, processor)
+    collator = collator_for(config, processor, pad_size=canvas_of(processor))
 
     def collate(items: list[dict]) -> dict:
         ok = [it for it in items if "error" not in it]

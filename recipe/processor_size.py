@@ -26,6 +26,18 @@ def size_dict(size) -> dict[str, int]:
     return {k: v for k, v in dict(size).items() if v is not None}
 
 
+def canvas_of(processor) -> tuple[int, int] | None:
+    """(h, w) every image is padded to by the processor (`do_pad` with `pad_size`), else None (the batch's size).
+
+    A mask-reading model's outputs change with the canvas (its convolutions see the padding), so evaluation pads
+    as the processor does: transformers' run_object_detection.py trains with `pad_size`."""
+    pad = getattr(processor, "pad_size", None)
+    if not getattr(processor, "do_pad", False) or pad is None:
+        return None
+    pad = size_dict(pad)
+    return (int(pad["height"]), int(pad["width"])) if {"height", "width"} <= set(pad) else None
+
+
 def rule_of(processor) -> str:
     """The resize rule of an image processor object: "yolos" for YOLOS' processors, else "detr"."""
     return "yolos" if type(processor).__name__.startswith("Yolos") else "detr"
