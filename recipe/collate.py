@@ -24,7 +24,9 @@ class DetectionCollator:
     `do_normalize`, `image_mean`, `image_std`: DETR normalises with ImageNet statistics, RT-DETR only
     rescales), with the same float32 arithmetic as its torchvision backend, so the values equal the processor's
     output. Floating-point images are taken as already processed. Padding is bottom-right with zeros after
-    normalisation (as the processor's `pad`), to the batch's largest height and width.
+    normalisation (as the processor's `pad`), to the batch's largest height and width, or to `pad_size` where
+    that is larger (as the processor with `do_pad` and `pad_size`, which refuses an image larger than it), then up
+    to a multiple of `pad_to_multiple_of`.
 
     `normalise_on_device` (training and evaluation): the batch stays uint8 (zero padding) with a uint8 mask, 4x
     and 8x fewer bytes through worker queues and to the GPU, and `normalise_batch` (the Trainer's
@@ -43,6 +45,8 @@ class DetectionCollator:
 
     image_processor: Any
     pad_to_multiple_of: int = 1  # windowed ViT backbones need sizes in multiples of patch x windows
+    # evaluate.py / predict.py: the smallest canvas (h, w), the image processor's (`processor_size.canvas_of`)
+    pad_size: tuple[int, int] | None = None
     boxes_on_canvas: bool = False
     normalise_on_device: bool = False
     # in a DataLoader worker, write batches into the worker's reused shared buffers (`_SharedSlots`); False:
@@ -64,9 +68,9 @@ class DetectionCollator:
         # each image's size in the batch: after the batch's flip and resize when it carries `geometry`
         sizes = [tuple(image.shape[-2:]) if g is None else (int(g[3]), int(g[4]))
                  for image, g in zip(images, geometry_rows)]
-        m = self.pad_to_multiple_of
-        height = -(-max(h for h, _ in sizes) // m) * m
-        width = -(-max(w for _, w in sizes) // m) * m
+        m, (min_h, min_w) = self.pad_to_multiple_of, self.pad_size or (0, 0)
+        height = -(-max(min_h, *(h for h, _ in sizes)) // m) * m
+        width = -(-max(min_w, *(w for _, w in sizes)) // m) * m
         uint8 = (self.normalise_on_device or deferred) and all(i.dtype == torch.uint8 for i in images)
         # the images as they are (decoded, before the flip and resize, with `geometry`)
         source_hw = (height, width) if not deferred else (max(i.shape[-2] for i in images),

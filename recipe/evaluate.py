@@ -169,7 +169,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out or plots))
-    run_evaluation(model, processor, args, evaluation_dataset(data, processor), metrics, top_k=top_k)
+    dataset = evaluation_dataset(data, processor, source=os.path.join(model_dir, "preprocessor_config.json"))
+    run_evaluation(model, processor, args, dataset, metrics, top_k=top_k)
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
     if args.process_index == 0:
@@ -215,20 +216,24 @@ def load_evaluated_model(model_dir: str, categories: list[dict], ann: str):
     return model, processor
 
 
-def evaluation_dataset(data, processor):
-    """The table with the eval transform, resized as the processor's `size` says."""
+def evaluation_dataset(data, processor, *, source: str):
+    """The table with the eval transform: each image resized to the size the processor gives it (`source`, the
+    processor's file, is named in the error for a `size` it does not resize to)."""
+    from .processor_size import rule_of
     from .transforms import eval_augmentation_for, make_transform
 
-    return data.dataset.with_transform(make_transform(eval_augmentation_for(processor.size)))
+    augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor), source=source)
+    return data.dataset.with_transform(make_transform(augmentation))
 
 
 def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> None:
     """One evaluation pass through the recipe's Trainer; the numbers land in `metrics.last_result`."""
     from .families import collator_for
+    from .processor_size import canvas_of
     from .trainer import DetectionTrainer
 
-    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset,
-                               data_collator=collator_for(model.config, processor, normalise_on_device=True),
+    collator = collator_for(model.config, processor, normalise_on_device=True, pad_size=canvas_of(processor))
+    trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=collator,
                                compute_metrics=metrics, top_k=top_k)
     trainer.evaluate()
 

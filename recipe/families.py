@@ -221,10 +221,12 @@ def ignores_pixel_mask(model_type: str) -> bool:
     return model_type in _MASK_BLIND
 
 
-def collator_for(config, image_processor, *, normalise_on_device: bool = False):
+def collator_for(config, image_processor, *, normalise_on_device: bool = False,
+                 pad_size: tuple[int, int] | None = None):
     """The batch collator a model of this config needs: padding multiple and box frame (see `DetectionCollator`
-    for `normalise_on_device`, which the recipe's Trainer does)."""
+    for `normalise_on_device`, which the recipe's Trainer does, and `pad_size`, the smallest canvas)."""
     from .collate import DetectionCollator
 
-    return DetectionCollator(image_processor, size_multiple(config), boxes_on_canvas=ignores_pixel_mask(
-        config.model_type), normalise_on_device=normalise_on_device)
+    return DetectionCollator(image_processor, size_multiple(config), pad_size=pad_size,
+                             boxes_on_canvas=ignores_pixel_mask(config.model_type),
+                             normalise_on_device=normalise_on_device)

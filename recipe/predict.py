@@ -143,10 +143,11 @@ class ImageFiles(torch.utils.data.Dataset):
 
 def collate_readable(config, processor):
     """Batches of the readable items: the training collator's padding and mask (`families.collator_for` the
-    model's config); failed items listed apart."""
+    model's config, the processor's `pad_size`); failed items listed apart."""
     from .families import collator_for
+    from .processor_size import canvas_of
 
-    collator = collator_for(config, processor)
+    collator = collator_for(config, processor, pad_size=canvas_of(processor))
 
     def collate(items: list[dict]) -> dict:
         ok = [it for it in items if "error" not in it]
@@ -182,6 +183,7 @@ def predict(args: PredictArguments) -> dict:
     -> {"images": read, "skipped": [unreadable names], "detections": kept, "results": path, "drawn": folder}."""
     from tqdm.auto import tqdm
 
+    from .processor_size import rule_of
     from .transforms import eval_augmentation_for
 
     if args.batch_size < 1 or args.top_k < 1:
@@ -191,9 +193,11 @@ def predict(args: PredictArguments) -> dict:
     ids = image_ids_for(names)
     device = pick_device(args.device)
     model, processor, category_ids = load_detector(args.model)
+    augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor),
+                                         source=f"{args.model} (its preprocessor_config.json)")
     model.to(device)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
-    loader = torch.utils.data.DataLoader(ImageFiles(files, eval_augmentation_for(processor.size)),
+    loader = torch.utils.data.DataLoader(ImageFiles(files, augmentation),
                                          batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_readable(model.config, processor))
     out = Path(args.output)

@@ -28,9 +28,10 @@ from .families import collator_for, size_multiple
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, load_model_and_processor
+from .processor_size import rule_of
 from .runtime import check_world_size, resolve_precision
 from .trainer import AugmentationEpochCallback, DetectionTrainer, NonFiniteLossCallback
-from .transforms import AugmentationSeeds, build_augmentation, make_transform
+from .transforms import AugmentationSeeds, build_augmentation, eval_augmentation_for, make_transform
 
 logger = logging.getLogger("recipe")
 
@@ -235,7 +236,10 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
         plain=plain, plain_from_epoch=plain_from))
     if val is None:
         return train_ds, None
-    eval_transform = make_transform(build_augmentation(False, **sizes))
+    # Evaluation resizes as the saved processor's `size` (set in `build_model`) says, with its rounding, so that
+    # evaluate.py and predict.py on the saved model give this evaluation's numbers.
+    eval_transform = make_transform(eval_augmentation_for(processor.size, rule=rule_of(processor),
+                                                          source="the image processor (--eval_size)"))
     return train_ds, val.dataset.with_transform(eval_transform)
 
 

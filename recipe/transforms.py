@@ -26,6 +26,7 @@ from PIL import Image
 
 from .boxes import xywh_abs_to_cxcywh_norm
 from .data.images import read_image, read_image_chw
+from .processor_size import processor_resize
 from .timing import StageTimer, active
 
 # OpenCV's own thread pool does not survive fork: a DataLoader worker forked after the parent had used it can
@@ -97,8 +98,8 @@ class DetectionAugmentation:
 
     def __init__(self, *, resize: str, sides: int | Sequence[int], longest_edge: int = 0,
                  hflip_prob: float = 0.0, crop_prob: float = 0.0, color_jitter_prob: float = 0.0,
-                 fixed_hw: tuple[int, int] | None = None):
-        self.resize, self.longest_edge, self.fixed_hw = resize, longest_edge, fixed_hw
+                 resize_to: Callable[[int, int], tuple[int, int]] | None = None):
+        self.resize, self.longest_edge, self.resize_to = resize, longest_edge, resize_to
         self.draw_side = not isinstance(sides, int) or resize == "square"  # albumentations' choice() calls
         self.sides = [sides] if isinstance(sides, int) else list(sides)
         self.hflip_prob, self.color_jitter_prob = hflip_prob, color_jitter_prob
@@ -124,8 +125,8 @@ class DetectionAugmentation:
         return p >= 1.0 or (p > 0.0 and self.py_random.random() < p)
 
     def _target_hw(self, height: int, width: int) -> tuple[int, int]:
-        if self.fixed_hw is not None:
-            return self.fixed_hw
+        if self.resize_to is not None:  # an image processor's rule (`eval_augmentation_for`)
+            return self.resize_to(height, width)
         side = self.py_random.choice(self.sides) if self.draw_side else self.sides[0]
         if self.resize == "square":
             return side, side
@@ -208,15 +209,12 @@ def build_augmentation(train: bool, shortest_edges: Sequence[int], longest_edge:
     return augmentation
 
 
-def eval_augmentation_for(size: dict) -> DetectionAugmentation:
-    """The evaluation resize an image processor's `size` states: {"height", "width"} (a square side: the
-    recipe's "square" resize; another fixed size: resized to it) or {"shortest_edge", "longest_edge"}."""
-    if size.get("height") and size.get("width") and not size.get("shortest_edge"):
-        if size["height"] == size["width"]:
-            return build_augmentation(False, [], 0, int(size["height"]), resize="square")
-        return DetectionAugmentation(resize="shortest_edge", sides=0, fixed_hw=(size["height"], size["width"]))
-    short = size.get("shortest_edge") or 800
-    return build_augmentation(False, [short], size.get("longest_edge") or 1333, short)
+def eval_augmentation_for(size, *, rule: str = "detr", source: str = "the image processor") -> DetectionAugmentation:
+    """The evaluation resize of an image processor's `size` (a dict or SizeDict): each image gets the (h, w) the
+    processor itself resizes it to (`processor_size.ProcessorResize`, rounding included). A form the processor
+    does not resize to is a ConfigError naming `source`, never a default size. `rule`: `processor_size.rule_of`."""
+    return DetectionAugmentation(resize="shortest_edge", sides=0,
+                                 resize_to=processor_resize(size, rule=rule, source=source))
 
 
 def make_labels(bboxes_xywh_abs: np.ndarray, category: Sequence[int], iscrowd: Sequence[int], image_id: int,
