@@ -227,7 +227,7 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
         if epochs is None or data_args.no_aug_epochs >= epochs:
             raise ConfigError(f"no_aug_epochs {data_args.no_aug_epochs} must be fewer than the run's epochs "
                               f"({epochs}); lower it or train longer")
-        plain, plain_from = build_augmentation(False, **sizes), epochs - data_args.no_aug_epochs
+        plain, plain_from = evaluation_augmentation(processor), epochs - data_args.no_aug_epochs
         logger.info("epochs %d-%d of %d train without augmentation (no_aug_epochs %d)", plain_from + 1, epochs,
                     epochs, data_args.no_aug_epochs)
     train_ds = train.dataset.with_transform(make_transform(build_augmentation(
@@ -236,11 +236,14 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
         plain=plain, plain_from_epoch=plain_from))
     if val is None:
         return train_ds, None
-    # Evaluation resizes as the saved processor's `size` (set in `build_model`) says, with its rounding, so that
-    # evaluate.py and predict.py on the saved model give this evaluation's numbers.
-    eval_transform = make_transform(eval_augmentation_for(processor.size, rule=rule_of(processor),
-                                                          source="the image processor (--eval_size)"))
-    return train_ds, val.dataset.with_transform(eval_transform)
+    return train_ds, val.dataset.with_transform(make_transform(evaluation_augmentation(processor)))
+
+
+def evaluation_augmentation(processor):
+    """Evaluation (and the final no-augmentation phase) resizes as the saved processor's `size` (set in
+    `build_model`) says, with its rounding, so that evaluate.py and predict.py on the saved model give this
+    evaluation's numbers."""
+    return eval_augmentation_for(processor.size, rule=rule_of(processor), source="the image processor (--eval_size)")
 
 
 def preflight(model, processor, train, data_args, model_args, train_args, eval_args) -> dict:
@@ -248,12 +251,10 @@ def preflight(model, processor, train, data_args, model_args, train_args, eval_a
     data_report.json."""
     from .preflight import run_preflight
 
-    sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
-                 eval_size=data_args.eval_size, resize=data_args.resize)
     result = run_preflight(
         model, processor, train, train_args, model_args, steps=train_args.preflight_steps,
         collator_factory=lambda: collator_for(model.config, processor, normalise_on_device=True),
-        transform_factory=lambda: make_transform(build_augmentation(False, **sizes)),
+        transform_factory=lambda: make_transform(evaluation_augmentation(processor)),
         metrics_factory=lambda subset: CocoDetectionMetrics(
             gt_from_table(subset, train.categories), [c["id"] for c in train.categories],
             score_threshold=eval_args.score_threshold, backend=eval_args.metric_backend))
