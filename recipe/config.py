@@ -106,11 +106,28 @@ class ModelArguments:
 
     def __post_init__(self):
         check_fields(self)
+        if isinstance(self.model_config, str) and self.model_config.strip().lower() in ("none", "null", ""):
+            self.model_config = None  # `--model_config none` drops a YAML's model_config
         config = parse_model_config(self.model_config)
         model_type = config.get("model_type", "deformable_detr") if config is not None else \
             local_model_type(self.model_name_or_path)
         if model_type is not None:
             check_whole_numbers(self, model_type)
+
+
+    def check_command_line(self, given: set[str], source: str) -> None:
+        """A checkpoint flag typed beside a model_config would be ignored (the model is built from the config):
+        an error saying which wins and how to ask for the other."""
+        if self.model_config is None or "model_config" in given:
+            if self.model_config is not None and "model_name_or_path" in given:
+                raise ConfigError("both --model_config and --model_name_or_path (--pretrained) given: the model "
+                                  "would be built from model_config and the checkpoint ignored; give one of them")
+            return
+        flags = {"model_name_or_path": "--model_name_or_path (--pretrained)", "random_init": "--random_init"}
+        typed = [flag for name, flag in flags.items() if name in given]
+        if typed:
+            raise ConfigError(f"{' and '.join(typed)} would have no effect: {source} sets model_config, which builds "
+                              f"the model and wins; add --model_config none to use the checkpoint instead")
 
 
 @dataclass

@@ -155,7 +155,9 @@ def parse_args(argv: list[str] | None, dataclasses_: tuple, *, aliases: dict | N
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or Path(sys.argv[0]).name
     values = dict(defaults or {})
+    source = "the defaults"
     if argv and argv[0].endswith((".yaml", ".yml")):
+        source = argv[0]
         values.update(load_yaml(argv.pop(0), dataclasses_, prog=prog))
     if any(issubclass(dc, TrainingArguments) for dc in dataclasses_) and launched_without_cuda():
         # Under torchrun / `accelerate launch --multi_gpu` on a machine without CUDA, the Trainer joins the
@@ -175,6 +177,11 @@ def parse_args(argv: list[str] | None, dataclasses_: tuple, *, aliases: dict | N
         raise ConfigError(" ".join(str(e).split())) from None
     if rest:
         raise ConfigError(f"unknown argument(s) {' '.join(redact(rest))}; see `{prog} --help`")
+    given = {token[2:].partition("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
+    for instance in parsed:  # combinations only the command line can make (a flag that would have no effect)
+        check = getattr(instance, "check_command_line", None)
+        if check is not None:
+            check(given, source)
     return tuple(parsed)
 
 

@@ -316,3 +316,19 @@ def test_resize_choices_are_the_resizes_the_transforms_know():
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["resize"]
     assert tuple(field.metadata["choices"]) == RESIZES
+
+
+def test_a_checkpoint_flag_beside_a_yaml_model_config_is_an_error_and_none_drops_it():
+    """configs/demo.yaml builds its model from model_config: --pretrained typed beside it would be ignored."""
+    from recipe.config import parse_config
+
+    with pytest.raises(ConfigError, match=r"^--model_name_or_path \(--pretrained\) would have no effect: "
+                                          r"\S*configs/demo\.yaml sets model_config, which builds the model and wins; "
+                                          r"add --model_config none"):
+        parse_config([str(ROOT / "configs" / "demo.yaml"), "--pretrained", "SenseTime/deformable-detr"])
+    with pytest.raises(ConfigError, match=r"^--random_init would have no effect"):
+        parse_config([str(ROOT / "configs" / "demo.yaml"), "--random_init", "true"])
+    with pytest.raises(ConfigError, match=r"^both --model_config and --model_name_or_path"):
+        parse_config(["--model_config", "{}", "--model_name_or_path", "x/y"])
+    config = parse_config([str(ROOT / "configs" / "demo.yaml"), "--model_config", "none", "--pretrained", "org/m"])
+    assert config.model.model_config is None and config.model.model_name_or_path == "org/m"
