@@ -181,3 +181,19 @@ def test_eval_throughput_benchmark_runs(demo_dir, capsys):
     assert out["evaluate"]["shares"][0]["cocoeval"] > 0
     bench.report(out)
     assert "post+scoring" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_training_features_benchmark_runs(tmp_path, capsys, monkeypatch):
+    """Two arms for a fraction of an epoch on the demo data (made here), and the EMA cost line."""
+    bench = _load("training_features")
+    from recipe.data.synthetic import make_demo_dataset
+
+    make_demo_dataset(tmp_path / "demo", seed=0, num_train=8, num_val=4)
+    monkeypatch.chdir(tmp_path)  # configs/demo.yaml names data/demo relative to the working folder
+    (tmp_path / "data").mkdir()
+    (tmp_path / "demo").rename(tmp_path / "data" / "demo")
+    bench.main(["--epochs", "2", "--only", "baseline", "ema", "--json", str(tmp_path / "rows.json")])
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["arm"] for r in rows] == ["baseline", "ema"] and all(r["steps"] == 2 for r in rows)
+    assert "% of a step" in capsys.readouterr().out
