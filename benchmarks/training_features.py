@@ -1,4 +1,4 @@
-"""EMA and the final no-augmentation phase, on vs off, on the demo at the same budget: python benchmarks/training_features.py
+"""EMA and the no-augmentation phase, on vs off, on the demo at one budget: python benchmarks/training_features.py
 
 Trains configs/demo.yaml (its data, model, lr, schedule, seed) for `--epochs` epochs in each arm, side by side in one
 run, and prints one row per arm: steps, train seconds, final mAP and mAP@50 on the demo's validation set. Arms:

@@ -117,17 +117,21 @@ def aligned_corner_loss(criterion_path: str, logits, labels, device, pred_boxes,
     [B, L, Q, 4 (bins + 1)], initial_reference_points [B, L, Q, 4]; Q includes the denoising queries in training."""
     module, _, name = criterion_path.rpartition(".")
     criterion = getattr(importlib.import_module(module), name)(config).to(device)
-    classes, boxes = outputs_class[:, 1:], outputs_coord[:, 1:].clamp(min=0, max=1)
-    pre = (outputs_class[:, 0], outputs_coord[:, 0].clamp(min=0, max=1))
+    # In eval mode the decoder keeps only its last layer (no pre head): nothing to strip then.
+    has_pre = outputs_class.shape[1] == predicted_corners.shape[1] + 1
+    classes, boxes = outputs_class[:, int(has_pre):], outputs_coord[:, int(has_pre):].clamp(min=0, max=1)
+    pre = (outputs_class[:, 0], outputs_coord[:, 0].clamp(min=0, max=1)) if has_pre else None
     corners, refs = predicted_corners, initial_reference_points
     dn = None
     if denoising_meta_values is not None:
         split = denoising_meta_values["dn_num_split"]
         (dn_classes, classes), (dn_boxes, boxes) = (torch.split(t, split, dim=2) for t in (classes, boxes))
         (dn_corners, corners), (dn_refs, refs) = (torch.split(t, split, dim=2) for t in (corners, refs))
-        (dn_pre_class, pre_class), (dn_pre_boxes, pre_boxes) = (torch.split(t, split, dim=1) for t in pre)
-        pre = (pre_class, pre_boxes)
-        dn = (dn_classes, dn_boxes, dn_corners, dn_refs, (dn_pre_class, dn_pre_boxes))
+        dn_pre = None
+        if pre is not None:
+            (dn_pre_class, pre_class), (dn_pre_boxes, pre_boxes) = (torch.split(t, split, dim=1) for t in pre)
+            pre, dn_pre = (pre_class, pre_boxes), (dn_pre_class, dn_pre_boxes)
+        dn = (dn_classes, dn_boxes, dn_corners, dn_refs, dn_pre)
 
     def layer(cls, box, corner, ref, i, teacher):
         return {"logits": cls[:, i], "pred_boxes": box[:, i], "pred_corners": corner[:, i], "ref_points": ref[:, i],
@@ -138,13 +142,14 @@ def aligned_corner_loss(criterion_path: str, logits, labels, device, pred_boxes,
     if config.auxiliary_loss:
         outputs["auxiliary_outputs"] = [
             *(layer(classes, boxes, corners, refs, i, last) for i in range(last)),
-            {"logits": pre[0], "pred_boxes": pre[1]},
-            {"logits": enc_topk_logits, "pred_boxes": enc_topk_bboxes.clamp(min=0, max=1)}]
+            *([{"logits": pre[0], "pred_boxes": pre[1]}] if pre is not None else []),
+            *([{"logits": enc_topk_logits, "pred_boxes": enc_topk_bboxes.clamp(min=0, max=1)}]
+              if enc_topk_logits is not None else [])]
         if dn is not None:
             dn_classes, dn_boxes, dn_corners, dn_refs, dn_pre = dn
             outputs["dn_auxiliary_outputs"] = [
                 *(layer(dn_classes, dn_boxes, dn_corners, dn_refs, i, last) for i in range(last + 1)),
-                {"logits": dn_pre[0], "pred_boxes": dn_pre[1]}]
+                *([{"logits": dn_pre[0], "pred_boxes": dn_pre[1]}] if dn_pre is not None else [])]
             outputs["denoising_meta_values"] = denoising_meta_values
     return None, criterion(outputs, labels), None
 

@@ -78,3 +78,13 @@ def test_transformers_own_pairing_leaves_the_final_layer_without_its_fgl_term():
     if "loss_fgl" in upstream:
         pytest.skip("the installed transformers scores the final layer's corners: the recipe's pairing may go")
     assert "loss_fgl_aux_0" in upstream and "loss_fgl" not in upstream
+
+
+def test_an_evaluation_forward_with_labels_has_the_last_layer_only():
+    """In eval mode the decoder keeps only its last layer (no pre head, no denoising): main terms and the encoder's."""
+    model = _model("d_fine").eval()
+    with torch.no_grad():
+        out = model(pixel_values=torch.rand(2, 3, 128, 128), labels=LABELS)
+    assert out.intermediate_logits.shape[1] == 1
+    assert set(out.loss_dict) == {"loss_vfl", "loss_bbox", "loss_giou", "loss_fgl", "loss_ddf", "loss_vfl_aux_0",
+                                  "loss_bbox_aux_0", "loss_giou_aux_0"}
