@@ -53,6 +53,12 @@ class Family:
     # ViT layer-wise lr decay (`optim.build_param_groups`): the decay and the parameter-name fragment of the ViT
     vit_layer_decay: float | None = None
     vit_keys: tuple[str, ...] = ()
+    # Learned query embeddings the original builds as a plain nn.Embedding (initialised N(0, 1)), which transformers
+    # initialises with N(0, init_std = 0.02): random-weight models get the original's scale (`init_random_queries`).
+    query_embeddings: tuple[str, ...] = ()
+    # Random weights: the encoder / decoder Linear weights xavier-uniform as the original's
+    # `Transformer._reset_parameters` (transformers: N(0, 0.02), see `modeling.init_random_transformer`).
+    xavier_transformer: bool = False
 
     def weight_of(self, term: str) -> float:
         """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
@@ -77,6 +83,10 @@ _RT_NO_DECAY = ("encoder.", "decoder.")  # combined with norm/bias below: RT-DET
 
 
 def _detr_like(model_type, source, ce, class_cost, **kwargs) -> Family:
+    # DETR main.py `self.query_embed = nn.Embedding(num_queries, hidden_dim)` (N(0, 1)); Conditional / DAB / Table
+    # Transformer keep it (DAB: `refpoint_embed`, 4-d anchors).
+    kwargs.setdefault("query_embeddings", ("query_position_embeddings",))
+    kwargs.setdefault("xavier_transformer", model_type != "deformable_detr")
     return Family(model_type=model_type, source=source,
                   loss_weights={"loss_ce": ce, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
                   config_names=_DETR_NAMES,
@@ -93,7 +103,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
     _detr_like("conditional_detr", "Atten4Vis/ConditionalDETR main.py", 2.0, 2,
                processor_class="ConditionalDetrImageProcessor", **_RESNET_FROZEN),
     _detr_like("dab-detr", "IDEA-Research/DAB-DETR main.py", 1.0, 2, processor_class="ConditionalDetrImageProcessor",
-               **_RESNET_FROZEN),
+               query_embeddings=("query_refpoint_embeddings",), **_RESNET_FROZEN),
     _detr_like("deformable_detr", "fundamentalvision/Deformable-DETR main.py", 2.0, 2,
                linear_proj_keys=("sampling_offsets", "reference_points"), **_RESNET_FROZEN),
     # YOLOS has no decoder: no auxiliary loss (transformers' YOLOS breaks with auxiliary_loss=True).

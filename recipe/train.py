@@ -51,7 +51,8 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     model, processor = build_model(model_args, data_args, train.categories)
     seeds = AugmentationSeeds(train_args.seed)
     train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds,
-                                       epochs=training_epochs(train_args, len(train.dataset)))
+                                       epochs=training_epochs(train_args, len(train.dataset)),
+                                       cut_short=bool(train_args.max_steps and train_args.max_steps > 0))
     metrics = build_metrics(eval_args, val)
     if train_args.preflight_steps:
         preflight(model, processor, train, data_args, model_args, train_args, eval_args)
@@ -214,19 +215,24 @@ def training_epochs(train_args, num_images: int) -> int:
     return math.ceil(train_args.num_train_epochs)
 
 
-def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds, epochs: int | None = None):
+def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds, epochs: int | None = None,
+                   cut_short: bool = False):
     """The tables with their on-the-fly transforms: (train dataset, eval dataset or None).
 
     `seeds`: the training augmentation's streams, per image and epoch (from --seed). `epochs`: the run's epoch
     count, for the final phase without augmentation (`no_aug_epochs`: from epoch `epochs - no_aug_epochs` on,
-    training images get the evaluation resize only)."""
+    training images get the evaluation resize only; a run `cut_short` by max_steps to fewer epochs skips it, with a
+    warning)."""
     sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
                  eval_size=data_args.eval_size, resize=data_args.resize)
     plain, plain_from = None, None
-    if data_args.no_aug_epochs:
-        if epochs is None or data_args.no_aug_epochs >= epochs:
+    if data_args.no_aug_epochs and (epochs is None or data_args.no_aug_epochs >= epochs):
+        if not cut_short:
             raise ConfigError(f"no_aug_epochs {data_args.no_aug_epochs} must be fewer than the run's epochs "
                               f"({epochs}); lower it or train longer")
+        logger.warning("no_aug_epochs %d: this run (max_steps) has %s epochs; no final phase without augmentation",
+                       data_args.no_aug_epochs, epochs)
+    elif data_args.no_aug_epochs:
         plain, plain_from = evaluation_augmentation(processor), epochs - data_args.no_aug_epochs
         logger.info("epochs %d-%d of %d train without augmentation (no_aug_epochs %d)", plain_from + 1, epochs,
                     epochs, data_args.no_aug_epochs)
