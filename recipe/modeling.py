@@ -168,8 +168,12 @@ class BatchStatsNorm2d(torch.nn.Module):
         self.register_buffer("running_var", frozen.running_var.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                              self.training, self.momentum, 1e-5)
+        if self.training:
+            return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                                  True, self.momentum, 1e-5)
+        # The frozen norms' own arithmetic, in their order: evaluation here and after loading agree bit for bit.
+        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + 1e-5).rsqrt()
+        return x * scale + (self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale)
 
 
 def unfreeze_random_norms(model) -> int:

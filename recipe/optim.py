@@ -43,7 +43,8 @@ def build_param_groups(model: torch.nn.Module, lr: float, weight_decay: float, b
             group += "_no_decay"
         groups.setdefault(group, []).append(param)
     layers = [f"backbone_layer{i}" for i in range(vit_num_layers + 2)] if vit_keys else []
-    order = [g + suffix for g in (*layers, "backbone", "linear_proj", "other") for suffix in ("", "_no_decay")]
+    # The main group first: the Trainer logs the first group's lr as `learning_rate`.
+    order = [g + suffix for g in ("other", "linear_proj", "backbone", *layers) for suffix in ("", "_no_decay")]
     return [{"params": groups[name], "lr": lrs[name.removesuffix("_no_decay")],
              "weight_decay": 0.0 if name.endswith("_no_decay") else weight_decay, "name": name}
             for name in order if name in groups]

@@ -80,6 +80,9 @@ class DetectionTrainer(Trainer):
         if "loss" in logs:
             reduce = self.accelerator.reduce if self.args.world_size > 1 else None
             logs.update(self.loss_terms.pop_means(reduce))
+            backbone = [g["lr"] for g in getattr(self.optimizer, "param_groups", []) if g.get("name") == "backbone"]
+            if backbone and "learning_rate" in logs:  # `learning_rate` is the main group's (listed first)
+                logs["learning_rate_backbone"] = backbone[0]
         super().log(logs, start_time)
 
     def create_optimizer(self, model=None):

@@ -117,3 +117,10 @@ def test_vit_backbones_get_layer_wise_lr_decay_by_hand(hub_id):
         assert lr == pytest.approx(want, rel=1e-12), name
     assert {g["name"] for g in groups} >= {f"backbone_layer{i}" for i in range(6)} - {"backbone_layer5"}
     assert any("projector" in n and lr == 1.0 for n, lr in lr_of.items())
+
+
+def test_the_main_group_comes_first_so_the_logged_lr_is_the_main_one():
+    """The Trainer logs param_groups[0]'s lr as `learning_rate`: it must be the main lr, not the backbone's 0.1x."""
+    model, _ = load_model_and_processor(tiny_model_args(), {0: "a", 1: "b"})
+    groups = build_param_groups(model, lr=1e-3, weight_decay=1e-4)
+    assert groups[0]["name"] == "other" and groups[0]["lr"] == 1e-3
