@@ -49,11 +49,15 @@ def arm_argv(arm: str, config: str, output_dir: str, quick: bool) -> list[str]:
 
 
 def backbone_as_transformers_leaves_it(arm: str):
-    """Context of one arm's model building: for the transformers arm, the recipe's backbone rule is skipped, so
-    the backbone's `requires_grad` stays as transformers' model sets it."""
+    """Context of one arm's model building: for the transformers arm, the recipe's backbone rule and its random-weight
+    starts (`init_random_weights`: trainable norms, the originals' inits) are skipped, so the model is as
+    transformers builds it."""
     if not ARMS[arm][1]:
         return contextlib.nullcontext()
-    return mock.patch("recipe.modeling.set_backbone_trainable", return_value=None)
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch("recipe.modeling.set_backbone_trainable", return_value=None))
+    stack.enter_context(mock.patch("recipe.modeling.init_random_weights", return_value=None))
+    return stack
 
 
 def train_arm(arm: str, argv: list[str]) -> tuple[dict, float]:

@@ -134,9 +134,13 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
     assert hf["trained_backbone"] == sorted(n for n, p in as_built.named_parameters()
                                             if "backbone" in n and p.requires_grad) == []
     recipe, knobs = resolved["recipe"], resolved["transformers_knobs"]
-    # random weights: the recipe trains every backbone parameter (its batch norms are frozen buffers)
-    assert recipe["trained_backbone"] == sorted(n for n, _ in as_built.named_parameters() if "backbone" in n)
-    assert len(recipe["trained_backbone"]) == 16
+    # random weights: the recipe trains every backbone parameter, its batch norms' affine included (transformers
+    # leaves them frozen buffers: 16 conv weights, + 2 x 16 norm weights and biases)
+    convs = sorted(n for n, _ in as_built.named_parameters() if "backbone" in n)
+    assert len(convs) == 16 and set(convs) < set(recipe["trained_backbone"])
+    assert len(recipe["trained_backbone"]) == 48
+    assert all(n.endswith((".weight", ".bias")) and "normalization" in n
+               for n in set(recipe["trained_backbone"]) - set(convs))
     assert [k for k in recipe if recipe[k] != hf[k]] == [
         "auxiliary_loss", "class_cost", "loss_weights", "lrs", "weight_decay", "max_grad_norm", "trained_backbone"]
     assert [k for k in knobs if knobs[k] != hf[k]] == ["trained_backbone"]
