@@ -92,5 +92,6 @@ def test_learned_weights_beat_random_weights_on_new_classes(name, scenes, tmp_pa
     assert saved["id2label"] == {"0": "vehicle", "1": "person", "2": "signal"} and saved["category_ids"] == [31, 32, 33]
     print(f"{name}: learned map {learned['eval_map']:.3f} / map_50 {learned['eval_map_50']:.3f}; random "
           f"{fresh['eval_map']:.3f} / {fresh['eval_map_50']:.3f}")
-    assert learned["eval_map_50"] >= fresh["eval_map_50"] + 0.1, (learned, fresh)
+    # Measured here (map_50 learned / random): demo 0.157 / 0.029, RT-DETR 0.267 / 0.027.
+    assert learned["eval_map_50"] >= max(2 * fresh["eval_map_50"], fresh["eval_map_50"] + 0.08), (learned, fresh)
     assert learned["eval_map"] > fresh["eval_map"]
