@@ -117,6 +117,15 @@ def aligned_corner_loss(criterion_path: str, logits, labels, device, pred_boxes,
     [B, L, Q, 4 (bins + 1)], initial_reference_points [B, L, Q, 4]; Q includes the denoising queries in training."""
     module, _, name = criterion_path.rpartition(".")
     criterion = getattr(importlib.import_module(module), name)(config).to(device)
+    outputs = _corner_outputs(outputs_class, outputs_coord, predicted_corners, initial_reference_points,
+                              enc_topk_logits, enc_topk_bboxes, denoising_meta_values, config.auxiliary_loss)
+    return None, criterion(outputs, labels), None
+
+
+def _corner_outputs(outputs_class, outputs_coord, predicted_corners, initial_reference_points, enc_topk_logits,
+                    enc_topk_bboxes, denoising_meta_values, auxiliary_loss: bool) -> dict:
+    """The criterion's `outputs` dict with each layer's terms paired as the originals pair them (see
+    `aligned_corner_loss`)."""
     # In eval mode the decoder keeps only its last layer (no pre head): nothing to strip then.
     has_pre = outputs_class.shape[1] == predicted_corners.shape[1] + 1
     classes, boxes = outputs_class[:, int(has_pre):], outputs_coord[:, int(has_pre):].clamp(min=0, max=1)
@@ -139,7 +148,7 @@ def aligned_corner_loss(criterion_path: str, logits, labels, device, pred_boxes,
 
     last = classes.shape[1] - 1
     outputs = layer(classes, boxes, corners, refs, last, last)
-    if config.auxiliary_loss:
+    if auxiliary_loss:
         outputs["auxiliary_outputs"] = [
             *(layer(classes, boxes, corners, refs, i, last) for i in range(last)),
             *([{"logits": pre[0], "pred_boxes": pre[1]}] if pre is not None else []),
@@ -151,7 +160,7 @@ def aligned_corner_loss(criterion_path: str, logits, labels, device, pred_boxes,
                 *(layer(dn_classes, dn_boxes, dn_corners, dn_refs, i, last) for i in range(last + 1)),
                 *([{"logits": dn_pre[0], "pred_boxes": dn_pre[1]}] if dn_pre is not None else [])]
             outputs["denoising_meta_values"] = denoising_meta_values
-    return None, criterion(outputs, labels), None
+    return outputs
 
 
 def _to_float32(x):

@@ -45,14 +45,7 @@ def run_preflight(model, processor, train, train_args, model_args, *, steps: int
     state = torch.random.get_rng_state()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            args = copy.deepcopy(train_args)
-            args.output_dir, args.max_steps, args.num_train_epochs = tmp, steps, 1
-            args.per_device_train_batch_size = min(4, len(subset))
-            args.per_device_eval_batch_size = args.per_device_train_batch_size
-            args.lr_scheduler_type, args.warmup_steps = "constant_with_warmup", min(20, steps // 10)
-            args.eval_strategy, args.save_strategy, args.report_to = "no", "no", []
-            args.load_best_model_at_end, args.use_ema, args.logging_steps = False, False, max(1, steps // 5)
-            args.resume_from_checkpoint, args.push_to_hub, args.dataloader_num_workers = None, False, 0
+            args = _check_arguments(train_args, tmp, steps, len(subset))
             dataset = subset.with_transform(transform_factory())
             metrics = metrics_factory(subset)
             trainer = DetectionTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset,
@@ -81,6 +74,19 @@ def run_preflight(model, processor, train, train_args, model_args, *, steps: int
             "not learn from these images as set up. Check that the images are what the labels describe "
             "(scripts/browse_dataset.py), lower the learning rate, or try more --preflight_steps")
     return result
+
+
+def _check_arguments(train_args, output_dir: str, steps: int, images: int):
+    """The run's arguments for the check: `steps` steps at its lr (constant after a short warm-up), batches of up to
+    4, nothing saved, evaluated, logged to integrations or averaged (EMA)."""
+    args = copy.deepcopy(train_args)
+    args.output_dir, args.max_steps, args.num_train_epochs = output_dir, steps, 1
+    args.per_device_train_batch_size = args.per_device_eval_batch_size = min(4, images)
+    args.lr_scheduler_type, args.warmup_steps = "constant_with_warmup", min(20, steps // 10)
+    args.eval_strategy, args.save_strategy, args.report_to = "no", "no", []
+    args.load_best_model_at_end, args.use_ema, args.logging_steps = False, False, max(1, steps // 5)
+    args.resume_from_checkpoint, args.push_to_hub, args.dataloader_num_workers = None, False, 0
+    return args
 
 
 class BlankImages:
