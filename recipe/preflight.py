@@ -38,7 +38,7 @@ def run_preflight(model, processor, train, train_args, model_args, *, steps: int
     if train_args.world_size > 1:
         raise ConfigError("preflight_steps runs in one process: run the check once without accelerate/torchrun "
                           "(e.g. python scripts/train.py ... --preflight_steps 300 --max_steps 1), then launch")
-    with_boxes = [i for i, objects in enumerate(train.dataset.with_format(None)["objects"]) if len(objects["bbox"])]
+    with_boxes = _first_with_boxes(train.dataset, PREFLIGHT_IMAGES)
     if not with_boxes:
         raise DataError("preflight: no training image has a box; nothing to learn")
     subset = train.dataset.select(with_boxes[:PREFLIGHT_IMAGES])
@@ -74,6 +74,17 @@ def run_preflight(model, processor, train, train_args, model_args, *, steps: int
             "not learn from these images as set up. Check that the images are what the labels describe "
             "(scripts/browse_dataset.py), lower the learning rate, or try more --preflight_steps")
     return result
+
+
+def _first_with_boxes(dataset, count: int) -> list[int]:
+    """Indices of the first `count` rows with a box, read row by row (not the whole column: COCO-size tables)."""
+    table, found = dataset.with_format(None), []
+    for i in range(len(table)):
+        if len(table[i]["objects"]["bbox"]):
+            found.append(i)
+            if len(found) == count:
+                break
+    return found
 
 
 def _check_arguments(train_args, output_dir: str, steps: int, images: int):
