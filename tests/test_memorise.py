@@ -26,8 +26,8 @@ from recipe.train import run
 FLOORS = {
     "demo (deformable, box refine)": 0.8,   # 0.950
     "deformable_detr": 0.4,                 # 0.609
-    "deformable_detr box refine": 0.3,      # 0.463 before this round's random-weight fixes (not re-measured)
-    "deformable_detr two-stage": 0.6,       # 0.816 before this round's random-weight fixes (not re-measured)
+    "deformable_detr box refine": 0.6,      # 0.759
+    "deformable_detr two-stage": 0.8,       # 0.903
     "rt_detr": 0.8,                         # 0.935
     "rt_detr_v2": 0.6,                      # 0.821
     "d_fine": 0.8,                          # 0.966
@@ -42,7 +42,7 @@ NOT_YET = {
     "detr": "0.000",
     "conditional_detr": "0.046",
     "dab-detr": "0.034",
-    "table-transformer": "not measured this round (DETR with a 0.4 no-object weight)",
+    "table-transformer": "0.000",
     "yolos": "0.048 (a 6-layer ViT from random weights, lr 1e-3)",
 }
 
