@@ -147,6 +147,8 @@ def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | N
         raise DataError("no training data: set train_img and train_ann (or --train-img/--train-ann)")
     train = load_split(data_args, train_args, data_args.train_img, data_args.train_ann, "train")
     if not data_args.val_ann:
+        if train_args.early_stopping_patience is not None:
+            raise ConfigError("early_stopping_patience needs a validation set (val_img and val_ann) to watch eval_map")
         train_args.eval_strategy = "no"
         return train, None
     val = load_split(data_args, train_args, data_args.val_img, data_args.val_ann, "validation")

@@ -96,3 +96,9 @@ def test_a_run_with_ema_evaluates_and_saves_the_averaged_weights(demo_dir, tmp_p
     assert again["map"] == pytest.approx(metrics["eval_map"], abs=1e-9)
     AutoModelForObjectDetection.from_pretrained(out)  # loads without missing or unexpected keys
     assert json.loads((out / "config.json").read_text())["model_type"] == "deformable_detr"
+
+
+def test_early_stopping_without_a_validation_set_is_one_line(demo_dir, tmp_path):
+    with pytest.raises(ConfigError, match="^early_stopping_patience needs a validation set"):
+        run(*demo_args(demo_dir, tmp_path, "--val-ann", "", "--val-img", "", "--early_stopping_patience", "2",
+                       "--eval_strategy", "epoch", "--max_steps", "1"))
