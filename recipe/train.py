@@ -263,13 +263,11 @@ def preflight(model, processor, train, data_args, model_args, train_args, eval_a
         model, processor, train, train_args, model_args, steps=train_args.preflight_steps,
         collator_factory=lambda: collator_for(model.config, processor, normalise_on_device=True),
         transform_factory=lambda: make_transform(evaluation_augmentation(processor)),
-        metrics_factory=lambda subset: CocoDetectionMetrics(
-            gt_from_table(subset, train.categories), [c["id"] for c in train.categories],
-            score_threshold=eval_args.score_threshold, backend=eval_args.metric_backend))
+        metrics_factory=lambda subset: metrics_for(eval_args, subset, train.categories))
     if train_args.process_index == 0:
         path = Path(train_args.output_dir) / "data_report.json"
         report = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps({**report, "preflight": result}, indent=2))
+        save_reports({**report, "preflight": result}, train_args.output_dir)
     return result
 
 
@@ -286,7 +284,12 @@ def early_stopping(train_args) -> list:
 def build_metrics(eval_args, val) -> CocoDetectionMetrics | None:
     if val is None:
         return None
-    return CocoDetectionMetrics(gt_from_table(val.dataset, val.categories), [c["id"] for c in val.categories],
+    return metrics_for(eval_args, val.dataset, val.categories)
+
+
+def metrics_for(eval_args, table, categories: list[dict]) -> CocoDetectionMetrics:
+    """The compute_metrics hook scoring `table`'s images against their own ground truth."""
+    return CocoDetectionMetrics(gt_from_table(table, categories), [c["id"] for c in categories],
                                 score_threshold=eval_args.score_threshold, backend=eval_args.metric_backend)
 
 
