@@ -209,7 +209,8 @@ def training_history(log_history: list[dict]) -> dict:
     def series(records, keys):
         return {k: [r.get(k) for r in records] for k in ["step", *keys]}
 
-    train_keys = sorted({k for r in train for k in r if k.startswith("loss") or k in ("learning_rate", "grad_norm")}
+    train_keys = sorted({k for r in train for k in r if k.startswith("loss")
+                        or k in ("learning_rate", "learning_rate_backbone", "grad_norm")}
                         - {"step"})
     eval_keys = [k for k in ("eval_map", "eval_map_50", "eval_map_75", "eval_loss") if any(k in r for r in evals)]
     return {"train": series(train, train_keys), "eval": series(evals, eval_keys)}

@@ -14,7 +14,7 @@ import sys
 import time
 
 from .distributed import end_process_group
-from .errors import USER_ERRORS
+from .errors import USER_ERRORS, TrainingInterrupted
 
 
 def setup_logging() -> None:
@@ -29,6 +29,12 @@ def main_guard():
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # outside a training loop (which saves and stops on its own): one line, no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     end_process_group()
 
 

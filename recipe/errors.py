@@ -19,4 +19,12 @@ class ImageError(ValueError):
     """An image file that cannot be used; the message is one line naming the file and the problem."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGINT / SIGTERM stopped a training run after saving a checkpoint; `exit_code` is 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 USER_ERRORS = (ConfigError, DataError, ModelNotAvailable, FloatingPointError, ImageError)

@@ -142,9 +142,15 @@ def plot_training_curves(data: dict, path: str) -> str:
     losses.set(title="training loss (weighted total) and its terms", xlabel="step")
     if losses.get_legend_handles_labels()[0]:  # a run too short to log a loss has nothing to name
         losses.legend(fontsize=8)
-    if "learning_rate" in train:
-        lr.plot(train["step"], train["learning_rate"], color="black", lw=1)
-    lr.set(title="learning rate (first parameter group)", xlabel="step")
+    # `learning_rate` is the main group's (the optimizer lists it first); the backbone's has its own series.
+    for key, style in (("learning_rate", {"color": "black", "label": "main"}),
+                       ("learning_rate_backbone", {"color": "tab:blue", "ls": "--", "label": "backbone"})):
+        points = [(s, v) for s, v in zip(train["step"], train.get(key, [])) if v is not None]
+        if points:
+            lr.plot(*zip(*points), lw=1, **style)
+    if "learning_rate_backbone" in train:
+        lr.legend(fontsize=8)
+    lr.set(title="learning rate", xlabel="step")
     evals = data["eval"]
     for key in (k for k in ("eval_map", "eval_map_50", "eval_map_75") if k in evals):
         maps.plot(evals["step"], evals[key], marker="o", label=key[len("eval_"):])

@@ -23,14 +23,14 @@ from .coco_eval import gt_from_table
 from .config import EvalArguments
 from .data.builder import DetectionData, load_detection_dataset
 from .data.sanitize import format_report, save_reports
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, TrainingInterrupted
 from .families import collator_for, size_multiple
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, load_model_and_processor
 from .processor_size import rule_of
 from .runtime import check_world_size, resolve_precision
-from .trainer import AugmentationEpochCallback, DetectionTrainer, NonFiniteLossCallback
+from .trainer import AugmentationEpochCallback, DetectionTrainer, InterruptCallback, NonFiniteLossCallback
 from .transforms import AugmentationSeeds, build_augmentation, eval_augmentation_for, make_transform
 
 logger = logging.getLogger("recipe")
@@ -296,7 +296,17 @@ def metrics_for(eval_args, table, categories: list[dict]) -> CocoDetectionMetric
 def train_and_evaluate(trainer, train_args) -> dict:
     """Train, save the model, then one full evaluation (if there is a validation set), keeping its detections
     for the plots."""
-    trainer.train(resume_from_checkpoint=train_args.resume_from_checkpoint)
+    interrupt = InterruptCallback()
+    trainer.add_callback(interrupt)
+    interrupt.install()
+    try:
+        trainer.train(resume_from_checkpoint=train_args.resume_from_checkpoint)
+    finally:
+        interrupt.uninstall()
+    if interrupt.stopped_at is not None:
+        raise TrainingInterrupted(
+            f"interrupted at step {interrupt.stopped_at} (checkpoint saved in {train_args.output_dir}); resume with "
+            "--resume_from_checkpoint last", 128 + interrupt.received)
     if trainer.state.best_model_checkpoint:
         logger.warning("best model: %s (eval_map %.4f at step %s)%s", trainer.state.best_model_checkpoint,
                        trainer.state.best_metric, trainer.state.best_global_step,

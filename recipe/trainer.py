@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import signal
+import threading
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -165,6 +168,61 @@ class NonFiniteLossCallback(TrainerCallback):
             raise FloatingPointError(
                 f"training loss is {loss} at step {state.global_step}; lower the learning rate, check the data "
                 "report, or train in fp32/bf16 instead of fp16")
+
+
+class InterruptCallback(TrainerCallback):
+    """Preemption-safe runs: on SIGINT (Ctrl-C) or SIGTERM (a cluster's preemption or time limit) the current step
+    finishes, a complete checkpoint is saved (weights, optimizer, scheduler, RNG, EMA) and training stops; `run()`
+    then raises `TrainingInterrupted` (one line, exit code 128 + signal). A second signal stops at once.
+
+    Under several processes the flag is all-reduced every step, so every rank saves and stops at the same step (a
+    launcher forwards the signal to each rank, not necessarily between the same two steps)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.stopped_at: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread; Python's own handling stays
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:  # the second signal: the default action, now
+            self.uninstall()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+        logger.warning("%s received: finishing this step and saving a checkpoint (send it again to stop at once)",
+                       signal.Signals(signum).name)
+
+    def _any_rank_received(self, args) -> bool:
+        flag = self.received is not None
+        if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            device = args.device if torch.distributed.get_backend() == "nccl" else "cpu"
+            tensor = torch.tensor([int(flag)], device=device)
+            torch.distributed.all_reduce(tensor)
+            flag = bool(tensor.item())
+        return flag
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._any_rank_received(args):
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.uninstall()
 
 
 class AugmentationEpochCallback(TrainerCallback):

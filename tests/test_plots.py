@@ -117,13 +117,15 @@ def test_coco_error_breakdown_by_hand():
 
 
 def test_training_history_series():
-    log = [{"loss": 3.0, "loss_ce": 1.0, "learning_rate": 1e-3, "grad_norm": 2.0, "epoch": 0.5, "step": 10},
+    log = [{"loss": 3.0, "loss_ce": 1.0, "learning_rate": 1e-3, "learning_rate_backbone": 1e-4, "grad_norm": 2.0,
+            "epoch": 0.5, "step": 10},
            {"eval_loss": 2.5, "eval_map": 0.1, "eval_map_50": 0.2, "step": 20},
-           {"loss": 2.0, "loss_ce": 0.5, "learning_rate": 5e-4, "grad_norm": 1.0, "epoch": 1.0, "step": 20},
+           {"loss": 2.0, "loss_ce": 0.5, "learning_rate": 5e-4, "learning_rate_backbone": 5e-5, "grad_norm": 1.0,
+            "epoch": 1.0, "step": 20},
            {"train_runtime": 12.0, "train_loss": 2.5, "step": 20}]
     h = analysis.training_history(log)
     assert h["train"] == {"step": [10, 20], "grad_norm": [2.0, 1.0], "learning_rate": [1e-3, 5e-4],
-                          "loss": [3.0, 2.0], "loss_ce": [1.0, 0.5]}
+                          "learning_rate_backbone": [1e-4, 5e-5], "loss": [3.0, 2.0], "loss_ce": [1.0, 0.5]}
     assert h["eval"] == {"step": [20], "eval_map": [0.1], "eval_map_50": [0.2], "eval_loss": [2.5]}
 
 
@@ -134,7 +136,8 @@ def test_write_plots_writes_every_figure_with_its_numbers(tmp_path):
         paths[i] = str(tmp_path / f"{i}.png")
         Image.new("RGB", (120, 90), (90, 90, 90)).save(paths[i])
     rows = rows_of([(1, [11, 10, 30, 30], 0.9, 1), (1, [50, 40, 40, 30], 0.4, 2), (2, [5, 5, 20, 40], 0.8, 2)])
-    log = [{"loss": 3.0, "loss_ce": 1.0, "learning_rate": 1e-3, "step": 1}, {"eval_map": 0.2, "step": 1}]
+    log = [{"loss": 3.0, "loss_ce": 1.0, "learning_rate": 1e-3, "learning_rate_backbone": 1e-4, "step": 1},
+           {"eval_map": 0.2, "step": 1}]
     written = write_plots(str(tmp_path / "plots"), gt, rows, image_paths=paths, log_history=log)
     assert set(written) == set(PLOT_FILES)
     for name, path in written.items():

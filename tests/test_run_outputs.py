@@ -3,6 +3,8 @@ resuming picks the newest checkpoint; a new run never mixes into an old one."""
 
 import importlib.util
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -235,6 +237,50 @@ def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_pa
     assert "eval_loss" in scores[0] and scores[1].keys() == scores[0].keys()
     assert all(scores[1][k] == pytest.approx(v, rel=0, abs=1e-6) for k, v in scores[0].items()), scores
     saved = [load_file(out / "model.safetensors") for out in (whole, killed)]
+    assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_saves_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(demo_dir, tmp_path, sig):
+    """Preemption (SIGTERM) or Ctrl-C (SIGINT) mid-epoch, with no checkpoint strategy at all: the step finishes, a
+    complete checkpoint is saved, one line says how to resume, the exit code is 128 + the signal; resuming ends
+    with the uninterrupted run's losses, metrics and weights. With EMA on (its state is in the checkpoint)."""
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    # 6 images, batch 1: the 5 steps are all in the first epoch.
+    extra = ("--per_device_train_batch_size", "1", "--save_strategy", "no", "--use_ema", "true",
+             "--ema_warmup_steps", "2")
+    subprocess.run(train_command(demo_dir, tmp_path, whole, *extra), check=True, capture_output=True)
+    proc = subprocess.Popen(train_command(demo_dir, tmp_path, stopped, *extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    for line in proc.stdout:  # the Trainer prints each step's logs as a dict
+        lines.append(line)
+        if "'loss'" in line:
+            proc.send_signal(sig)
+            break
+    lines += proc.stdout.readlines()
+    proc.wait()
+    output = "".join(lines)
+    assert proc.returncode == 128 + sig, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert re.fullmatch(r"interrupted at step \d \(checkpoint saved in .*\); resume with --resume_from_checkpoint "
+                        r"last", last), last
+    step = int(last.split()[3])
+    assert 1 <= step < 5 and "Traceback" not in output
+    assert (stopped / f"checkpoint-{step}" / "ema.safetensors").is_file()
+    assert not (stopped / "model.safetensors").exists()  # nothing pretends to be a finished run
+    resumed = subprocess.run(train_command(demo_dir, tmp_path, stopped, *extra, "--resume_from_checkpoint", "last"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = step_logs(whole), step_logs(stopped)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5]
+    for want, have in zip(expected, got):
+        assert all(have[k] == pytest.approx(want[k], rel=0, abs=1e-6) for k in want), (want, have)
+    metrics = [json.loads((out / "eval_results.json").read_text()) for out in (whole, stopped)]
+    assert all(metrics[1][k] == pytest.approx(v, rel=0, abs=1e-6) for k, v in metrics[0].items()
+               if not k.endswith(("runtime", "per_second")))
+    saved = [load_file(out / "model.safetensors") for out in (whole, stopped)]
     assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
 
 
