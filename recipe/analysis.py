@@ -113,6 +113,55 @@ def confusion_matrix(coco_gt, rows: np.ndarray, *, iou_threshold: float = 0.5, s
             "normalized": normalized.tolist()}
 
 
+def best_f1_threshold(coco_gt, rows: np.ndarray, *, iou_threshold: float = 0.5) -> dict:
+    """The score threshold that maximises F1 over all classes on an evaluation's detections (what a picture or an
+    application should keep), with its precision, recall and the highest score seen.
+
+    Matching as COCOeval's at one IoU: per image and class, detections in descending score order take the unmatched
+    non-crowd ground truth box of highest IoU >= `iou_threshold`; a detection that matches nothing but lies on a
+    crowd region is ignored (neither right nor wrong). Keeping the k best detections gives F1 = 2 TP / (k + P), P
+    the non-crowd boxes; the threshold returned sits halfway between the k-th score and the next lower one, so
+    `score > threshold` keeps exactly those k (0 when all are kept). `threshold` is None without detections or
+    ground truth."""
+    rows = rows if len(rows) else np.zeros((0, 7))
+    positives = sum(1 for a in coco_gt.dataset.get("annotations", []) if not a.get("iscrowd", 0))
+    scored = []  # (score, 1 if a true positive else 0)
+    for img_id in coco_gt.getImgIds():
+        anns = coco_gt.imgToAnns.get(img_id, [])
+        mine = rows[rows[:, ROW_IMAGE_ID] == img_id]
+        for cat_id in np.unique(mine[:, ROW_CATEGORY]):
+            dets = mine[mine[:, ROW_CATEGORY] == cat_id]
+            dets = dets[np.argsort(-dets[:, ROW_SCORE], kind="stable")]
+            same = [a for a in anns if a["category_id"] == int(cat_id)]
+            gts = np.array([a["bbox"] for a in same], dtype=np.float64).reshape(-1, 4)
+            crowd = np.array([bool(a.get("iscrowd", 0)) for a in same], dtype=bool)
+            ious = _box_iou(dets[:, ROW_BOX], gts, crowd)
+            matched = np.zeros(len(same), dtype=bool)
+            for d, det in enumerate(dets):
+                free = np.where(~matched & ~crowd & (ious[d] >= iou_threshold))[0]
+                if len(free):
+                    matched[free[np.argmax(ious[d, free])]] = True
+                    scored.append((float(det[ROW_SCORE]), 1))
+                elif not (crowd & (ious[d] >= iou_threshold)).any():
+                    scored.append((float(det[ROW_SCORE]), 0))
+    result = {"threshold": None, "f1": 0.0, "precision": 0.0, "recall": 0.0, "iou_threshold": iou_threshold,
+              "max_score": max((s for s, _ in scored), default=None), "detections": len(scored),
+              "ground_truth_boxes": positives}
+    if not scored or not positives:
+        return result
+    scores = np.array([s for s, _ in scored])
+    order = np.argsort(-scores, kind="stable")
+    scores, tp = scores[order], np.cumsum(np.array([t for _, t in scored])[order])
+    kept = np.arange(1, len(scores) + 1)
+    f1 = 2 * tp / (kept + positives)
+    # Only where the next score is lower can a threshold keep exactly the first k.
+    cut = np.append(scores[1:] < scores[:-1], True)
+    k = int(np.argmax(np.where(cut, f1, -1.0)))
+    threshold = (scores[k] + scores[k + 1]) / 2 if k + 1 < len(scores) else 0.0
+    return {**result, "threshold": float(threshold), "f1": float(f1[k]), "precision": float(tp[k] / kept[k]),
+            "recall": float(tp[k] / positives)}
+
+
 # The COCO toolkit's analyze() (cocodataset.org/#detection-eval "Analysis"; cocoapi MatlabAPI/CocoEval.m
 # `analyze`, after Hoiem et al., "Diagnosing Error in Object Detectors"): PR curves of each class under ever more
 # permissive settings; the gap between two successive ones is the share of one error type.

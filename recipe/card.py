@@ -30,7 +30,8 @@ def plots_section(output_dir: str, plots: dict[str, str] | None) -> str:
 
 
 def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precision: str,
-                     plots: dict[str, str] | None = None, ema: str | None = None) -> None:
+                     plots: dict[str, str] | None = None, ema: str | None = None,
+                     threshold: dict | None = None) -> None:
     rows = "\n".join(f"| {k} | {metrics[f'eval_{k}']:.4f} |" for k in METRIC_KEYS if f"eval_{k}" in metrics)
     prefix = f"eval_{PER_CLASS_PREFIX}"
     weights = f" Weights: {ema}." if ema else ""
@@ -65,10 +66,20 @@ Per-class AP (IoU 0.50:0.95):
 ```python
 from transformers import pipeline
 detector = pipeline("object-detection", model="{output_dir}")
+detections = detector("image.jpg", threshold={threshold["threshold"] if threshold else 0.5})
 ```
-"""
+{threshold_line(threshold)}"""
     with open(os.path.join(output_dir, "README.md"), "w") as f:
         f.write(text)
+
+
+def threshold_line(threshold: dict | None) -> str:
+    if not threshold:
+        return ""
+    return (f"\nThe threshold {threshold['threshold']} keeps the detections of best F1 on the validation set "
+            f"(F1 {threshold['f1']:.3f}, precision {threshold['precision']:.3f}, recall {threshold['recall']:.3f} at "
+            "IoU 0.5); it is `suggested_threshold` in config.json, the default of `detr-predict`, and the threshold "
+            "of the plots above.\n")
 
 
 def model_index(model_type: str, dataset: str | None, metrics: dict) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import glob
 import inspect
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,12 @@ from .errors import ConfigError, DataError, ModelNotAvailable
 from .postprocess import DET_BOX, DET_LABEL, DET_SCORE
 from .timing import stage
 
+logger = logging.getLogger("recipe")
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+DEFAULT_THRESHOLD = 0.3
 
 
 @dataclass
@@ -32,8 +39,10 @@ class PredictArguments:
     model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, or a Hub id (any "
                                          "AutoModelForObjectDetection with its image processor)."})
     images: str = field(metadata={"help": "An image file, a folder (its image files, sorted) or a glob pattern."})
-    threshold: float = field(default=0.3, metadata={
-        "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol)."})
+    threshold: float | None = field(default=None, metadata={
+        "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol). "
+                "Default: the model's `suggested_threshold` (best F1 on its validation set, written by training), "
+                f"else {DEFAULT_THRESHOLD}."})
     output: str = field(default="predictions", metadata={
         "help": "Output folder: predictions.json and the drawn images under images/."})
     format: str = field(default="coco", metadata={
@@ -196,13 +205,14 @@ def predict(args: PredictArguments) -> dict:
     augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor),
                                          source=f"{args.model} (its preprocessor_config.json)")
     model.to(device)
+    threshold = score_threshold(args.threshold, model.config)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
     loader = torch.utils.data.DataLoader(ImageFiles(files, augmentation),
                                          batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_readable(model.config, processor))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    results, skipped = [], []
+    results, skipped, best_score = [], [], None
     with tqdm(total=len(files), unit="img", desc="predict") as bar:
         for batch in loader:
             for item in batch["failed"]:
@@ -212,7 +222,9 @@ def predict(args: PredictArguments) -> dict:
                 for item, dets in zip(batch["items"], detect(model, batch, device, top_k=args.top_k)):
                     i = item["index"]
                     with stage("postprocess"):
-                        kept = dets[dets[:, DET_SCORE] > args.threshold]
+                        if len(dets):
+                            best_score = max(best_score or 0.0, float(dets[:, DET_SCORE].max()))
+                        kept = dets[dets[:, DET_SCORE] > threshold]
                         results += coco_results(kept, image_id=ids[i], file_name=names[i],
                                                 category_ids=category_ids)
                     if args.draw:
@@ -223,7 +235,8 @@ def predict(args: PredictArguments) -> dict:
                                  category_names={c: label_names[k] for k, c in enumerate(category_ids)},
                                  box_convention=args.box_convention)
     summary = {"images": len(files) - len(skipped), "skipped": skipped, "detections": len(results),
-               "results": str(results_path), "drawn": str(out / "images") if args.draw else None}
+               "results": str(results_path), "drawn": str(out / "images") if args.draw else None,
+               "threshold": threshold, "best_score": best_score}
     print_summary(summary, args)
     return summary
 
@@ -263,10 +276,29 @@ def write_results(results: list[dict], out: Path, *, fmt: str, names: dict[int, 
     return path
 
 
+def score_threshold(given: float | None, config) -> float:
+    """--threshold if given, else the model's `suggested_threshold` (training's best F1 on its validation set),
+    else DEFAULT_THRESHOLD; logged with its source."""
+    if given is not None:
+        return given
+    suggested = getattr(config, "suggested_threshold", None)
+    if suggested is not None:
+        logger.info("score threshold %g: the model's suggested_threshold (best F1 on its validation set); "
+                    "--threshold overrides it", suggested)
+        return float(suggested)
+    logger.info("score threshold %g (the model suggests none); --threshold sets it", DEFAULT_THRESHOLD)
+    return DEFAULT_THRESHOLD
+
+
 def print_summary(summary: dict, args: PredictArguments) -> None:
-    print(f"{summary['images']} images, {summary['detections']} detections scoring above {args.threshold:g} "
+    print(f"{summary['images']} images, {summary['detections']} detections scoring above {summary['threshold']:g} "
           f"-> {summary['results']} ({args.format})" + (f"; drawn images in {summary['drawn']}"
                                                         if summary["drawn"] else ""))
+    if not summary["detections"] and summary["images"]:
+        best = summary["best_score"]
+        print("nothing scored above the threshold: " + (
+            "the model detected nothing at all" if best is None else
+            f"the highest score was {best:.3g}; try --threshold {math.floor(best * 0.9 * 1000) / 1000:g}"))
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} unreadable image(s): {', '.join(summary['skipped'])}")
 

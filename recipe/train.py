@@ -343,20 +343,41 @@ def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> No
     output_dir = trainer.args.output_dir
     # The Trainer writes trainer_state.json only inside checkpoints; a run that saves none would lose its history.
     trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
-    plots = {}
+    plots, threshold = {}, None
     if metrics is not None and metrics.last_result is not None:
         with open(os.path.join(output_dir, "eval_per_class.json"), "w") as f:
             json.dump(metrics.last_result["per_class"], f, indent=2)
-        plots = save_plots(trainer, metrics)
+        threshold = save_suggested_threshold(trainer, metrics)
+        plots = save_plots(trainer, metrics, score_threshold=threshold["threshold"] if threshold else None)
     ema = None
     if trainer.ema is not None:
         ema = (f"the exponential moving average (decay {trainer.args.ema_decay}, warm-up "
                f"{trainer.args.ema_warmup_steps} steps, {trainer.ema.updates} updates), evaluated as saved")
     write_model_card(output_dir, trainer.model, data_args=data_args, metrics=final, precision=precision,
-                     plots=plots, ema=ema)
+                     plots=plots, ema=ema, threshold=threshold)
 
 
-def save_plots(trainer, metrics) -> dict[str, str]:
+def save_suggested_threshold(trainer, metrics) -> dict | None:
+    """The score threshold of best F1 on the validation set (`analysis.best_f1_threshold`): written into the saved
+    config.json as `suggested_threshold` (predict's default; the card names it for `pipeline()`) and logged.
+    None when the final evaluation detected nothing."""
+    from .analysis import best_f1_threshold
+
+    best = best_f1_threshold(metrics.coco_gt, metrics.last_rows)
+    if best["threshold"] is None:
+        logger.warning("no detections in the final evaluation: no score threshold to suggest")
+        return None
+    best["threshold"] = round(best["threshold"], 4)
+    config = trainer.accelerator.unwrap_model(trainer.model).config
+    config.suggested_threshold = best["threshold"]
+    config.save_pretrained(trainer.args.output_dir)
+    logger.info("suggested score threshold %.4f (best F1 %.3f at IoU 0.5 on the validation set: precision %.3f, "
+                "recall %.3f); saved in config.json", best["threshold"], best["f1"], best["precision"],
+                best["recall"])
+    return best
+
+
+def save_plots(trainer, metrics, score_threshold: float | None = None) -> dict[str, str]:
     """The figures of the final evaluation into output_dir/plots; a plotting failure is logged, not raised (the
     model is already saved)."""
     from .plots import write_plots
@@ -367,7 +388,8 @@ def save_plots(trainer, metrics) -> dict[str, str]:
     try:
         return write_plots(os.path.join(trainer.args.output_dir, "plots"), metrics.coco_gt, metrics.last_rows,
                            image_paths=dict(zip(table["image_id"], table["image_path"])),
-                           log_history=trainer.state.log_history)
+                           log_history=trainer.state.log_history,
+                           score_threshold=0.5 if score_threshold is None else score_threshold)
     except Exception:  # hours of training must not end in a traceback over a figure
         logger.exception("plots could not be drawn (the model and metrics are saved)")
         return {}

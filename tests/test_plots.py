@@ -226,3 +226,30 @@ def test_evaluate_plots_folder_that_is_a_file_is_refused_before_any_work(tmp_pat
     (tmp_path / "taken").write_text("")
     with pytest.raises(ConfigError, match=r"--plots .*taken: is a file; give a folder"):
         evaluate_files(str(tmp_path / "missing.json"), str(tmp_path / "missing.json"), plots=str(tmp_path / "taken"))
+
+
+def test_best_f1_threshold_by_hand():
+    gt = gt_of({1: [(1, [0, 0, 10, 10]), (2, [20, 20, 10, 10])],
+                2: [(3, [0, 0, 20, 20])],
+                3: [(1, [0, 0, 10, 10]), (3, [30, 30, 40, 40], 1)]})  # 4 boxes + a crowd region
+    rows = rows_of([
+        (1, [0, 0, 10, 10], 0.9, 1),    # TP
+        (1, [20, 20, 10, 10], 0.8, 1),  # FP: a dog called a cat (matching is per class)
+        (1, [60, 60, 5, 5], 0.7, 2),    # FP
+        (2, [0, 0, 20, 20], 0.6, 3),    # TP
+        (3, [30, 30, 10, 10], 0.5, 3),  # on the crowd region: ignored
+        (3, [0, 0, 10, 10], 0.4, 1),    # TP
+        (1, [20, 20, 10, 10], 0.3, 2),  # TP
+        (2, [50, 50, 10, 10], 0.2, 3),  # FP
+        (3, [50, 50, 10, 10], 0.1, 1),  # FP
+    ])
+    # F1 after k kept (TP / k): 2/5, 2/6, 2/7, 4/8, 6/9, 8/10, 8/11, 8/12: best k = 6, between 0.3 and 0.2.
+    best = analysis.best_f1_threshold(gt, rows)
+    assert best == {"threshold": pytest.approx(0.25), "f1": pytest.approx(0.8), "precision": pytest.approx(4 / 6),
+                    "recall": 1.0, "iou_threshold": 0.5, "max_score": 0.9, "detections": 8, "ground_truth_boxes": 4}
+    # Ties: a threshold cannot split equal scores, so F1 is only read where the score drops.
+    tied = rows.copy()
+    tied[7, 5] = 0.3  # the FP at 0.2 now ties the TP at 0.3
+    best = analysis.best_f1_threshold(gt, tied)
+    assert best["threshold"] == pytest.approx(0.2) and best["f1"] == pytest.approx(8 / 11)  # k = 7, not 6
+    assert analysis.best_f1_threshold(gt, rows[:0])["threshold"] is None

@@ -167,3 +167,32 @@ def test_threshold_zero_results_score_as_the_final_evaluation(trained, demo_dir,
     scored = evaluate_files(str(demo_dir / "val" / "annotations.json"), str(tmp_path / "preds" / "predictions.json"))
     assert {k: scored[k] for k in METRIC_KEYS} == pytest.approx({k: metrics[f"eval_{k}"] for k in METRIC_KEYS},
                                                                 abs=1e-12)
+
+
+def test_the_threshold_defaults_to_the_models_suggestion_and_an_empty_result_says_what_to_try(
+        bright_box_detector, tmp_path, capsys, monkeypatch):
+    scene(120, 80, (60, 10, 40, 30)).save(tmp_path / "a.png")
+    summary = predict(PredictArguments(model="stub", images=str(tmp_path / "a.png"), output=str(tmp_path / "o1")))
+    assert summary["threshold"] == 0.3 and summary["detections"] == 1  # no suggestion: the written-down default
+    model, processor, ids = recipe.predict.load_detector("stub")
+    model.config.suggested_threshold = 0.995  # BrightBoxModel scores sigmoid(5) = 0.9933
+    monkeypatch.setattr(recipe.predict, "load_detector", lambda model_id: (model, processor, ids))
+    summary = predict(PredictArguments(model="stub", images=str(tmp_path / "a.png"), output=str(tmp_path / "o2")))
+    assert summary["threshold"] == 0.995 and summary["detections"] == 0
+    assert summary["best_score"] == pytest.approx(torch.sigmoid(torch.tensor(5.0)).item())
+    printed = capsys.readouterr().out
+    assert "1 images, 0 detections scoring above 0.995" in printed
+    assert "nothing scored above the threshold: the highest score was 0.993; try --threshold 0.893" in printed
+    summary = predict(PredictArguments(model="stub", images=str(tmp_path / "a.png"), output=str(tmp_path / "o3"),
+                                       threshold=0.5))  # --threshold overrides the suggestion
+    assert summary["threshold"] == 0.5 and summary["detections"] == 1
+
+
+def test_training_saves_the_threshold_of_best_f1_for_predict_the_plots_and_the_card(trained):
+    out, _ = trained
+    config = json.loads((out / "config.json").read_text())
+    grid = json.loads((out / "plots" / "val_predictions.json").read_text())
+    card = (out / "README.md").read_text()
+    threshold = config["suggested_threshold"]
+    assert 0 <= threshold < 1 and grid["score_threshold"] == threshold
+    assert f"threshold={threshold})" in card and "best F1 on the validation set" in card
