@@ -196,12 +196,17 @@ def prediction_grid(coco_gt, rows: np.ndarray, image_paths: dict[int, str], path
 
 
 def write_plots(output_dir: str, coco_gt, rows: np.ndarray, *, image_paths: dict[int, str] | None = None,
-                log_history: list[dict] | None = None, score_threshold: float = 0.5,
+                log_history: list[dict] | None = None, score_threshold: float | None = None,
                 supercategories: dict[int, str] | None = None) -> dict[str, str]:
     """Every figure (and its JSON) into `output_dir` (created): from the ground truth (COCO object), the result
     rows [N, 7] of the evaluation (all kept detections), the image files by id (for the prediction grid) and the
-    Trainer's log_history (for the training curves). Returns {plot name: path}; logs the time it took."""
+    Trainer's log_history (for the training curves). The confusion matrix and the prediction grid keep detections
+    scoring above `score_threshold`; None: the score of best F1 on these rows (`analysis.best_f1_threshold`; 0.5
+    without detections). Returns {plot name: path}; logs the time it took."""
     start = time.perf_counter()
+    if score_threshold is None:
+        score_threshold = analysis.best_f1_threshold(coco_gt, rows)["threshold"]
+        score_threshold = 0.5 if score_threshold is None else round(score_threshold, 4)
     os.makedirs(output_dir, exist_ok=True)
     target = {k: os.path.join(output_dir, f) for k, f in PLOT_FILES.items()}
     names = {c["id"]: c["name"] for c in coco_gt.dataset["categories"]}

@@ -389,7 +389,7 @@ def save_plots(trainer, metrics, score_threshold: float | None = None) -> dict[s
         return write_plots(os.path.join(trainer.args.output_dir, "plots"), metrics.coco_gt, metrics.last_rows,
                            image_paths=dict(zip(table["image_id"], table["image_path"])),
                            log_history=trainer.state.log_history,
-                           score_threshold=0.5 if score_threshold is None else score_threshold)
+                           score_threshold=score_threshold)
     except Exception:  # hours of training must not end in a traceback over a figure
         logger.exception("plots could not be drawn (the model and metrics are saved)")
         return {}
