@@ -27,6 +27,7 @@ __all__ = ["DASHED_ALIASES", "ConfigError", "launched_without_cuda", "parse_args
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data"
     train_img: str | None = arg(None, help="Training image folder.")
     train_ann: str | None = arg(None, help="Training annotation file (COCO json or BDD100K frame list).")
     val_img: str | None = arg(None, help="Validation image folder.")
@@ -76,6 +77,7 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"
     model_name_or_path: str | None = arg("SenseTime/deformable-detr", help=(
         "Hub id, local folder or cached model. Ignored when model_config is given."))
     model_config: str | None = arg(None, help=(
@@ -133,6 +135,7 @@ class ModelArguments:
 @dataclass
 class EvalArguments:
     """How detections are kept and scored (training's evaluation and the evaluate entry point)."""
+    _argument_group_name = "evaluation"
 
     score_threshold: float = arg(0.0, range="[0, 1]", help="Keep detections scoring above this (COCO protocol: 0).")
     top_k: int = arg(100, range="[1, inf)", help="Detections kept per image (COCO: 100).")
@@ -176,6 +179,7 @@ class EvaluateScriptArguments:
 @dataclass
 class DetectionTrainingArguments(TrainingArguments):
     """TrainingArguments with the defaults this task needs (each changed default says why)."""
+    _argument_group_name = "training (the recipe's defaults; every transformers.TrainingArguments field)"
 
     output_dir: str | None = arg("outputs/deformable-detr", help="Output folder.")
     # The transform needs the image path and objects columns, which the Trainer would drop (#17894).
@@ -359,6 +363,11 @@ EVALUATE_ALIASES = {
 }
 TRAIN_DATACLASSES = (DataArguments, ModelArguments, DetectionTrainingArguments, EvalArguments)
 EVALUATE_DATACLASSES = (DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments)
+# What detr-evaluate reads (its --help shows only these; a training flag given to it is an error saying so).
+EVALUATE_FIELDS = {
+    "val_img", "val_ann", "annotation_format", "box_convention", "bdd_image_size", "dataset_cache_dir", "image_check",
+    "skip_bad_images", "model_name_or_path", "score_threshold", "top_k", "metric_backend",
+    *(f.name for f in dataclasses.fields(EvaluateScriptArguments))}
 
 
 class TrainConfig(NamedTuple):
@@ -383,7 +392,8 @@ def parse_evaluate_args(argv: list[str] | None) -> tuple:
     Two modes: a results file (`--gt` = val_ann, `--predictions`) or a saved model (`--model` =
     model_name_or_path, `--images` = val_img, `--ann` = val_ann)."""
     data, model, eval_args, script = parse_args(argv, EVALUATE_DATACLASSES, aliases=EVALUATE_ALIASES,
-                                                defaults={"model_name_or_path": None}, prog="detr-evaluate")
+                                                defaults={"model_name_or_path": None}, prog="detr-evaluate",
+                                                only=EVALUATE_FIELDS)
     if script.predictions:
         usable = data.val_ann and not model.model_name_or_path
     else:

@@ -172,6 +172,7 @@ def error_files(tmp_path):
     _write(tmp_path, "float.yaml", "per_device_train_batch_size: 2.5\n")
     _write(tmp_path, "strbool.yaml", "auxiliary_loss: 1\n")
     _write(tmp_path, "edges.yaml", "shortest_edges: 512\n")
+    _write(tmp_path, "train.yaml", "hflip_prob: 0.5\n")
     return tmp_path
 
 
@@ -208,6 +209,12 @@ EVALUATE_ERRORS = [
      "predictions_format: 'voc' is not one of coco, bdd100k"),
     (["--model", "m", "--images", "i", "--ann", "a", "--learning_rate", "1"],
      "unknown argument(s) --learning_rate 1; see `detr-evaluate --help`"),
+    # Training's data and model options are not evaluate's: an error, not a silent no-op.
+    (["--model", "m", "--images", "i", "--ann", "a", "--no_aug_epochs", "2", "--train-img", "t"],
+     "--no_aug_epochs, --train-img: not read by detr-evaluate (an option of training or of another command); see "
+     "`detr-evaluate --help` for its options"),
+    (["{tmp}/train.yaml", "--gt", "g.json", "--predictions", "p.json"],
+     "{tmp}/train.yaml: key(s) ['hflip_prob'] not read by detr-evaluate; see `detr-evaluate --help`"),
 ]
 
 
@@ -332,3 +339,21 @@ def test_a_checkpoint_flag_beside_a_yaml_model_config_is_an_error_and_none_drops
         parse_config(["--model_config", "{}", "--model_name_or_path", "x/y"])
     config = parse_config([str(ROOT / "configs" / "demo.yaml"), "--model_config", "none", "--pretrained", "org/m"])
     assert config.model.model_config is None and config.model.model_name_or_path == "org/m"
+
+
+def test_help_shows_each_commands_own_options_first_and_no_empty_section(capsys):
+    from recipe.cli import evaluate_main, predict_main
+
+    with pytest.raises(SystemExit):
+        evaluate_main(["--help"])
+    text = capsys.readouterr().out
+    sections = [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert sections == ["options:", "data:", "model:", "evaluation:"]
+    own = text.split("data:")[0]
+    assert "--predictions PREDICTIONS" in own and "--plots PLOTS" in own
+    assert "(also --images)" in text and "(also --gt / --ann)" in text and "also --pretrained / --model" in text
+    assert "--hflip_prob" not in text and "--train_img" not in text and "--class_cost" not in text
+    assert len(text.splitlines()) < 100 and "aliases:" not in text
+    with pytest.raises(SystemExit):
+        predict_main(["--help"])
+    assert "aliases:" not in capsys.readouterr().out
