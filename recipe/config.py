@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -81,8 +82,9 @@ class ModelArguments:
     model_name_or_path: str | None = arg("SenseTime/deformable-detr", help=(
         "Hub id, local folder or cached model. Ignored when model_config is given."))
     model_config: str | None = arg(None, help=(
-        "A model config (JSON object, or a mapping in YAML) to build a randomly initialised model; "
-        "used for tiny models trained from scratch."))
+        "A model config (JSON object, or a mapping in YAML) to build a randomly initialised model, or a family "
+        "name (e.g. deformable_detr, d_fine: transformers' default architecture of that family); needs no Hub "
+        "file, so it trains from scratch offline."))
     random_init: bool = arg(False, help=(
         "Build model_name_or_path's architecture with random weights (explicit opt-in; said loudly)."))
     offline: bool = arg(False, help="Never touch the network (same as HF_HUB_OFFLINE=1).")
@@ -110,6 +112,9 @@ class ModelArguments:
         check_fields(self)
         if isinstance(self.model_config, str) and self.model_config.strip().lower() in ("none", "null", ""):
             self.model_config = None  # `--model_config none` drops a YAML's model_config
+        elif isinstance(self.model_config, str) and re.fullmatch(r"[A-Za-z][\w-]*", self.model_config.strip()):
+            # `--model_config d_fine`: transformers' default architecture of the family, random weights, offline.
+            self.model_config = json.dumps({"model_type": family_name(self.model_config.strip())})
         config = parse_model_config(self.model_config)
         model_type = config.get("model_type", "deformable_detr") if config is not None else \
             local_model_type(self.model_name_or_path)
@@ -291,6 +296,16 @@ class ConvertArguments:
 
 
 # ------------------------------------------------------------------------------------------- model checks
+
+
+def family_name(name: str) -> str:
+    """A model_config given as a family name (a model_type the recipe trains) -> that model_type."""
+    from .families import FAMILIES
+
+    if name not in FAMILIES:
+        raise ConfigError(f"model_config {name!r} is neither a JSON object nor a family name; families: "
+                          f"{', '.join(sorted(FAMILIES))}")
+    return name
 
 
 def parse_model_config(text: str | None) -> dict | None:

@@ -42,10 +42,16 @@ def check_model_available(model_args) -> None:
             f"model {model_args.model_name_or_path!r} needs a package that is missing: {e}") from None
     except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "not here"
         where = "the local cache (offline mode)" if offline else "the Hub or the local cache"
+        scratch = ("for random weights without any Hub file, name the architecture instead: --model_config "
+                   "deformable_detr (any family name: transformers' default architecture) or a config with a "
+                   "model_config mapping (configs/scratch.yaml)")
+        if model_args.random_init:  # --random_init builds the checkpoint's architecture: it needs its config.json
+            hint = f"--random_init still needs its config.json; {scratch}"
+        else:
+            hint = f"pass a local folder; or, {scratch}"
         raise ModelNotAvailable(
             f"model {model_args.model_name_or_path!r} is not in {where} ({type(e).__name__}). Download it once "
-            "where there is network (`hf download ID`), pass a local folder, or ask for random weights with "
-            "--random_init (or give model_config).") from None
+            f"where there is network (`hf download ID`), {hint}.") from None
     family_of(config.model_type)
     check_packages(config, model_args.model_name_or_path)
 
@@ -104,7 +110,7 @@ def _from_model_config(model_args, id2label):
     base = AutoConfig.for_model(model_type, **cfg)
     config = AutoConfig.for_model(model_type, **{**cfg, **recipe_config_values(model_args, family, id2label, base)})
     train_backbone_norms(config, random_weights=True)
-    model = AutoModelForObjectDetection.from_config(config)
+    model = AutoModelForObjectDetection.from_config(_no_backbone_download(config))
     init_random_weights(model, family)
     import transformers
 

@@ -3,6 +3,7 @@
 import configparser
 import copy
 import importlib
+import json
 import pickle
 import subprocess
 import sys
@@ -357,3 +358,45 @@ def test_help_shows_each_commands_own_options_first_and_no_empty_section(capsys)
     with pytest.raises(SystemExit):
         predict_main(["--help"])
     assert "aliases:" not in capsys.readouterr().out
+
+
+def test_a_family_name_as_model_config_builds_its_default_architecture_offline(monkeypatch):
+    """`--model_config d_fine` (any family): transformers' default config of the family, random weights, no Hub
+    file; an unknown name is one line listing the families."""
+    from huggingface_hub import constants
+
+    from recipe.families import FAMILIES
+    from recipe.modeling import check_model_available, load_model_and_processor
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for name in FAMILIES:
+        (_, model_args, _, _) = parse_config(["--model_config", name, "--train-img", "i", "--train-ann", "a.json"])
+        assert json.loads(model_args.model_config) == {"model_type": name}
+        check_model_available(model_args)
+    with pytest.raises(ConfigError, match="model_config 'd_fin' is neither a JSON object nor a family name; "
+                                          "families: .*d_fine"):
+        parse_config(["--model_config", "d_fin"])
+    model, _ = load_model_and_processor(model_args, {0: "a", 1: "b"})  # the last family, built offline
+    assert model.config.model_type == name and model.config.num_labels == 2
+
+
+def test_offline_without_the_checkpoint_never_suggests_a_flag_already_given(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from recipe.errors import ModelNotAvailable
+    from recipe.modeling import check_model_available
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    for extra, hint in ((["--random_init", "true"], "--random_init still needs its config.json; for random "
+                         "weights without any Hub file, name the architecture instead: --model_config "
+                         "deformable_detr"),
+                        ([], "pass a local folder; or, for random weights without any Hub file, name the "
+                         "architecture instead: --model_config deformable_detr")):
+        (_, model_args, _, _) = parse_config(["--pretrained", "SenseTime/deformable-detr", "--offline", "true",
+                                              *extra])
+        with pytest.raises(ModelNotAvailable) as error:
+            check_model_available(model_args)
+        message = str(error.value)
+        assert message.startswith("model 'SenseTime/deformable-detr' is not in the local cache (offline mode)")
+        assert hint in message and message.count("--random_init") == (1 if extra else 0)
