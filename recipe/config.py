@@ -114,7 +114,7 @@ class ModelArguments:
             self.model_config = None  # `--model_config none` drops a YAML's model_config
         elif isinstance(self.model_config, str) and re.fullmatch(r"[A-Za-z][\w-]*", self.model_config.strip()):
             # `--model_config d_fine`: transformers' default architecture of the family, random weights, offline.
-            self.model_config = json.dumps({"model_type": family_name(self.model_config.strip())})
+            self.model_config = json.dumps({"model_type": self.model_config.strip()})
         config = parse_model_config(self.model_config)
         model_type = config.get("model_type", "deformable_detr") if config is not None else \
             local_model_type(self.model_name_or_path)
@@ -296,16 +296,6 @@ class ConvertArguments:
 
 
 # ------------------------------------------------------------------------------------------- model checks
-
-
-def family_name(name: str) -> str:
-    """A model_config given as a family name (a model_type the recipe trains) -> that model_type."""
-    from .families import FAMILIES
-
-    if name not in FAMILIES:
-        raise ConfigError(f"model_config {name!r} is neither a JSON object nor a family name; families: "
-                          f"{', '.join(sorted(FAMILIES))}")
-    return name
 
 
 def parse_model_config(text: str | None) -> dict | None:

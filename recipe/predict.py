@@ -186,25 +186,30 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
                                   softmax=uses_softmax(model.config.model_type)).cpu().numpy()
 
 
+def prepare_detector(args: PredictArguments):
+    """-> (model on its device, processor, category ids, the evaluation resize of its processor, device)."""
+    from .processor_size import rule_of
+    from .transforms import eval_augmentation_for
+
+    device = pick_device(args.device)
+    model, processor, category_ids = load_detector(args.model)
+    augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor),
+                                         source=f"{args.model} (its preprocessor_config.json)")
+    return model.to(device), processor, category_ids, augmentation, device
+
+
 def predict(args: PredictArguments) -> dict:
     """Run the model over the images; write `output/predictions.json` and (with `draw`) `output/images/<name>`.
 
     -> {"images": read, "skipped": [unreadable names], "detections": kept, "results": path, "drawn": folder}."""
     from tqdm.auto import tqdm
 
-    from .processor_size import rule_of
-    from .transforms import eval_augmentation_for
-
     if args.batch_size < 1 or args.top_k < 1:
         raise ConfigError(f"--batch_size {args.batch_size} / --top_k {args.top_k}: both must be at least 1")
     files = list_images(args.images)
     names = relative_names(files)
     ids = image_ids_for(names)
-    device = pick_device(args.device)
-    model, processor, category_ids = load_detector(args.model)
-    augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor),
-                                         source=f"{args.model} (its preprocessor_config.json)")
-    model.to(device)
+    model, processor, category_ids, augmentation, device = prepare_detector(args)
     threshold = score_threshold(args.threshold, model.config)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
     loader = torch.utils.data.DataLoader(ImageFiles(files, augmentation),

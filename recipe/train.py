@@ -166,7 +166,15 @@ def load_split(data_args, train_args, img, ann, name) -> DetectionData:
 
 
 def prepare_demo_data(data_args) -> None:
-    if data_args.demo_data and not (Path(data_args.demo_data) / "train" / "annotations.json").is_file():
+    """Generate the demo scenes into `demo_data` when a split reads from there and they are missing (a demo.yaml
+    pointed at your own data generates nothing)."""
+    if not data_args.demo_data:
+        return
+    root = Path(data_args.demo_data).resolve()
+    paths = [p for p in (data_args.train_img, data_args.train_ann, data_args.val_img, data_args.val_ann) if p]
+    if not any(root == Path(p).resolve() or root in Path(p).resolve().parents for p in paths):
+        return
+    if not (root / "train" / "annotations.json").is_file():
         from .data.synthetic import make_demo_dataset
 
         logger.warning("demo data not found: generating it in %s", data_args.demo_data)

@@ -115,3 +115,20 @@ def test_few_steps_on_bccd_real_jpegs(tmp_path):
     assert all(0.0 <= metrics[f"eval_{k}"] <= 1.0 for k in ("map", "map_50", "mar_100"))
     state = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert state["eval_map"] == metrics["eval_map"]
+
+
+def test_demo_data_is_generated_only_for_splits_that_read_it(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import recipe.data.synthetic
+    from recipe.train import prepare_demo_data
+
+    made = []
+    monkeypatch.setattr(recipe.data.synthetic, "make_demo_dataset", lambda folder: made.append(folder))
+    demo = str(tmp_path / "demo")
+    mine = SimpleNamespace(demo_data=demo, train_img=str(tmp_path / "mine/images"), train_ann=str(tmp_path / "m.json"),
+                           val_img=None, val_ann=None)
+    prepare_demo_data(mine)  # demo.yaml pointed at your own data: no 12 MB of synthetic scenes
+    assert made == []
+    prepare_demo_data(SimpleNamespace(**{**vars(mine), "train_img": f"{demo}/train/images"}))
+    assert made == [demo]
