@@ -39,12 +39,14 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
 
     from transformers import Trainer
 
+    from recipe.coco_eval import gt_from_table
     from recipe.collate import DetectionCollator
     from recipe.config import parse_config
     from recipe.data.builder import load_detection_dataset
-    from recipe.metrics import CocoDetectionMetrics, gt_from_table, postprocess_detections
+    from recipe.metrics import CocoDetectionMetrics
     from recipe.modeling import load_model_and_processor
-    from recipe.train import DetectionTrainer
+    from recipe.postprocess import postprocess_detections
+    from recipe.trainer import DetectionTrainer
     from recipe.transforms import build_augmentation, make_transform
 
     data_args, model_args, train_args, _ = parse_config([
