@@ -88,8 +88,6 @@ class ModelArguments:
     random_init: bool = arg(False, help=(
         "Build model_name_or_path's architecture with random weights (explicit opt-in; said loudly)."))
     offline: bool = arg(False, help="Never touch the network (same as HF_HUB_OFFLINE=1).")
-    ignore_mismatched_sizes: bool = arg(True, help=(
-        "Re-initialise the classification head when the class count differs from the checkpoint."))
     train_backbone_stem: bool | None = arg(None, help=(
         "Train the backbone's stem and first stage too (default: yes for random weights, "
         "no for pretrained, as in the original recipe)."))
@@ -248,9 +246,9 @@ class DetectionTrainingArguments(TrainingArguments):
                 self.save_steps = self.eval_steps
         super().__post_init__()
 
-    # training_args.bin, which the Trainer pickles into output_dir and every checkpoint, is a pickle of these
-    # arguments, hub_token included (FACTS.md); those folders get pushed and shared. Pickles carry no token;
-    # in-memory copies keep it (the Trainer reads it from the live object when it pushes).
+    # training_args.bin, which the Trainer pickles into output_dir and every checkpoint (torch.save(self.args)),
+    # is a pickle of these arguments, hub_token included; those folders get pushed and shared. Pickles carry no
+    # token; in-memory copies keep it (the Trainer reads it from the live object when it pushes).
     def __getstate__(self):
         return {**self.__dict__, "hub_token": None}
 
