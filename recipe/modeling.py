@@ -36,6 +36,8 @@ def check_model_available(model_args) -> None:
     if not model_args.model_name_or_path:
         raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
     offline = is_offline(model_args)
+    if not offline and not os.path.isdir(model_args.model_name_or_path):
+        offline = offline_if_hub_unreachable(model_args)
     try:
         config = AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=offline)
     except ImportError as e:
@@ -55,6 +57,53 @@ def check_model_available(model_args) -> None:
             f"where there is network (`hf download ID`), {hint}.") from None
     family_of(config.model_type)
     check_packages(config, model_args.model_name_or_path)
+
+
+def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
+    """One request to the Hub's endpoint (no retries): None when it answers (any HTTP status), else the reason. In a
+    daemon thread, since a resolver without network can take ~20 s to give up and the socket timeout does not
+    cover name resolution."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    def probe() -> str | None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return None
+        except (urllib.error.URLError, OSError) as e:
+            return str(getattr(e, "reason", e))
+        return None
+
+    answer: list = []
+    thread = threading.Thread(target=lambda: answer.append(probe()), daemon=True)  # never joined at exit
+    thread.start()
+    thread.join(timeout)
+    return answer[0] if answer else f"no answer from {constants.ENDPOINT} within {timeout:g} s"
+
+
+def offline_if_hub_unreachable(model_args) -> bool:
+    """Without a network, huggingface_hub retries each file 5 times with back-off (~30 s, each warning printed
+    twice) before failing. One quick request instead: unreachable and cached -> the run goes on offline (said once);
+    unreachable and not cached -> one line suggesting --offline and the ways out. -> whether to load offline."""
+    reason = hub_unreachable_reason()
+    if reason is None:
+        return False
+    try:
+        AutoConfig.from_pretrained(model_args.model_name_or_path, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached: whatever the type
+        raise ModelNotAvailable(
+            f"model {model_args.model_name_or_path!r}: the Hub cannot be reached ({reason}) and it is not in the "
+            "local cache. On a machine without network pass --offline (or HF_HUB_OFFLINE=1) and a cached model or "
+            "local folder; for random weights without any Hub file: --model_config deformable_detr (any family "
+            "name) or a config with a model_config mapping (configs/scratch.yaml).") from None
+    logger.warning("the Hub cannot be reached (%s): using the cached copy of %s (pass --offline to skip this check)",
+                   reason, model_args.model_name_or_path)
+    model_args.offline = True
+    return True
 
 
 def check_packages(config, name: str) -> None:

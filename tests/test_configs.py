@@ -399,3 +399,35 @@ def test_offline_without_the_checkpoint_never_suggests_a_flag_already_given(monk
         message = str(error.value)
         assert message.startswith("model 'SenseTime/deformable-detr' is not in the local cache (offline mode)")
         assert hint in message and message.count("--random_init") == (1 if extra else 0)
+
+
+def test_an_unreachable_hub_is_one_quick_line_or_the_cached_copy(monkeypatch, tmp_path, caplog):
+    """No network and no --offline: one request (no 5 retries with back-off); a cached model is used offline, said
+    once; an uncached one is one line suggesting --offline."""
+    import logging
+
+    from huggingface_hub import constants
+
+    import recipe.modeling
+    from recipe.errors import ModelNotAvailable
+    from recipe.modeling import check_model_available, hub_unreachable_reason
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused at once
+    assert "refused" in hub_unreachable_reason().lower()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    (_, model_args, _, _) = parse_config(["--pretrained", "nobody/uncached"])
+    with pytest.raises(ModelNotAvailable, match=r"^model 'nobody/uncached': the Hub cannot be reached \(.*\) and it "
+                                                r"is not in the local cache. On a machine without network pass "
+                                                r"--offline"):
+        check_model_available(model_args)
+    monkeypatch.setattr(recipe.modeling.AutoConfig, "from_pretrained",
+                        lambda name, local_files_only=False: pytest.fail("not cached?") if not local_files_only
+                        else __import__("transformers").DeformableDetrConfig())
+    with caplog.at_level(logging.WARNING, logger="recipe"):
+        check_model_available(model_args)
+    assert model_args.offline is True
+    assert [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()] == [
+        "the Hub cannot be reached ([Errno 111] Connection refused): using the cached copy of nobody/uncached (pass "
+        "--offline to skip this check)"]
