@@ -269,4 +269,3 @@ def coco_results_to_bdd_frames(results: list[dict], image_id_to_name: dict, cate
                                 "score": float(r["score"]),
                                 "box2d": {"x1": x, "y1": y, "x2": x + w - one, "y2": y + h - one}})
     return list(frames.values())
-

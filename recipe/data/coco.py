@@ -273,4 +273,3 @@ def _image_size(path: str, what: str) -> tuple[int, int]:
         return image_size(path)
     except ImageError as e:
         raise DataError(f"{what}: no width/height in the file and the image cannot be read ({e})") from None
-
