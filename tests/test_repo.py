@@ -64,7 +64,7 @@ LAYERS = [
     ("foundation", {"__init__", "errors", "distributed", "boxes", "runtime", "hub", "draw", "parsing", "config",
                     "timing"}),
     ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
-              "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo",
+              "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo", "data.hf",
               "data.splits"}),
     ("model inputs and outputs", {"color", "processor_size", "transforms", "collate", "postprocess", "coco_eval",
                                   "cocoeval_stream"}),

@@ -26,7 +26,7 @@ from ..errors import DataError
 
 # Detection order: the first reader whose `detect` says yes reads the dataset. A Hub id is what no path is, so
 # the Hugging Face reader comes last.
-READERS = ("voc", "yolo", "files")
+READERS = ("voc", "yolo", "files", "hf")
 
 
 @dataclass(frozen=True)
