@@ -61,14 +61,25 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
         fmt = "coco" if data_args.annotation_format == "auto" else data_args.annotation_format
         return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
                               data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
+    table, ann = None, data_args.val_ann
+    if data_args.dataset:
+        import functools
+
+        from .data.splits import load_one
+        from .modeling import is_offline
+
+        table = functools.partial(load_one, data_args, script_args.split, offline=is_offline(model_args),
+                                  cache_dir=data_args.dataset_cache_dir, image_check=data_args.image_check,
+                                  skip_bad_images=data_args.skip_bad_images)
+        ann = f"{data_args.dataset} [{script_args.split}]"
     return evaluate_checkpoint(
-        model_args.model_name_or_path, data_args.val_img, data_args.val_ann, script_args.output,
+        model_args.model_name_or_path, data_args.val_img, ann, script_args.output,
         script_args.predictions_out, script_args.per_device_eval_batch_size, script_args.dataloader_num_workers,
         annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
         bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
         top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
         predictions_format=script_args.predictions_format, plots=script_args.plots,
-        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
+        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images, table=table)
 
 
 def convert_bdd100k_main(argv: list[str] | None = None) -> None:

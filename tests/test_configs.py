@@ -190,10 +190,11 @@ def test_train_user_errors_are_one_line(argv, message, error_files, capsys, monk
 
 
 EVALUATE_ERRORS = [
-    (["--gt", "g.json"], "give either --gt and --predictions, or --model with --images and --ann"),
-    (["--model", "m", "--ann", "a.json"], "give either --gt and --predictions, or --model with --images and --ann"),
+    (["--gt", "g.json"], "give either --gt and --predictions, or --model with --dataset (or --images and --ann)"),
+    (["--model", "m", "--ann", "a.json"],
+     "give either --gt and --predictions, or --model with --dataset (or --images and --ann)"),
     (["--gt", "g.json", "--predictions", "p.json", "--model", "m"],
-     "give either --gt and --predictions, or --model with --images and --ann"),
+     "give either --gt and --predictions, or --model with --dataset (or --images and --ann)"),
     (["--gt", "g.json", "--predictions", "p.json", "--output", "{tmp}/folder"],
      "output {tmp}/folder is a folder; give a file name (e.g. {tmp}/folder/metrics.json)"),
     (["--model", "m", "--images", "i", "--ann", "a", "--predictions-out", "{tmp}/folder"],
