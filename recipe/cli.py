@@ -112,30 +112,30 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
 
 
 def predict_main(argv: list[str] | None = None) -> None:
-    """detr-predict --model DIR_OR_ID --images PATH_OR_FOLDER_OR_GLOB --output DIR [--threshold 0.3]"""
+    """detr-predict --model DIR_OR_ID (--images PATH_OR_FOLDER_OR_GLOB | --dataset X [--split S]) --output DIR"""
     with main_guard():
-        from .config import parse_args
+        from .config import DatasetSplitArguments, parse_args
         from .predict import PredictArguments, predict
 
-        (args,) = parse_args(argv, (PredictArguments,), prog="detr-predict")
-        predict(args)
+        args, dataset_args = parse_args(argv, (PredictArguments, DatasetSplitArguments), prog="detr-predict")
+        predict(args, dataset_args)
 
 
 def check_data_main(argv: list[str] | None = None) -> None:
-    """detr-check-data --ann ANN --images DIR: exit 0 clean, 1 problems found, 2 unusable (one-line error)."""
+    """detr-check-data (--ann ANN --images DIR | --dataset X): exit 0 clean, 1 problems found, 2 unusable."""
     with main_guard():
         from .check import CheckDataArguments, check_data
-        from .config import parse_args
+        from .config import DatasetArguments, parse_args
 
-        (args,) = parse_args(argv, (CheckDataArguments,), prog="detr-check-data")
-        sys.exit(check_data(args))
+        args, dataset_args = parse_args(argv, (CheckDataArguments, DatasetArguments), prog="detr-check-data")
+        sys.exit(check_data(args, dataset_args))
 
 
 def browse_dataset_main(argv: list[str] | None = None) -> None:
-    """detr-browse-dataset --ann ANN --images DIR [--augment CONFIG] --output grid.jpg"""
+    """detr-browse-dataset (--ann ANN --images DIR | --dataset X [--split S]) [--augment CONFIG] --output grid.jpg"""
     with main_guard():
         from .browse import BrowseArguments, browse_dataset
-        from .config import parse_args
+        from .config import DatasetSplitArguments, parse_args
 
-        (args,) = parse_args(argv, (BrowseArguments,), prog="detr-browse-dataset")
-        browse_dataset(args)
+        args, dataset_args = parse_args(argv, (BrowseArguments, DatasetSplitArguments), prog="detr-browse-dataset")
+        browse_dataset(args, dataset_args)

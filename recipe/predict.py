@@ -31,7 +31,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 class PredictArguments:
     model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, or a Hub id (any "
                                          "AutoModelForObjectDetection with its image processor)."})
-    images: str = field(metadata={"help": "An image file, a folder (its image files, sorted) or a glob pattern."})
+    images: str | None = field(default=None, metadata={
+        "help": "An image file, a folder (its image files, sorted) or a glob pattern (or --dataset and --split)."})
     threshold: float = field(default=0.3, metadata={
         "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol)."})
     output: str = field(default="predictions", metadata={
@@ -177,8 +178,9 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
                                   softmax=uses_softmax(model.config.model_type)).cpu().numpy()
 
 
-def predict(args: PredictArguments) -> dict:
-    """Run the model over the images; write `output/predictions.json` and (with `draw`) `output/images/<name>`.
+def predict(args: PredictArguments, dataset_args=None) -> dict:
+    """Run the model over the images (`args.images`, or the images of a split of `dataset_args.dataset`, with their
+    image ids); write `output/predictions.json` and (with `draw`) `output/images/<name>`.
 
     -> {"images": read, "skipped": [unreadable names], "detections": kept, "results": path, "drawn": folder}."""
     from tqdm.auto import tqdm
@@ -188,9 +190,7 @@ def predict(args: PredictArguments) -> dict:
 
     if args.batch_size < 1 or args.top_k < 1:
         raise ConfigError(f"--batch_size {args.batch_size} / --top_k {args.top_k}: both must be at least 1")
-    files = list_images(args.images)
-    names = relative_names(files)
-    ids = image_ids_for(names)
+    files, names, ids = images_to_predict(args, dataset_args)
     device = pick_device(args.device)
     model, processor, category_ids = load_detector(args.model)
     augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor),
@@ -226,6 +226,24 @@ def predict(args: PredictArguments) -> dict:
                "results": str(results_path), "drawn": str(out / "images") if args.draw else None}
     print_summary(summary, args)
     return summary
+
+
+def images_to_predict(args: PredictArguments, dataset_args=None) -> tuple[list[Path], list[str], list[int]]:
+    """-> (files, names relative to their common folder, image ids): of `--images`, or of `--dataset`'s split (its
+    table's image ids, so that the results file scores against that split)."""
+    dataset = getattr(dataset_args, "dataset", None)
+    if bool(dataset) == bool(args.images):
+        raise ConfigError("give the images to predict on: --images PATH_OR_GLOB or --dataset (and --split), one of "
+                          "them")
+    if not dataset:
+        files = list_images(args.images)
+        names = relative_names(files)
+        return files, names, image_ids_for(names)
+    from .data.splits import load_one
+
+    table = load_one(dataset_args, dataset_args.split, image_check="exists").dataset.with_format(None)
+    files = [Path(p) for p in table["image_path"]]
+    return files, relative_names(files), list(table["image_id"])
 
 
 def coco_results(dets: np.ndarray, *, image_id: int, file_name: str, category_ids: list[int]) -> list[dict]:

@@ -61,9 +61,15 @@ def _evaluate(model, dataset, tmp_path, *extra):
                                           str(tmp_path / "cache"), "--dataloader_num_workers", "0", *extra]))
 
 
-def test_train_on_a_voc_root_then_every_format_scores_the_same(formats, tmp_path, caplog):
-    metrics = _train(str(formats["voc"]), tmp_path)  # VOC without class_names: sorted names
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def voc_model(formats, tmp_path_factory):
+    """A model trained 2 steps on the VOC root (no class_names: sorted names) -> (output folder, final metrics)."""
+    tmp_path = tmp_path_factory.mktemp("voc_model")
+    return tmp_path / "out", _train(str(formats["voc"]), tmp_path)
+
+
+def test_train_on_a_voc_root_then_every_format_scores_the_same(formats, voc_model, tmp_path, caplog):
+    out, metrics = voc_model
     config = json.loads((out / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(5)] == sorted(DEMO_CLASSES)
     assert config["category_ids"] == [1, 2, 3, 4, 5]
@@ -105,3 +111,26 @@ def test_dataset_and_annotation_files_on_the_command_line_is_an_error(formats):
         parse_config([DEMO, "--dataset", str(formats["voc"]), "--train-ann", "x.json"])
     data = parse_config([DEMO, "--dataset_name", str(formats["voc"])]).data  # the YAML's files give way
     assert data.dataset == str(formats["voc"]) and data.train_ann is None and data.demo_data is None
+
+
+def test_predict_check_and_browse_take_the_dataset_flag(formats, voc_model, tmp_path, capsys):
+    from recipe.cli import browse_dataset_main, check_data_main, predict_main
+
+    out, _ = voc_model
+    predict_main(["--model", str(out), "--dataset", str(formats["voc"]), "--output", str(tmp_path / "p"),
+                  "--threshold", "0", "--draw", "false"])
+    results = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    assert len(results) == 8 * 100 and {r["image_id"] for r in results} == set(range(1, 9))
+    assert {r["file_name"] for r in results} == {f"val_{i:06d}.jpg" for i in range(1, 9)}
+    with pytest.raises(SystemExit) as e:
+        check_data_main(["--dataset", str(formats["yolo"])])
+    assert e.value.code == 0
+    printed = capsys.readouterr().out
+    assert "data report: train (" in printed and "data report: validation (" in printed and "ok: 32 images" in printed
+    browse_dataset_main(["--dataset", str(formats["yolo"]), "--split", "train", "--num_images", "2",
+                         "--output", str(tmp_path / "grid.jpg"), "--dataset_cache_dir", str(tmp_path / "cache")])
+    shown = json.loads((tmp_path / "grid.json").read_text())
+    assert len(shown["images"]) == 2 and shown["annotations"].endswith("data.yaml [train]")
+    with pytest.raises(SystemExit) as e:
+        predict_main(["--model", str(out), "--images", "x.jpg", "--dataset", str(formats["voc"])])
+    assert e.value.code == 2

@@ -38,6 +38,15 @@ def test_label_path_is_the_ultralytics_replacement_of_the_last_images_folder():
     assert label_path("/images/x/images/train/a.png") == "/images/x/labels/train/a.txt"
 
 
+def test_rounding_of_the_normalised_text_does_not_push_a_border_box_past_the_border():
+    from recipe.data.yolo import cxcywh_norm_to_xywh_abs
+
+    # The demo's box (180, 204, 34, 36) on 320x240 written as text: y + h came back as 240.00000000000003.
+    box = cxcywh_norm_to_xywh_abs([0.615625, 0.925, 0.10625, 0.15], 320, 240)
+    assert box[1] + box[3] == 240.0 and box == [180.0, 204.00000000000003, 34.0, 35.99999999999997]
+    assert cxcywh_norm_to_xywh_abs([0.9, 0.5, 0.4, 0.5], 10, 10)[0] + 4.0 > 10  # a real overrun stays
+
+
 def test_boxes_are_scaled_by_the_real_image_size(tmp_path):
     yaml = write_yolo(tmp_path / "y", {
         "train/a": "1 0.5 0.5 0.25 0.5\n\n0 0.125 0.25 0.25 0.5\n",  # a blank line is skipped

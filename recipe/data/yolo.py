@@ -85,9 +85,21 @@ def parse_label_file(path: str, width: int, height: int, known_ids: set) -> list
     return out
 
 
+# Normalised text carries rounding: a box written from one touching the border comes back 1e-14 px past it. Corners
+# this close to the border are put on it (a real overrun, e.g. cx 0.9 w 0.4, is sanitize's to clamp and count).
+ON_BORDER_PX = 1e-6
+
+
 def cxcywh_norm_to_xywh_abs(box: list[float], width: int, height: int) -> list[float]:
     cx, cy, w, h = box
-    return [(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height]
+    out = [(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height]
+    for i, size in ((0, width), (1, height)):
+        start, end = out[i], out[i] + out[i + 2]
+        if abs(start) < ON_BORDER_PX or abs(end - size) < ON_BORDER_PX:
+            start = 0.0 if abs(start) < ON_BORDER_PX else start
+            end = float(size) if abs(end - size) < ON_BORDER_PX else end
+            out[i], out[i + 2] = start, end - start
+    return out
 
 
 class YoloDataset:
