@@ -45,6 +45,8 @@ class PredictArguments:
     top_k: int = field(default=100, metadata={"help": "Detections kept per image before the threshold (COCO: 100)."})
     draw: bool = field(default=True, metadata={"help": "Write the images with their boxes drawn."})
     num_workers: int = field(default=0, metadata={"help": "Image decoding worker processes."})
+    dataset_cache_dir: str | None = field(default=None, metadata={
+        "help": "With --dataset: the Arrow cache folder of its tables (default: the datasets cache)."})
     box_convention: str = field(default="inclusive", metadata={
         "help": "--format bdd100k: box2d inclusive (x2 = x + w - 1, current toolkit) or exclusive.",
         "choices": ["inclusive", "exclusive"]})
@@ -241,7 +243,8 @@ def images_to_predict(args: PredictArguments, dataset_args=None) -> tuple[list[P
         return files, names, image_ids_for(names)
     from .data.splits import load_one
 
-    table = load_one(dataset_args, dataset_args.split, image_check="exists").dataset.with_format(None)
+    table = load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir,
+                     image_check="exists").dataset.with_format(None)
     files = [Path(p) for p in table["image_path"]]
     return files, relative_names(files), list(table["image_id"])
 

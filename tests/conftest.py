@@ -121,4 +121,31 @@ def demo_as_yolo(demo_dir: Path, out: Path) -> Path:
     return out / "data.yaml"
 
 
+def demo_as_parquet(demo_dir: Path, out: Path) -> Path:
+    """The demo's COCO files as a Hugging Face dataset repo folder in the transformers example's schema (cppe-5):
+    data/{train,validation}-00000-of-00001.parquet with the JPEG bytes embedded."""
+    from datasets import ClassLabel, Dataset, Features, Image, Sequence, Value
+
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for split, name in (("train", "train"), ("val", "validation")):
+        coco = json.loads((demo_dir / split / "annotations.json").read_text())
+        order = [c["id"] for c in coco["categories"]]
+        features = Features({"image_id": Value("int64"), "image": Image(), "width": Value("int32"),
+                             "height": Value("int32"), "objects": Sequence({
+                                 "id": Value("int64"), "area": Value("float64"),
+                                 "bbox": Sequence(Value("float32"), length=4),
+                                 "category": ClassLabel(names=[c["name"] for c in coco["categories"]])})})
+        objects = {img["id"]: {"id": [], "area": [], "bbox": [], "category": []} for img in coco["images"]}
+        for a in coco["annotations"]:
+            o = objects[a["image_id"]]
+            o["id"].append(a["id"]), o["area"].append(a["area"]), o["bbox"].append(a["bbox"])
+            o["category"].append(order.index(a["category_id"]))
+        rows = {"image_id": [img["id"] for img in coco["images"]],
+                "image": [{"bytes": (demo_dir / split / "images" / img["file_name"]).read_bytes(),
+                           "path": img["file_name"]} for img in coco["images"]],
+                "width": [img["width"] for img in coco["images"]], "height": [img["height"] for img in coco["images"]],
+                "objects": [objects[img["id"]] for img in coco["images"]]}
+        Dataset.from_dict(rows, features=features).to_parquet(str(out / "data" / f"{name}-00000-of-00001.parquet"))
+    return out
+
 from published import hub_cache, offline_hub  # noqa: E402,F401  (the local hub cache of published checkpoints)

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import DEMO, demo_as_voc, demo_as_yolo
+from conftest import DEMO, demo_as_parquet, demo_as_voc, demo_as_yolo
 from recipe.coco_eval import METRIC_KEYS
 from recipe.config import parse_config, parse_evaluate_args
 from recipe.data.splits import load_dataset_splits
@@ -22,7 +22,8 @@ DEMO_CLASSES = ["car", "truck", "pedestrian", "traffic light", "traffic sign"]
 @pytest.fixture(scope="module")
 def formats(demo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("formats")
-    return {"coco": demo_dir, "voc": demo_as_voc(demo_dir, out / "voc"), "yolo": demo_as_yolo(demo_dir, out / "yolo")}
+    return {"coco": demo_dir, "voc": demo_as_voc(demo_dir, out / "voc"), "yolo": demo_as_yolo(demo_dir, out / "yolo"),
+            "parquet": demo_as_parquet(demo_dir, out / "parquet")}
 
 
 def _boxes(table):
@@ -37,7 +38,9 @@ def test_the_same_scenes_in_every_format_give_the_same_table(formats, tmp_path):
     voc = load_dataset_splits(str(formats["voc"]), DatasetOptions(class_names=tuple(DEMO_CLASSES)),
                               cache_dir=str(tmp_path / "c"))
     yolo = load_dataset_splits(str(formats["yolo"]), cache_dir=str(tmp_path / "c"))
+    parquet = load_dataset_splits(str(formats["parquet"]), cache_dir=str(tmp_path / "c"))
     for split in ("train", "validation"):
+        assert _boxes(parquet[split]) == _boxes(coco[split])  # exact: float32 holds the integer boxes
         assert [c["name"] for c in voc[split].categories] == [c["name"] for c in coco[split].categories]
         assert [c["name"] for c in yolo[split].categories] == DEMO_CLASSES
         assert _boxes(voc[split]) == _boxes(coco[split])  # exact: integer corners
@@ -79,8 +82,9 @@ def test_train_on_a_voc_root_then_every_format_scores_the_same(formats, voc_mode
     assert "on `" + str(formats["voc"]) in (out / "README.md").read_text()
     own = {k: metrics[f"eval_{k}"] for k in METRIC_KEYS}
     own_per_class = json.loads((out / "eval_per_class.json").read_text())
-    # The model's classes in the demo's order (COCO ids 1..5 for other names) and in YOLO's 0..4: same numbers.
-    for name, exact in (("voc", True), ("coco", True), ("yolo", False)):
+    # The model's classes in the demo's order (COCO ids 1..5 for other names; YOLO's and parquet's 0..4): the
+    # same numbers, exactly but for YOLO's normalised text.
+    for name, exact in (("voc", True), ("coco", True), ("parquet", True), ("yolo", False)):
         got = _evaluate(out, formats[name], tmp_path)
         for k in METRIC_KEYS:
             assert got[k] == own[k] if exact else abs(got[k] - own[k]) <= 1e-6, (name, k, got[k], own[k])
@@ -118,7 +122,7 @@ def test_predict_check_and_browse_take_the_dataset_flag(formats, voc_model, tmp_
 
     out, _ = voc_model
     predict_main(["--model", str(out), "--dataset", str(formats["voc"]), "--output", str(tmp_path / "p"),
-                  "--threshold", "0", "--draw", "false"])
+                  "--threshold", "0", "--draw", "false", "--dataset_cache_dir", str(tmp_path / "cache")])
     results = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert len(results) == 8 * 100 and {r["image_id"] for r in results} == set(range(1, 9))
     assert {r["file_name"] for r in results} == {f"val_{i:06d}.jpg" for i in range(1, 9)}

@@ -42,8 +42,9 @@ def detect(path_or_id: str) -> bool:
     return not os.path.exists(path_or_id) and bool(_HUB_ID.match(path_or_id))
 
 
-def load(path_or_id: str, offline: bool):
-    """-> (DatasetDict, fingerprint of the source). Errors are one line (DataError)."""
+def load(path_or_id: str, offline: bool, cache_dir: str | None = None):
+    """-> (DatasetDict, fingerprint of the source). Errors are one line (DataError). `cache_dir`: where `datasets`
+    keeps its Arrow copy of a parquet folder (default: the datasets cache)."""
     import datasets
 
     try:
@@ -51,7 +52,8 @@ def load(path_or_id: str, offline: bool):
             loaded = datasets.load_from_disk(path_or_id)
             fp = hash_stats(sorted(str(p) for p in Path(path_or_id).rglob("*") if p.is_file()), "save_to_disk")
         elif os.path.isdir(path_or_id):
-            loaded = datasets.load_dataset(path_or_id)
+            loaded = datasets.load_dataset(path_or_id, cache_dir=os.path.join(cache_dir, "hf_datasets")
+                                           if cache_dir else None)
             fp = hash_stats(_data_files(path_or_id), "folder")
         else:
             loaded = _load_hub(path_or_id, offline)
@@ -138,7 +140,7 @@ class HfDataset:
     def __init__(self, path_or_id: str, options: DatasetOptions):
         self.source = path_or_id
         self.options = options
-        self.data, fp = load(path_or_id, options.offline)
+        self.data, fp = load(path_or_id, options.offline, options.cache_dir)
         self.splits = split_names(self.data, path_or_id)
         self.fingerprint = f"{fp}|{options.key()}"
         import hashlib
