@@ -31,6 +31,9 @@ OTHER_ROWS = [
     ("areas_computed", "annotations without area: w x h used"),
     ("boxes_difficult", "VOC difficult boxes (ignore regions, as crowd)"),
     ("boxes_one_pixel_wide", "VOC boxes with xmin == xmax or ymin == ymax (1 pixel wide)"),
+    ("images_without_label_file", "YOLO images without a label file (no boxes)"),
+    ("images_written_from_bytes", "embedded images written out, bytes as stored"),
+    ("boxes_of_classes_the_model_lacks", "boxes of classes the model lacks (not evaluated)"),
     ("format", "format"),
     ("split_off", "validation split"),
 ]
