@@ -58,7 +58,10 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
     from .evaluate import evaluate_checkpoint, evaluate_files
 
     if script_args.predictions:
-        fmt = "coco" if data_args.annotation_format == "auto" else data_args.annotation_format
+        from .data.files import detect_format
+
+        auto = data_args.annotation_format == "auto"
+        fmt = detect_format(data_args.val_ann) if auto else data_args.annotation_format
         return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
                               data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
     table, ann = None, data_args.val_ann
