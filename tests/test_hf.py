@@ -163,3 +163,21 @@ def test_rewriting_a_parquet_file_rebuilds_the_table(tmp_path):
     ds.to_parquet(str(repo / "data" / "train-00000-of-00001.parquet"))
     again = _load(repo, tmp_path)["train"]
     assert not again.from_cache and again.dataset[0]["objects"]["category"] == [1, 1]
+
+
+def test_images_stored_as_paths_are_read_where_they_are(tmp_path):
+    from datasets import Dataset, Features, Image, Sequence, Value
+
+    files = _jpegs(tmp_path / "jpg", 2)
+    features = Features({"image": Image(), "objects": Sequence({"bbox": Sequence(Value("float32"), length=4),
+                                                               "category": Value("int64")})})
+    ds = Dataset.from_dict({"image": [{"path": p, "bytes": None} for p in files],
+                            "objects": [{"bbox": [[1, 2, 3, 4]], "category": [1]}] * 2}, features=features)
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet"))  # paths, not bytes
+    with pytest.raises(DataError, match=r"objects\.category holds plain integers, not a ClassLabel; pass the class"):
+        _load(tmp_path / "repo", tmp_path, train_val_split=0)
+    data = _load(tmp_path / "repo", tmp_path, train_val_split=0, options=DatasetOptions(class_names=("a", "b")))
+    rows = data["train"].dataset.with_format(None)
+    assert rows["image_path"] == files and rows["image_id"] == [1, 2]  # no image_id column: row numbers
+    assert rows[0]["objects"]["category"] == [1] and data["train"].categories[1] == {"id": 1, "name": "b"}
