@@ -138,3 +138,13 @@ def test_predict_check_and_browse_take_the_dataset_flag(formats, voc_model, tmp_
     with pytest.raises(SystemExit) as e:
         predict_main(["--model", str(out), "--images", "x.jpg", "--dataset", str(formats["voc"])])
     assert e.value.code == 2
+
+
+def test_a_coco_json_beside_its_images_is_a_dataset_too(demo_dir, tmp_path):
+    from recipe.data.formats import detect
+
+    ann = demo_dir / "val" / "annotations.json"
+    assert detect(str(ann)) == "coco" and detect(str(demo_dir)) == "coco"
+    data = load_dataset_splits(str(ann), cache_dir=str(tmp_path / "c"), train_val_split=0.25, seed=0)
+    assert (len(data["train"].dataset), len(data["validation"].dataset)) == (6, 2)  # images/ found beside the file
+    assert data["train"].report["format"] == "coco"
