@@ -85,6 +85,11 @@ def test_without_lists_every_xml_trains_and_validation_is_split_off_seeded(tmp_p
     assert val_ids == again["validation"].dataset["orig_image_id"]
     assert not set(val_ids) & set(data["train"].dataset["orig_image_id"])
     assert data["validation"].report["images"] == 2 and "seed 3" in data["validation"].report["split_off"]
+    assert (data["train"].report["boxes_kept"], data["validation"].report["boxes_kept"]) == (8, 2)
+    first = _load(root, tmp_path, train_val_split=0.2, seed=3, subset=3)  # subset: after the split, of each part
+    assert (len(first["train"].dataset), len(first["validation"].dataset)) == (3, 2)
+    assert first["validation"].dataset["orig_image_id"] == val_ids
+    assert len(_load(root, tmp_path, train_val_split=0, subset=3)["train"].dataset) == 3
     assert "validation split" in format_report(data["train"].report, "train")
 
 

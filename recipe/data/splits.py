@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pyarrow.compute as pc
 
 from ..errors import DataError
 from .builder import DetectionData, load_split
@@ -23,24 +24,22 @@ def load_dataset_splits(path_or_id: str, options: DatasetOptions | None = None, 
         options = replace(options, cache_dir=cache_dir)
     opened = open_dataset(path_or_id, options)
     out = {}
-    has_val = "validation" in opened.splits
-    for name in splits:
-        if name == "validation" and not has_val:
-            continue
-        out[name] = load_split(opened.splits[name], opened.format, cache_dir, subset if has_val else None,
-                               image_check=image_check, skip_bad_images=skip_bad_images)
-        out[name].report["format"] = opened.format
-    if not has_val and ("validation" in splits) and train_val_split > 0:
-        train = out.get("train") or load_split(opened.splits["train"], opened.format, cache_dir,
-                                               image_check=image_check, skip_bad_images=skip_bad_images)
-        train.report["format"] = opened.format
-        out["train"], out["validation"] = split_off(train, train_val_split, seed, path_or_id)
-        if "train" not in splits:
-            del out["train"]
-        for name in list(out):
-            if subset is not None:
-                out[name].dataset = out[name].dataset.select(range(min(subset, len(out[name].dataset))))
+    split_needed = "validation" not in opened.splits and "validation" in splits and train_val_split > 0
+    for name in splits if not split_needed else ("train",):
+        if name in opened.splits:
+            out[name] = load_split(opened.splits[name], opened.format, cache_dir, None if split_needed else subset,
+                                   image_check=image_check, skip_bad_images=skip_bad_images)
+            out[name].report["format"] = opened.format
+    if split_needed:
+        out["train"], out["validation"] = split_off(out["train"], train_val_split, seed, path_or_id)
+        out = {name: _first(table, subset) for name, table in out.items() if name in splits}
     return out
+
+
+def _first(data: DetectionData, subset: int | None) -> DetectionData:
+    if subset is not None:
+        data.dataset = data.dataset.select(range(min(subset, len(data.dataset))))
+    return data
 
 
 def split_off(data: DetectionData, fraction: float, seed: int, source: str) -> tuple[DetectionData, DetectionData]:
@@ -53,9 +52,12 @@ def split_off(data: DetectionData, fraction: float, seed: int, source: str) -> t
     picked = np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
     rest = np.setdiff1d(np.arange(n), picked)
     note = {"split_off": f"validation = {n_val} of the {n} training images (train_val_split {fraction}, seed {seed})"}
-    train = DetectionData(data.dataset.select(rest), data.categories,
-                          {**data.report, "images": len(rest), **note}, data.from_cache)
-    val = DetectionData(data.dataset.select(picked), data.categories, {"images": n_val, **note}, data.from_cache)
+    # Straight from Arrow: boxes per image of the whole table, then summed per part.
+    boxes = pc.list_value_length(data.dataset.data.column("objects").combine_chunks().field("id")).to_numpy()
+    train = DetectionData(data.dataset.select(rest), data.categories, {
+        **data.report, "images": len(rest), "boxes_kept": int(boxes[rest].sum()), **note}, data.from_cache)
+    val = DetectionData(data.dataset.select(picked), data.categories,
+                        {"images": n_val, "boxes_kept": int(boxes[picked].sum()), **note}, data.from_cache)
     return train, val
 
 
