@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from .coco import DataError
 from .files import FORMATS, detect_format, file_split  # noqa: F401  (FORMATS, detect_format: re-exported)
@@ -35,7 +36,7 @@ from .image_check import (
 from .sanitize import sanitize_records
 
 # Bump when the table's content or schema changes, so old caches are not reused.
-SCHEMA_VERSION = "3"  # 3: categories keep their supercategory
+SCHEMA_VERSION = "4"  # 3: categories keep their supercategory; 4: built in Arrow batches
 MAX_LISTED = 1000  # bad images listed by name in the data report (all are counted)
 
 
@@ -70,10 +71,14 @@ class DetectionConfig(datasets.BuilderConfig):
         self.category_names = tuple(category_names)
 
 
-class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
-    """One split ("data") per annotation file; records are sanitized before they are written."""
+class DetectionDatasetBuilder(datasets.ArrowBasedBuilder):
+    """One split ("data") per annotation file; records are sanitized before they are written.
+
+    Rows go to Arrow in batches (`pa.Table.from_pydict` with the features' schema): encoding them one example at a
+    time (a GeneratorBasedBuilder) took about half of a 100k-image build."""
 
     BUILDER_CONFIG_CLASS = DetectionConfig
+    BATCH = 10000
     # Records already read by `load_detection_dataset` (to avoid parsing the file twice); else None.
     records: list[dict] | None = None
     # Dataset category id -> contiguous label (ClassLabel index); set by `load_detection_dataset`.
@@ -85,21 +90,21 @@ class DetectionDatasetBuilder(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         return [datasets.SplitGenerator(name="data")]
 
-    def _generate_examples(self):
+    def _generate_tables(self):
         records = self.records
         if records is None:  # the table is always built by `load_detection_dataset`, which sets them
             raise RuntimeError("DetectionDatasetBuilder.records must be set before download_and_prepare()")
-        for rec in records:
-            anns = rec["annotations"]
-            yield rec["image_id"], {
-                "image_id": rec["image_id"], "orig_image_id": rec["orig_image_id"],
-                "image_path": rec["image_path"], "width": rec["width"], "height": rec["height"],
-                "objects": {
-                    "id": [a["id"] for a in anns], "bbox": [a["bbox"] for a in anns],
-                    "category": [self._label[a["category_id"]] for a in anns],
-                    "area": [a["area"] for a in anns], "iscrowd": [a["iscrowd"] for a in anns],
-                },
-            }
+        schema = self.info.features.arrow_schema
+        for n, start in enumerate(range(0, len(records), self.BATCH)):
+            chunk = records[start:start + self.BATCH]
+            columns = {key: [rec[key] for rec in chunk]
+                       for key in ("image_id", "orig_image_id", "image_path", "width", "height")}
+            columns["objects"] = [{
+                "id": [a["id"] for a in rec["annotations"]], "bbox": [a["bbox"] for a in rec["annotations"]],
+                "category": [self._label[a["category_id"]] for a in rec["annotations"]],
+                "area": [a["area"] for a in rec["annotations"]], "iscrowd": [a["iscrowd"] for a in rec["annotations"]],
+            } for rec in chunk]
+            yield datasets.builder.Key(0, n), pa.Table.from_pydict(columns, schema=schema)
 
 
 def read_source(annotation_file, image_root, annotation_format="auto", box_convention="inclusive",

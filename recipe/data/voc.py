@@ -91,7 +91,8 @@ class VocRoot:
         self.options = options
         self.annotations = self.root / "Annotations"
         self.images = self.root / "JPEGImages"
-        self.xmls = sorted(p for p in self.annotations.iterdir() if p.suffix.lower() == ".xml")
+        # Strings, not Paths: sorting 100k Path objects costs seconds on every start.
+        self.xmls = sorted(e.path for e in os.scandir(self.annotations) if e.name.lower().endswith(".xml"))
         if not self.xmls:
             raise DataError(f"{self.annotations}: no .xml files; a VOC root holds Annotations/*.xml")
         if not self.images.is_dir():
@@ -106,8 +107,8 @@ class VocRoot:
     def names(self, split: str) -> list[tuple[str, str]]:
         """[(image name, where)] of a split, in list order; every XML for a root without lists."""
         if split not in self.split_files:
-            return [(p.stem, str(p)) for p in self.xmls]
-        known = {p.stem for p in self.xmls}
+            return [(_stem(p), p) for p in self.xmls]
+        known = {_stem(p) for p in self.xmls}
         out = []
         path = self.split_files[split]
         for n, line in enumerate(path.read_text().splitlines(), start=1):
@@ -122,7 +123,7 @@ class VocRoot:
 
     def parsed(self) -> dict:
         if self._parsed is None:
-            self._parsed = {p.stem: parse_xml(p) for p in self.xmls}
+            self._parsed = {_stem(p): parse_xml(p) for p in self.xmls}
         return self._parsed
 
     def categories(self) -> list[dict]:
@@ -158,17 +159,20 @@ class VocRoot:
         return sorted(records, key=lambda r: r["image_id"]), categories, counts
 
     def _image_path(self, name: str, file_name: str, root: str) -> str:
-        """JPEGImages/<filename> as the XML says, else <name> with the usual suffixes."""
-        what = f"{self.annotations / (name + '.xml')}"
+        """JPEGImages/<filename> as the XML says (the image check reports it when missing), else <name> with the
+        first usual suffix that exists."""
         if file_name and Path(file_name).suffix:
-            path, _ = resolve_image_path(os.path.basename(file_name), self.images, what, root)
-            if os.path.exists(path):
-                return path
+            return resolve_image_path(os.path.basename(file_name), self.images, f"{self.annotations}/{name}.xml",
+                                      root)[0]
         for suffix in IMAGE_SUFFIXES:
             path = os.path.join(root, name + suffix)
             if os.path.exists(path):
                 return path
-        return os.path.join(root, (os.path.basename(file_name) if Path(file_name).suffix else name + ".jpg"))
+        return os.path.join(root, name + ".jpg")
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def open_voc(path: str, options: DatasetOptions) -> dict[str, Split]:
