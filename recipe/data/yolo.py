@@ -167,8 +167,9 @@ class YoloDataset:
                 raise DataError(f"{label}: its image cannot be read, so its boxes cannot be scaled ({e})") from None
             return width, height, parse_label_file(label, width, height, known)
 
+        chunks = [paths[i:i + 256] for i in range(0, len(paths), 256)]  # a thread pool ignores map's chunksize
         with ThreadPoolExecutor(default_workers()) as pool:
-            results = list(pool.map(one, paths, chunksize=64))
+            results = [r for chunk in pool.map(lambda c: [one(p) for p in c], chunks) for r in chunk]
         base = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
         names = [os.path.splitext(os.path.relpath(p, base))[0] for p in paths]
         ids = {n: i for i, n in enumerate(sorted(names), start=1)}
