@@ -181,3 +181,13 @@ def test_images_stored_as_paths_are_read_where_they_are(tmp_path):
     rows = data["train"].dataset.with_format(None)
     assert rows["image_path"] == files and rows["image_id"] == [1, 2]  # no image_id column: row numbers
     assert rows[0]["objects"]["category"] == [1] and data["train"].categories[1] == {"id": 1, "name": "b"}
+
+
+def test_objects_with_more_boxes_than_categories_is_one_line(tmp_path):
+    from datasets import DatasetDict
+
+    ds = cppe5(_jpegs(tmp_path / "jpg", 2))
+    ds = ds.map(lambda r: {"objects": {**r["objects"], "category": r["objects"]["category"][:1]}}, features=ds.features)
+    DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "s"))
+    with pytest.raises(DataError, match=r"s \[train\] row 0 \(image_id 10\): objects has 2 bbox but 1 category"):
+        _load(tmp_path / "s", tmp_path)

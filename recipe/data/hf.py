@@ -177,8 +177,11 @@ class HfDataset:
         objs = row["objects"]
         if isinstance(objs, list):  # a list of objects: turn into an object of lists
             objs = {k: [o.get(k) for o in objs] for k in (objs[0] if objs else {})}
+        bboxes, cats = objs.get("bbox") or [], objs.get(key) or []
+        if len(bboxes) != len(cats):
+            raise DataError(f"{what}: objects has {len(bboxes)} bbox but {len(cats)} {key}; one of each per object")
         anns = []
-        for k, (bbox, cat) in enumerate(zip(objs.get("bbox") or [], objs.get(key) or [])):
+        for k, (bbox, cat) in enumerate(zip(bboxes, cats)):
             where = f"{what} object {k}"
             if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
                 raise DataError(f"{where}: bbox must be 4 numbers (x, y, w, h in pixels), got {bbox!r:.80}")
