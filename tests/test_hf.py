@@ -131,8 +131,9 @@ def test_hub_id_from_the_local_cache_offline_and_a_one_line_error_when_not_cache
     assert detect("someone/cppe5") == "hf"
     data = load_dataset_splits("someone/cppe5", DatasetOptions(offline=True), cache_dir=str(tmp_path / "cache"))
     assert data["train"].dataset["image_id"] == [10, 11, 12] and len(data["validation"].dataset) == 2
-    with pytest.raises(DataError, match=r"^--dataset nobody/nothing: not in the local datasets cache .* offline mode "
-                                        r"is on; load it once online, or pass a local folder") as e:
+    with pytest.raises(DataError, match=r"^--dataset nobody/nothing: not a path here, not in the local datasets "
+                                        r"cache .*, and offline mode is on; load it once online, or pass a local "
+                                        r"folder") as e:
         load_dataset_splits("nobody/nothing", DatasetOptions(offline=True), cache_dir=str(tmp_path / "cache"))
     assert "\n" not in str(e.value)
 

@@ -78,8 +78,8 @@ def _load_hub(dataset_id: str, offline: bool):
         try:
             return datasets.load_dataset(dataset_id)
         except (FileNotFoundError, ConnectionError, ValueError) as e:
-            raise DataError(f"--dataset {dataset_id}: not in the local datasets cache "
-                            f"({datasets.config.HF_DATASETS_CACHE}) and offline mode is on; load it once online, "
+            raise DataError(f"--dataset {dataset_id}: not a path here, not in the local datasets cache "
+                            f"({datasets.config.HF_DATASETS_CACHE}), and offline mode is on; load it once online, "
                             f"or pass a local folder (save_to_disk or parquet files) "
                             f"[{type(e).__name__}]") from None
     return datasets.load_dataset(dataset_id)
