@@ -28,17 +28,9 @@ logger = logging.getLogger("recipe")
 def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_convention: str = "inclusive"):
     """-> (COCO ground truth object, COCO results list), both checked (`validate_ground_truth`,
     `validate_results`). BDD100K files are converted with the official rules first."""
-    gt_data, preds = load_json(gt), load_json(predictions)
-    if fmt == "bdd100k":
-        from .data.bdd100k import bdd_predictions_to_coco_results, bdd_to_coco
+    from .data.results import as_coco
 
-        if not isinstance(gt_data, list) or not isinstance(preds, list):
-            raise DataError(f"{gt} / {predictions}: with --format bdd100k both files are BDD100K frame lists")
-        gt_data = bdd_to_coco(gt_data, box_convention, source=str(gt))
-        name_to_id = {img["file_name"]: img["id"] for img in gt_data["images"]}
-        preds = bdd_predictions_to_coco_results(preds, name_to_id, box_convention, source=str(predictions))
-    elif fmt != "coco":
-        raise DataError(f"--format {fmt!r}: choose coco or bdd100k")
+    gt_data, preds = as_coco(fmt, load_json(gt), load_json(predictions), box_convention, gt, predictions)
     if not isinstance(gt_data, dict) or "images" not in gt_data:
         raise DataError(f"{gt}: not a COCO ground-truth file (for BDD100K frame lists pass --format bdd100k)")
     if not isinstance(preds, list):
@@ -295,16 +287,14 @@ def write_evaluation_plots(folder: str, metrics, dataset) -> dict[str, str]:
 
 def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convention: str = "inclusive") -> list:
     """Kept detections as a COCO results list (the file's own image ids) or a BDD100K frame list."""
-    if fmt == "coco":
-        return results_file(rows, dataset)
-    if fmt != "bdd100k":
-        raise DataError(f"predictions format {fmt!r}: choose coco or bdd100k")
-    from .data.bdd100k import coco_results_to_bdd_frames
+    from .data.results import check_result_format, payload
 
+    check_result_format(fmt)
     results = [{"image_id": int(r[ROW_IMAGE_ID]), "category_id": int(r[ROW_CATEGORY]),
                 "bbox": [float(v) for v in r[ROW_BOX]], "score": float(r[ROW_SCORE])} for r in rows]
     names = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
-    return coco_results_to_bdd_frames(results, names, {c["id"]: c["name"] for c in categories}, box_convention)
+    return payload(fmt, results, names=names, category_names={c["id"]: c["name"] for c in categories},
+                   box_convention=box_convention, coco=lambda: results_file(rows, dataset))
 
 
 def results_file(rows, dataset) -> list[dict]:

@@ -271,16 +271,11 @@ def write_results(results: list[dict], out: Path, *, fmt: str, names: dict[int, 
                   box_convention: str = "inclusive") -> Path:
     """predictions.json: the COCO results list, or a BDD100K frame list (one frame per image, read or not
     detected) with a score on each label."""
-    if fmt == "bdd100k":
-        from .data.bdd100k import coco_results_to_bdd_frames
+    from .data.results import payload
 
-        payload = coco_results_to_bdd_frames(results, names, category_names, box_convention)
-    elif fmt == "coco":
-        payload = results
-    else:
-        raise ConfigError(f"--format {fmt!r}: choose coco or bdd100k")
     path = out / "predictions.json"
-    path.write_text(json.dumps(payload))
+    path.write_text(json.dumps(payload(fmt, results, names=names, category_names=category_names,
+                                       box_convention=box_convention)))
     return path
 
 

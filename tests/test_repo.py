@@ -65,7 +65,7 @@ LAYERS = [
                     "timing"}),
     ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
               "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo", "data.hf",
-              "data.splits"}),
+              "data.results", "data.splits"}),
     ("model inputs and outputs", {"color", "processor_size", "transforms", "collate", "postprocess", "coco_eval",
                                   "cocoeval_stream"}),
     ("families", {"families"}),
