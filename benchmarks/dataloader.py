@@ -8,6 +8,8 @@ worker count and in interleaved rounds, prints the images/s of
   recipe_cpu_norm  the same with all of that done in the loader (float32 on the CPU);
   recipe_fresh_shm  the recipe with a fresh shared-memory segment for every batch, as torch's transport gives
               (workers' buffers not reused; the same as recipe without workers);
+  recipe_parquet  the recipe on the same images and boxes read from a Hugging Face parquet folder with the JPEG
+              bytes embedded (`--dataset`: the bytes written out once, then read as files);
   hf_example  a pipeline written here after transformers' examples/pytorch/object-detection/
               run_object_detection.py: a `datasets` Image column, its albumentations policy, the image
               processor resizing (longest edge 600) and padding every image to 600x600, a stacking collate;
@@ -172,6 +174,25 @@ def stage_breakdown(table, processor, args) -> dict[str, float]:
     return out
 
 
+def parquet_table(table, tmp: Path):
+    """The same images and boxes as a Hugging Face parquet dataset folder (the transformers example's schema, JPEG
+    bytes embedded), read back through `--dataset`'s path."""
+    from recipe.data.splits import load_dataset_splits
+
+    features = datasets.Features({"image_id": datasets.Value("int64"), "image": datasets.Image(),
+                                  "width": datasets.Value("int32"), "height": datasets.Value("int32"),
+                                  "objects": {"bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
+                                              "category": datasets.List(datasets.ClassLabel(names=CLASSES))}})
+    rows = table.with_format(None)
+    (tmp / "parquet" / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({
+        "image_id": rows["image_id"], "width": rows["width"], "height": rows["height"],
+        "image": [{"bytes": Path(p).read_bytes(), "path": Path(p).name} for p in rows["image_path"]],
+        "objects": [{"bbox": o["bbox"], "category": o["category"]} for o in rows["objects"]]},
+        features=features).to_parquet(str(tmp / "parquet" / "data" / "train-00000-of-00001.parquet"))
+    return load_dataset_splits(str(tmp / "parquet"), cache_dir=str(tmp / "cache"), train_val_split=0)["train"].dataset
+
+
 def run(args) -> dict:
     import transformers
 
@@ -183,7 +204,9 @@ def run(args) -> dict:
         paths = list(table["image_path"])
         processor = processor_cls()
         recipe = recipe_dataset(table, args)  # one dataset, two collators: the batch's last step differs
+        parquet = recipe_dataset(parquet_table(table, Path(tmp)), args)
         pipelines = {"recipe": (recipe, DetectionCollator(processor, normalise_on_device=True)),
+                     "recipe_parquet": (parquet, DetectionCollator(processor, normalise_on_device=True)),
                      "recipe_cpu_norm": (recipe, DetectionCollator(processor)),
                      "recipe_fresh_shm": (recipe, DetectionCollator(processor, normalise_on_device=True,
                                                                     reuse_worker_buffers=False)),
@@ -223,7 +246,8 @@ def report(out: dict) -> None:
               f"decode_and_ship={med['decode_and_ship']:.0f}: recipe at "
               f"{100 * med['recipe'] / med['decode_and_ship']:.0f}% of it; "
               f"recipe_fresh_shm={med['recipe_fresh_shm']:.0f}: reused buffers "
-              f"{med['recipe'] / med['recipe_fresh_shm']:.2f}x")
+              f"{med['recipe'] / med['recipe_fresh_shm']:.2f}x; recipe_parquet={med['recipe_parquet']:.0f} "
+              f"({100 * med['recipe_parquet'] / med['recipe']:.0f}% of recipe on files)")
     print("recipe ms per image (0 workers): " + ", ".join(f"{k}={v:.2f}" for k, v in out["stages"].items()))
 
 

@@ -11,11 +11,13 @@ import torch
 
 
 def clamp_xywh_abs(box: list[float], width: float, height: float) -> list[float]:
-    """Clamp one `xywh_abs` box to the image; the result may have w or h <= 0 (caller decides)."""
+    """Clamp one `xywh_abs` box to the image; the result may have w or h <= 0 (caller decides). A side inside the
+    image keeps its values exactly ((x + w) - x is not always w in floats: 222.00000000000003 + 38 - 222.00000000000003
+    is 37.99999999999997, which would count as a change)."""
     x, y, w, h = (float(v) for v in box)
     x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
     x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-    return [x1, y1, x2 - x1, y2 - y1]
+    return [x1, y1, w if (x1, x2) == (x, x + w) else x2 - x1, h if (y1, y2) == (y, y + h) else y2 - y1]
 
 
 def xywh_abs_to_cxcywh_norm(boxes: np.ndarray, width: float, height: float) -> np.ndarray:

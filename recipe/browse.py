@@ -19,8 +19,8 @@ from .draw import draw_boxes, grid, titled
 
 @dataclass
 class BrowseArguments:
-    ann: str = field(metadata={"help": "Annotation file (COCO json or BDD100K frame list)."})
-    images: str = field(metadata={"help": "Image folder of the annotation file."})
+    ann: str | None = field(default=None, metadata={"help": "Annotation file (COCO json or BDD100K frame list)."})
+    images: str | None = field(default=None, metadata={"help": "Image folder of the annotation file."})
     output: str = field(default="grid.jpg", metadata={"help": "The grid image to write (its JSON goes beside it)."})
     augment: str | None = field(default=None, metadata={
         "help": "A config YAML (e.g. configs/demo.yaml): draw the images after its training augmentation."})
@@ -44,12 +44,27 @@ def training_augmentation(config_path: str, seed: int):
     return augmentation
 
 
-def browse_dataset(args: BrowseArguments) -> dict:
-    """Write the grid (and `<output>.json`: per image its file, size and the boxes drawn). -> that JSON."""
-    from .color import jitter_image
+def load_browsed(args: BrowseArguments, dataset_args=None):
+    from .errors import ConfigError
+
+    dataset = getattr(dataset_args, "dataset", None)
+    if bool(dataset) == bool(args.ann and args.images):
+        raise ConfigError("give the data to browse: --ann FILE with --images DIR, or --dataset PATH_OR_ID")
+    if dataset:
+        from .data.splits import load_one
+
+        return load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir)
     from .data.builder import load_detection_dataset
 
-    data = load_detection_dataset(args.ann, args.images, cache_dir=args.dataset_cache_dir)
+    return load_detection_dataset(args.ann, args.images, cache_dir=args.dataset_cache_dir)
+
+
+def browse_dataset(args: BrowseArguments, dataset_args=None) -> dict:
+    """Write the grid (and `<output>.json`: per image its file, size and the boxes drawn) of `--ann`/`--images` or
+    of a split of `--dataset`. -> that JSON."""
+    from .color import jitter_image
+
+    data = load_browsed(args, dataset_args)
     names = {i: c["name"] for i, c in enumerate(data.categories)}
     crowd_names = {i + len(names): f"{n} (crowd)" for i, n in names.items()}
     rng = np.random.default_rng(args.seed)
@@ -77,7 +92,8 @@ def browse_dataset(args: BrowseArguments) -> dict:
         shown.append({"file": file, "width": int(image.shape[1]), "height": int(image.shape[0]),
                       "boxes": [{"category": names[int(lab)], "bbox": [float(v) for v in b], "iscrowd": int(c)}
                                 for b, lab, c in zip(boxes, labels, crowd)]})
-    summary = {"annotations": args.ann, "augment": args.augment, "seed": args.seed, "images": shown}
+    source = args.ann or f"{dataset_args.dataset} [{dataset_args.split}]"
+    summary = {"annotations": source, "augment": args.augment, "seed": args.seed, "images": shown}
     if cells:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         grid(cells, columns=args.columns, cell_width=args.cell_width).save(args.output, quality=90)

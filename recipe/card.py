@@ -36,16 +36,18 @@ def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precis
     prefix = f"eval_{PER_CLASS_PREFIX}"
     weights = f" Weights: {ema}." if ema else ""
     per_class = "\n".join(f"| {k[len(prefix):]} | {v:.4f} |" for k, v in metrics.items() if k.startswith(prefix))
+    train_on = data_args.dataset or data_args.train_ann
+    val_on = f"the validation split of {data_args.dataset}" if data_args.dataset else data_args.val_ann
     text = f"""---
 library_name: transformers
 pipeline_tag: object-detection
 tags: [object-detection, {model.config.model_type}]
-{model_index(model.config.model_type, data_args.val_ann, metrics)}---
+{model_index(model.config.model_type, data_args.dataset or data_args.val_ann, metrics)}---
 
 # {model.config.model_type} fine-tuned for object detection
 
-Trained with the detection fine-tuning recipe on `{data_args.train_ann}`; evaluated with COCOeval
-(pycocotools, bbox, top-100 detections per image, score threshold 0 unless set) on `{data_args.val_ann}`.
+Trained with the detection fine-tuning recipe on `{train_on}`; evaluated with COCOeval
+(pycocotools, bbox, top-100 detections per image, score threshold 0 unless set) on `{val_on}`.
 Precision: {precision}.{weights} Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
 
 ## Evaluation

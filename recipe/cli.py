@@ -64,17 +64,31 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
     from .evaluate import evaluate_checkpoint, evaluate_files
 
     if script_args.predictions:
-        fmt = "coco" if data_args.annotation_format == "auto" else data_args.annotation_format
+        from .data.files import detect_format
+
+        auto = data_args.annotation_format == "auto"
+        fmt = detect_format(data_args.val_ann) if auto else data_args.annotation_format
         return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
                               data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
+    table, ann = None, data_args.val_ann
+    if data_args.dataset:
+        import functools
+
+        from .data.splits import load_one
+        from .modeling import is_offline
+
+        table = functools.partial(load_one, data_args, script_args.split, offline=is_offline(model_args),
+                                  cache_dir=data_args.dataset_cache_dir, image_check=data_args.image_check,
+                                  skip_bad_images=data_args.skip_bad_images)
+        ann = f"{data_args.dataset} [{script_args.split}]"
     return evaluate_checkpoint(
-        model_args.model_name_or_path, data_args.val_img, data_args.val_ann, script_args.output,
+        model_args.model_name_or_path, data_args.val_img, ann, script_args.output,
         script_args.predictions_out, script_args.per_device_eval_batch_size, script_args.dataloader_num_workers,
         annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
         bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
         top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
         predictions_format=script_args.predictions_format, plots=script_args.plots,
-        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
+        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images, table=table)
 
 
 def convert_bdd100k_main(argv: list[str] | None = None) -> None:
@@ -107,30 +121,30 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
 
 
 def predict_main(argv: list[str] | None = None) -> None:
-    """detr-predict --model DIR_OR_ID --images PATH_OR_FOLDER_OR_GLOB --output DIR [--threshold 0.3]"""
+    """detr-predict --model DIR_OR_ID (--images PATH_OR_FOLDER_OR_GLOB | --dataset X [--split S]) --output DIR"""
     with main_guard():
-        from .config import parse_args
+        from .config import DatasetSplitArguments, parse_args
         from .predict import PredictArguments, predict
 
-        (args,) = parse_args(argv, (PredictArguments,), prog="detr-predict")
-        predict(args)
+        args, dataset_args = parse_args(argv, (PredictArguments, DatasetSplitArguments), prog="detr-predict")
+        predict(args, dataset_args)
 
 
 def check_data_main(argv: list[str] | None = None) -> None:
-    """detr-check-data --ann ANN --images DIR: exit 0 clean, 1 problems found, 2 unusable (one-line error)."""
+    """detr-check-data (--ann ANN --images DIR | --dataset X): exit 0 clean, 1 problems found, 2 unusable."""
     with main_guard():
         from .check import CheckDataArguments, check_data
-        from .config import parse_args
+        from .config import DatasetArguments, parse_args
 
-        (args,) = parse_args(argv, (CheckDataArguments,), prog="detr-check-data")
-        sys.exit(check_data(args))
+        args, dataset_args = parse_args(argv, (CheckDataArguments, DatasetArguments), prog="detr-check-data")
+        sys.exit(check_data(args, dataset_args))
 
 
 def browse_dataset_main(argv: list[str] | None = None) -> None:
-    """detr-browse-dataset --ann ANN --images DIR [--augment CONFIG] --output grid.jpg"""
+    """detr-browse-dataset (--ann ANN --images DIR | --dataset X [--split S]) [--augment CONFIG] --output grid.jpg"""
     with main_guard():
         from .browse import BrowseArguments, browse_dataset
-        from .config import parse_args
+        from .config import DatasetSplitArguments, parse_args
 
-        (args,) = parse_args(argv, (BrowseArguments,), prog="detr-browse-dataset")
-        browse_dataset(args)
+        args, dataset_args = parse_args(argv, (BrowseArguments, DatasetSplitArguments), prog="detr-browse-dataset")
+        browse_dataset(args, dataset_args)

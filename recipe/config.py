@@ -27,8 +27,33 @@ __all__ = ["DASHED_ALIASES", "ConfigError", "launched_without_cuda", "parse_args
 
 
 @dataclass
-class DataArguments:
+class DatasetArguments:
+    """A whole dataset by one name, any format `recipe.data.formats` reads (train, evaluate, predict, check, browse)."""
+
     _argument_group_name = "data"
+
+    dataset: str | None = arg(None, aliases=["--dataset_name"], help=(
+        "A whole dataset, format detected: a Pascal VOC root, an Ultralytics data.yaml, a Hugging Face dataset "
+        "(Hub id, parquet folder or save_to_disk folder), a COCO json beside its images or a folder of them, a "
+        "BDD100K frame list. Both splits come from it (instead of --train-img/--train-ann/--val-img/--val-ann)."))
+    class_names: list[str] | None = arg(None, help=(
+        "--dataset: the class order for formats without one (VOC; default: sorted names), or the names of a Hugging "
+        "Face dataset whose categories are plain integers."))
+    train_val_split: float = arg(0.15, range="[0, 1)", help=(
+        "--dataset without a validation split: this fraction of the training images becomes it (0: none)."))
+    train_val_split_seed: int = arg(42, help="Seed of the draw of train_val_split (evaluate draws the same).")
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclass
+class DatasetSplitArguments(DatasetArguments):
+    split: str = arg("validation", choices=["train", "validation"], help="--dataset: the split to use.")
+
+
+@dataclass
+class DataArguments(DatasetArguments):
     train_img: str | None = arg(None, help="Training image folder.")
     train_ann: str | None = arg(None, help="Training annotation file (COCO json or BDD100K frame list).")
     val_img: str | None = arg(None, help="Validation image folder.")
@@ -67,6 +92,18 @@ class DataArguments:
 
     def __post_init__(self):
         check_fields(self)
+
+    def check_command_line(self, given: set[str], source: str) -> None:
+        """--dataset and the annotation-file flags name the same thing: the command line wins over the YAML, and
+        both on the command line is an error."""
+        files = [f for f in ("train_img", "train_ann", "val_img", "val_ann") if f in given]
+        if self.dataset and files and "dataset" in given:
+            raise ConfigError(f"--dataset and --{files[0]} both given: name the whole dataset (--dataset) or its "
+                              "files (--train-img/--train-ann/--val-img/--val-ann), not both")
+        if self.dataset and files:
+            self.dataset = None  # the files typed on the command line replace the YAML's dataset
+        elif self.dataset:
+            self.train_img = self.train_ann = self.val_img = self.val_ann = self.demo_data = None
 
     def check_validation_pair(self) -> None:
         """Training: a validation split needs both its images and its annotations (evaluate's --gt alone is fine)."""
@@ -165,6 +202,7 @@ class EvaluateScriptArguments:
         "A results file to score against --gt (COCO results json, or a BDD100K frame list with --format bdd100k)."))
     output: str | None = arg(None, help="Where to write the metrics JSON.")
     predictions_out: str | None = arg(None, help="With --model: also write the kept detections here.")
+    split: str = arg("validation", choices=["train", "validation"], help="With --dataset: the split to evaluate.")
     predictions_format: str = arg("coco", choices=["coco", "bdd100k"], help=(
         "--predictions-out as COCO results or as a BDD100K frame list (labels with a score)."))
     plots: str | None = arg(None, help=(
@@ -369,7 +407,8 @@ EVALUATE_DATACLASSES = (DataArguments, ModelArguments, EvalArguments, EvaluateSc
 # What detr-evaluate reads (its --help shows only these; a training flag given to it is an error saying so).
 EVALUATE_FIELDS = {
     "val_img", "val_ann", "annotation_format", "box_convention", "bdd_image_size", "dataset_cache_dir", "image_check",
-    "skip_bad_images", "model_name_or_path", "score_threshold", "top_k", "metric_backend",
+    "skip_bad_images", "model_name_or_path", "offline", "score_threshold", "top_k", "metric_backend",
+    *(f.name for f in dataclasses.fields(DatasetArguments)),
     *(f.name for f in dataclasses.fields(EvaluateScriptArguments))}
 
 
@@ -400,7 +439,7 @@ def parse_evaluate_args(argv: list[str] | None) -> tuple:
     if script.predictions:
         usable = data.val_ann and not model.model_name_or_path
     else:
-        usable = data.val_ann and data.val_img and model.model_name_or_path
+        usable = ((data.val_ann and data.val_img) or data.dataset) and model.model_name_or_path
     if not usable:
-        raise ConfigError("give either --gt and --predictions, or --model with --images and --ann")
+        raise ConfigError("give either --gt and --predictions, or --model with --dataset (or --images and --ann)")
     return data, model, eval_args, script

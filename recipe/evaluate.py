@@ -4,6 +4,7 @@ metrics JSON and, on request, the error-analysis figures that training writes (`
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -21,21 +22,15 @@ from .coco_eval import (
 from .data.coco import is_finite_number, is_id, load_json, map_image_ids, parse_coco
 from .errors import ConfigError, DataError
 
+logger = logging.getLogger("recipe")
+
 
 def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_convention: str = "inclusive"):
     """-> (COCO ground truth object, COCO results list), both checked (`validate_ground_truth`,
     `validate_results`). BDD100K files are converted with the official rules first."""
-    gt_data, preds = load_json(gt), load_json(predictions)
-    if fmt == "bdd100k":
-        from .data.bdd100k import bdd_predictions_to_coco_results, bdd_to_coco
+    from .data.results import as_coco
 
-        if not isinstance(gt_data, list) or not isinstance(preds, list):
-            raise DataError(f"{gt} / {predictions}: with --format bdd100k both files are BDD100K frame lists")
-        gt_data = bdd_to_coco(gt_data, box_convention, source=str(gt))
-        name_to_id = {img["file_name"]: img["id"] for img in gt_data["images"]}
-        preds = bdd_predictions_to_coco_results(preds, name_to_id, box_convention, source=str(predictions))
-    elif fmt != "coco":
-        raise DataError(f"--format {fmt!r}: choose coco or bdd100k")
+    gt_data, preds = as_coco(fmt, load_json(gt), load_json(predictions), box_convention, gt, predictions)
     if not isinstance(gt_data, dict) or "images" not in gt_data:
         raise DataError(f"{gt}: not a COCO ground-truth file (for BDD100K frame lists pass --format bdd100k)")
     if not isinstance(preds, list):
@@ -145,13 +140,14 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
                         dataset_cache_dir: str | None = None, backend: str = "pycocotools",
                         predictions_format: str = "coco", plots: str | None = None,
-                        image_check: str = "decode", skip_bad_images: bool = False) -> dict:
+                        image_check: str = "decode", skip_bad_images: bool = False, table=None) -> dict:
     """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
     `per_class`, `num_images`, `num_processes`); the main process writes `output`, `predictions_out`
     (a COCO results list, or with predictions_format="bdd100k" a BDD100K frame list with scores) and the
-    figures of `plots` (as training does, with the validation images next to their detections)."""
+    figures of `plots` (as training does, with the validation images next to their detections). `table`: a callable
+    that builds the evaluated table (`--dataset`), instead of `ann` + `images`; `ann` then only names it."""
     from .coco_eval import gt_from_table
     from .data.builder import load_detection_dataset
     from .metrics import CocoDetectionMetrics
@@ -162,9 +158,11 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     check_output_folder(plots)
     args = evaluation_arguments(batch_size, num_workers)
     with args.main_process_first(desc="building the evaluation table"):
-        data = load_detection_dataset(ann, images, annotation_format, dataset_cache_dir, None, box_convention,
-                                      bdd_image_size, image_check=image_check, skip_bad_images=skip_bad_images)
-    model, processor = load_evaluated_model(model_dir, data.categories, ann)
+        data = table() if table is not None else load_detection_dataset(
+            ann, images, annotation_format, dataset_cache_dir, None, box_convention, bdd_image_size,
+            image_check=image_check, skip_bad_images=skip_bad_images)
+    model, processor = load_evaluated_model(model_dir)
+    data = match_classes(data, model.config, ann)
     time_forward(model)  # a benchmark's stage times (recipe/timing.py); free otherwise
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
@@ -198,8 +196,8 @@ def evaluation_arguments(batch_size: int, num_workers: int):
                                       use_cpu=launched_without_cuda(), dataloader_pin_memory=torch.cuda.is_available())
 
 
-def load_evaluated_model(model_dir: str, categories: list[dict], ann: str):
-    """-> (model with the recipe's loss, image processor); the model's classes must be the file's, in order."""
+def load_evaluated_model(model_dir: str):
+    """-> (model with the recipe's loss, image processor)."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
     from .families import family_of, loss_weights
@@ -207,13 +205,53 @@ def load_evaluated_model(model_dir: str, categories: list[dict], ann: str):
 
     model = AutoModelForObjectDetection.from_pretrained(model_dir)
     processor = AutoImageProcessor.from_pretrained(model_dir)
-    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    if names != [c["name"] for c in categories]:
-        raise DataError(f"{ann}: categories {[c['name'] for c in categories]} differ from the model's "
-                        f"classes {names} ({model_dir}/config.json)")
     family = family_of(model.config.model_type)
     install_recipe_loss(model, family, loss_weights(family))
     return model, processor
+
+
+def match_classes(data, config, source: str):
+    """The table in the model's label space, classes matched by NAME (class names are the contract between a model
+    and a dataset; ids and order may differ). Categories get the model's ids (config.json `category_ids`, else its
+    label ids), so a dataset with the model's classes in any order scores exactly as the model's own evaluation.
+    Classes on one side only are said in one line; the dataset's boxes of classes the model lacks leave the ground
+    truth. No class in common is an error."""
+    import hashlib
+
+    from .data.builder import DetectionData, features_for
+
+    names = [config.id2label[i] for i in range(len(config.id2label))]
+    ids = [int(c) for c in (getattr(config, "category_ids", None) or range(len(names)))]
+    data_names = [c["name"] for c in data.categories]
+    if data_names == names:
+        return data
+    common = [n for n in names if n in data_names]
+    if not common:
+        raise DataError(f"{source}: no class in common with the model (dataset: {data_names}; model: {names}); "
+                        "evaluate on a dataset of the model's classes")
+    model_only, data_only = [n for n in names if n not in data_names], [n for n in data_names if n not in names]
+    if model_only or data_only:
+        logger.warning("%s: evaluated on the %d classes in common; the model lacks %s, the dataset lacks %s",
+                       source, len(common), data_only or "none", model_only or "none")
+    to_model = {j: names.index(n) for j, n in enumerate(data_names) if n in names}
+    supers = {c["name"]: c["supercategory"] for c in data.categories if "supercategory" in c}
+    categories = [{"id": ids[i], "name": n, **({"supercategory": supers[n]} if n in supers else {})}
+                  for i, n in enumerate(names)]
+    fingerprint = hashlib.blake2b(f"{data.dataset._fingerprint}|{to_model}|{names}".encode(), digest_size=16)
+    table = data.dataset.map(_to_model_labels, fn_kwargs={"to_model": to_model}, features=features_for(names),
+                             new_fingerprint=fingerprint.hexdigest(), desc="classes by name")
+    dropped = sum(len(o["category"]) for o in data.dataset.with_format(None)["objects"]) - \
+        sum(len(o["category"]) for o in table.with_format(None)["objects"])
+    return DetectionData(table, categories, {**data.report, "boxes_of_classes_the_model_lacks": dropped},
+                         data.from_cache)
+
+
+def _to_model_labels(row: dict, to_model: dict) -> dict:
+    objs = row["objects"]
+    keep = [k for k, c in enumerate(objs["category"]) if c in to_model]
+    out = {key: [values[k] for k in keep] for key, values in objs.items()}
+    out["category"] = [to_model[c] for c in out["category"]]
+    return {"objects": out}
 
 
 def evaluation_dataset(data, processor, *, source: str):
@@ -249,16 +287,14 @@ def write_evaluation_plots(folder: str, metrics, dataset) -> dict[str, str]:
 
 def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convention: str = "inclusive") -> list:
     """Kept detections as a COCO results list (the file's own image ids) or a BDD100K frame list."""
-    if fmt == "coco":
-        return results_file(rows, dataset)
-    if fmt != "bdd100k":
-        raise DataError(f"predictions format {fmt!r}: choose coco or bdd100k")
-    from .data.bdd100k import coco_results_to_bdd_frames
+    from .data.results import check_result_format, payload
 
+    check_result_format(fmt)
     results = [{"image_id": int(r[ROW_IMAGE_ID]), "category_id": int(r[ROW_CATEGORY]),
                 "bbox": [float(v) for v in r[ROW_BOX]], "score": float(r[ROW_SCORE])} for r in rows]
     names = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
-    return coco_results_to_bdd_frames(results, names, {c["id"]: c["name"] for c in categories}, box_convention)
+    return payload(fmt, results, names=names, category_names={c["id"]: c["name"] for c in categories},
+                   box_convention=box_convention, coco=lambda: results_file(rows, dataset))
 
 
 def results_file(rows, dataset) -> list[dict]:

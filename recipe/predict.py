@@ -38,7 +38,8 @@ DEFAULT_THRESHOLD = 0.3
 class PredictArguments:
     model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, or a Hub id (any "
                                          "AutoModelForObjectDetection with its image processor)."})
-    images: str = field(metadata={"help": "An image file, a folder (its image files, sorted) or a glob pattern."})
+    images: str | None = field(default=None, metadata={
+        "help": "An image file, a folder (its image files, sorted) or a glob pattern (or --dataset and --split)."})
     threshold: float | None = field(default=None, metadata={
         "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol). "
                 "Default: the model's `suggested_threshold` (best F1 on its validation set, written by training), "
@@ -53,6 +54,8 @@ class PredictArguments:
     top_k: int = field(default=100, metadata={"help": "Detections kept per image before the threshold (COCO: 100)."})
     draw: bool = field(default=True, metadata={"help": "Write the images with their boxes drawn."})
     num_workers: int = field(default=0, metadata={"help": "Image decoding worker processes."})
+    dataset_cache_dir: str | None = field(default=None, metadata={
+        "help": "With --dataset: the Arrow cache folder of its tables (default: the datasets cache)."})
     box_convention: str = field(default="inclusive", metadata={
         "help": "--format bdd100k: box2d inclusive (x2 = x + w - 1, current toolkit) or exclusive.",
         "choices": ["inclusive", "exclusive"]})
@@ -198,17 +201,16 @@ def prepare_detector(args: PredictArguments):
     return model.to(device), processor, category_ids, augmentation, device
 
 
-def predict(args: PredictArguments) -> dict:
-    """Run the model over the images; write `output/predictions.json` and (with `draw`) `output/images/<name>`.
+def predict(args: PredictArguments, dataset_args=None) -> dict:
+    """Run the model over the images (`args.images`, or the images of a split of `dataset_args.dataset`, with their
+    image ids); write `output/predictions.json` and (with `draw`) `output/images/<name>`.
 
     -> {"images": read, "skipped": [unreadable names], "detections": kept, "results": path, "drawn": folder}."""
     from tqdm.auto import tqdm
 
     if args.batch_size < 1 or args.top_k < 1:
         raise ConfigError(f"--batch_size {args.batch_size} / --top_k {args.top_k}: both must be at least 1")
-    files = list_images(args.images)
-    names = relative_names(files)
-    ids = image_ids_for(names)
+    files, names, ids = images_to_predict(args, dataset_args)
     model, processor, category_ids, augmentation, device = prepare_detector(args)
     threshold = score_threshold(args.threshold, model.config)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
@@ -246,6 +248,25 @@ def predict(args: PredictArguments) -> dict:
     return summary
 
 
+def images_to_predict(args: PredictArguments, dataset_args=None) -> tuple[list[Path], list[str], list[int]]:
+    """-> (files, names relative to their common folder, image ids): of `--images`, or of `--dataset`'s split (its
+    table's image ids, so that the results file scores against that split)."""
+    dataset = getattr(dataset_args, "dataset", None)
+    if bool(dataset) == bool(args.images):
+        raise ConfigError("give the images to predict on: --images PATH_OR_GLOB or --dataset (and --split), one of "
+                          "them")
+    if not dataset:
+        files = list_images(args.images)
+        names = relative_names(files)
+        return files, names, image_ids_for(names)
+    from .data.splits import load_one
+
+    table = load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir,
+                     image_check="exists").dataset.with_format(None)
+    files = [Path(p) for p in table["image_path"]]
+    return files, relative_names(files), list(table["image_id"])
+
+
 def coco_results(dets: np.ndarray, *, image_id: int, file_name: str, category_ids: list[int]) -> list[dict]:
     """Kept detections [K, 6] of one image -> COCO results entries (full float precision, so that scoring the
     file gives the evaluation's numbers) with the image's file name."""
@@ -268,16 +289,11 @@ def write_results(results: list[dict], out: Path, *, fmt: str, names: dict[int, 
                   box_convention: str = "inclusive") -> Path:
     """predictions.json: the COCO results list, or a BDD100K frame list (one frame per image, read or not
     detected) with a score on each label."""
-    if fmt == "bdd100k":
-        from .data.bdd100k import coco_results_to_bdd_frames
+    from .data.results import payload
 
-        payload = coco_results_to_bdd_frames(results, names, category_names, box_convention)
-    elif fmt == "coco":
-        payload = results
-    else:
-        raise ConfigError(f"--format {fmt!r}: choose coco or bdd100k")
     path = out / "predictions.json"
-    path.write_text(json.dumps(payload))
+    path.write_text(json.dumps(payload(fmt, results, names=names, category_names=category_names,
+                                       box_convention=box_convention)))
     return path
 
 

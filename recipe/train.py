@@ -27,7 +27,7 @@ from .errors import ConfigError, DataError, TrainingInterrupted
 from .families import collator_for, size_multiple
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
-from .modeling import check_model_available, load_model_and_processor
+from .modeling import check_model_available, is_offline, load_model_and_processor
 from .processor_size import rule_of
 from .runtime import check_world_size, resolve_precision
 from .trainer import AugmentationEpochCallback, DetectionTrainer, InterruptCallback, NonFiniteLossCallback
@@ -45,7 +45,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     precision = prepare_runtime(train_args)
     prepare_output_dir(train_args)
     check_model_available(model_args)  # before any data is read
-    train, val = load_splits(data_args, train_args)
+    train, val = load_splits(data_args, train_args, offline=is_offline(model_args))
     report_data(data_args, train_args, train, val)
     set_seed(train_args.seed)
     model, processor = build_model(model_args, data_args, train.categories)
@@ -136,8 +136,11 @@ def newest_complete_checkpoint(folder: str) -> str | None:
     return None
 
 
-def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | None]:
-    """The training and (optional) validation tables; the demo data is generated first if asked."""
+def load_splits(data_args, train_args, *, offline: bool = False) -> tuple[DetectionData, DetectionData | None]:
+    """The training and (optional) validation tables: of `--dataset`, or of the annotation files (the demo data is
+    generated first if asked)."""
+    if data_args.dataset:
+        return load_dataset_argument(data_args, train_args, offline)
     if not data_args.train_ann or not data_args.train_img:
         prepare_demo_data(data_args)
     elif data_args.demo_data:
@@ -156,6 +159,22 @@ def load_splits(data_args, train_args) -> tuple[DetectionData, DetectionData | N
         raise DataError(f"{data_args.val_ann}: categories differ from {data_args.train_ann}; "
                         "both files need the same categories in the same order")
     return train, val
+
+
+def load_dataset_argument(data_args, train_args, offline: bool) -> tuple[DetectionData, DetectionData | None]:
+    from .data.splits import load_named
+
+    with train_args.main_process_first(desc=f"building the tables of {data_args.dataset}"):
+        tables = load_named(data_args, offline=offline, cache_dir=data_args.dataset_cache_dir,
+                            subset=data_args.subset, image_check=data_args.image_check,
+                            skip_bad_images=data_args.skip_bad_images)
+    val = tables.get("validation")
+    if val is None:
+        if train_args.early_stopping_patience is not None:
+            raise ConfigError(f"early_stopping_patience needs a validation set; {data_args.dataset} has none "
+                              "(set train_val_split above 0)")
+        train_args.eval_strategy = "no"
+    return tables["train"], val
 
 
 def load_split(data_args, train_args, img, ann, name) -> DetectionData:
@@ -186,7 +205,7 @@ def report_data(data_args, train_args, train, val) -> None:
     if train_args.process_index != 0:
         return
     reports = {"train": train.report, **({"validation": val.report} if val else {})}
-    sources = {"train": data_args.train_ann, "validation": data_args.val_ann}
+    sources = {"train": data_args.dataset or data_args.train_ann, "validation": data_args.dataset or data_args.val_ann}
     for split, report in reports.items():
         print(format_report(report, f"{split} ({sources[split]})"))
     save_reports(reports, train_args.output_dir)

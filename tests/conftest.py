@@ -66,4 +66,86 @@ def tiny_model_args(**overrides):
     return ModelArguments(model_config=json.dumps(cfg), **overrides)
 
 
+# ---------------------------------------------- the demo data in other formats (tests/test_dataset_flag.py)
+
+def demo_as_voc(demo_dir: Path, out: Path) -> Path:
+    """The demo's COCO files as a Pascal VOC root (1-based inclusive corners: xmin = x + 1, xmax = x + w; exact for
+    the demo's integer boxes). Image names are prefixed by the split; lists in ImageSets/Main/{train,val}.txt."""
+    import shutil
+
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        coco = json.loads((demo_dir / split / "annotations.json").read_text())
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        by_image = {}
+        for a in coco["annotations"]:
+            by_image.setdefault(a["image_id"], []).append(a)
+        stems = []
+        for img in coco["images"]:
+            stem = f"{split}_{Path(img['file_name']).stem}"
+            stems.append(stem)
+            shutil.copy(demo_dir / split / "images" / img["file_name"], out / "JPEGImages" / f"{stem}.jpg")
+            objects = "".join(
+                f"<object><name>{names[a['category_id']]}</name><difficult>{a['iscrowd']}</difficult><bndbox>"
+                f"<xmin>{a['bbox'][0] + 1}</xmin><ymin>{a['bbox'][1] + 1}</ymin><xmax>{a['bbox'][0] + a['bbox'][2]}"
+                f"</xmax><ymax>{a['bbox'][1] + a['bbox'][3]}</ymax></bndbox></object>"
+                for a in by_image.get(img["id"], []))
+            (out / "Annotations" / f"{stem}.xml").write_text(
+                f"<annotation><filename>{stem}.jpg</filename><size><width>{img['width']}</width><height>"
+                f"{img['height']}</height><depth>3</depth></size>{objects}</annotation>")
+        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
+    return out
+
+
+def demo_as_yolo(demo_dir: Path, out: Path) -> Path:
+    """The demo's COCO files as an Ultralytics dataset (data.yaml, images/{train,val}, labels/{train,val})."""
+    import shutil
+
+    for split in ("train", "val"):
+        coco = json.loads((demo_dir / split / "annotations.json").read_text())
+        order = [c["id"] for c in coco["categories"]]
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        lines = {img["id"]: [] for img in coco["images"]}
+        sizes = {img["id"]: (img["width"], img["height"]) for img in coco["images"]}
+        for a in coco["annotations"]:
+            (x, y, w, h), (width, height) = a["bbox"], sizes[a["image_id"]]
+            lines[a["image_id"]].append(f"{order.index(a['category_id'])} {(x + w / 2) / width!r} "
+                                        f"{(y + h / 2) / height!r} {w / width!r} {h / height!r}\n")
+        for img in coco["images"]:
+            shutil.copy(demo_dir / split / "images" / img["file_name"], out / "images" / split / img["file_name"])
+            (out / "labels" / split / f"{Path(img['file_name']).stem}.txt").write_text("".join(lines[img["id"]]))
+    names = [c["name"] for c in json.loads((demo_dir / "train" / "annotations.json").read_text())["categories"]]
+    (out / "data.yaml").write_text(f"path: {out}\ntrain: images/train\nval: images/val\nnames: {json.dumps(names)}\n")
+    return out / "data.yaml"
+
+
+def demo_as_parquet(demo_dir: Path, out: Path) -> Path:
+    """The demo's COCO files as a Hugging Face dataset repo folder in the transformers example's schema (cppe-5):
+    data/{train,validation}-00000-of-00001.parquet with the JPEG bytes embedded."""
+    from datasets import ClassLabel, Dataset, Features, Image, Sequence, Value
+
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for split, name in (("train", "train"), ("val", "validation")):
+        coco = json.loads((demo_dir / split / "annotations.json").read_text())
+        order = [c["id"] for c in coco["categories"]]
+        features = Features({"image_id": Value("int64"), "image": Image(), "width": Value("int32"),
+                             "height": Value("int32"), "objects": Sequence({
+                                 "id": Value("int64"), "area": Value("float64"),
+                                 "bbox": Sequence(Value("float32"), length=4),
+                                 "category": ClassLabel(names=[c["name"] for c in coco["categories"]])})})
+        objects = {img["id"]: {"id": [], "area": [], "bbox": [], "category": []} for img in coco["images"]}
+        for a in coco["annotations"]:
+            o = objects[a["image_id"]]
+            o["id"].append(a["id"]), o["area"].append(a["area"]), o["bbox"].append(a["bbox"])
+            o["category"].append(order.index(a["category_id"]))
+        rows = {"image_id": [img["id"] for img in coco["images"]],
+                "image": [{"bytes": (demo_dir / split / "images" / img["file_name"]).read_bytes(),
+                           "path": img["file_name"]} for img in coco["images"]],
+                "width": [img["width"] for img in coco["images"]], "height": [img["height"] for img in coco["images"]],
+                "objects": [objects[img["id"]] for img in coco["images"]]}
+        Dataset.from_dict(rows, features=features).to_parquet(str(out / "data" / f"{name}-00000-of-00001.parquet"))
+    return out
+
 from published import hub_cache, offline_hub  # noqa: E402,F401  (the local hub cache of published checkpoints)

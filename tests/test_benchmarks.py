@@ -46,13 +46,15 @@ def test_dataloader_benchmark_runs(tmp_path, capsys):
                               longest_edge=120, processor="DeformableDetrImageProcessor")
     out = bench.run(args)
     for medians in out["results"].values():
-        assert set(medians) == {"recipe", "recipe_cpu_norm", "recipe_fresh_shm", "hf_example", "decode_torchvision",
+        assert set(medians) == {"recipe", "recipe_parquet", "recipe_cpu_norm", "recipe_fresh_shm", "hf_example",
+                                "decode_torchvision",
                                 "decode_opencv", "decode_pil", "decode_and_ship"}
         assert all(v > 0 for v in medians.values())
     assert set(out["stages"]) == {"decode", "augment", "labels", "collate", bench.DEVICE_STAGE}
     bench.report(out)
     printed = capsys.readouterr().out
     assert "workers=1 recipe/hf_example=" in printed and "reused buffers" in printed
+    assert "% of recipe on files" in printed
 
 
 def test_bccd_to_coco_boxes_are_inclusive(tmp_path):
@@ -201,3 +203,14 @@ def test_training_features_benchmark_runs(tmp_path, capsys, monkeypatch):
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["arm"] for r in rows] == ["baseline", "ema"] and all(r["steps"] == 2 for r in rows)
     assert "% of a step" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # four child processes
+def test_format_scale_benchmark_runs(tmp_path, capsys):
+    bench = _load("format_scale")
+    results = bench.run(30, ["voc", "yolo"], tmp_path)
+    assert results["voc"]["rows"] == results["yolo"]["rows"] == 30
+    assert results["voc"]["boxes"] == results["yolo"]["boxes"] == sum(len(b) for b in bench.boxes_for(30))
+    bench.report(results)
+    printed = capsys.readouterr().out
+    assert "voc_build_s=" in printed and "yolo_reload_s=" in printed

@@ -34,3 +34,13 @@ def test_report_table_shows_nonzero_rows():
     assert "boxes dropped: w or h <= 0 after clamping" in table
     assert "boxes clamped" not in table
     assert table.splitlines()[0] == "data report: train"
+
+
+def test_a_float_box_inside_the_image_is_not_counted_as_clamped():
+    # (x + w) - x is not w in floats for these: recomputing the width would count an untouched box as clamped.
+    records = [_rec(1, [([222.00000000000003, 16.000000000000004, 38.0, 30.0], 0), ([290.5, 40.25, 20.0, 20.0], 0)],
+                    w=300)]
+    out, report = sanitize_records(records)
+    assert out[0]["annotations"][0]["bbox"] == [222.00000000000003, 16.000000000000004, 38.0, 30.0]
+    assert out[0]["annotations"][1]["bbox"] == [290.5, 40.25, 9.5, 9.75]
+    assert report["boxes_clamped"] == 1

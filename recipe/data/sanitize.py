@@ -29,8 +29,17 @@ OTHER_ROWS = [
     ("images_bad_dropped", "bad images dropped (skip_bad_images; listed below)"),
     ("annotation_ids_assigned", "annotations without an integer id: ids assigned"),
     ("areas_computed", "annotations without area: w x h used"),
+    ("boxes_difficult", "VOC difficult boxes (ignore regions, as crowd)"),
+    ("boxes_one_pixel_wide", "VOC boxes with xmin == xmax or ymin == ymax (1 pixel wide)"),
+    ("images_without_label_file", "YOLO images without a label file (no boxes)"),
+    ("images_written_from_bytes", "embedded images written out, bytes as stored"),
+    ("boxes_of_classes_the_model_lacks", "boxes of classes the model lacks (not evaluated)"),
+    ("format", "format"),
+    ("split_off", "validation split"),
 ]
-LIST_ROWS = ("bad_images",)  # lists, not counts: printed one per line (first 10)
+# Lists, not counts: printed one per line (first 10). `boxes_dropped` names each dropped box by the reader's own
+# `where` (file and line or object) where the reader gives one.
+LIST_ROWS = ("bad_images", "boxes_dropped")
 
 
 def sanitize_records(records: list[dict], counts: dict | None = None) -> tuple[list[dict], dict]:
@@ -46,6 +55,8 @@ def sanitize_records(records: list[dict], counts: dict | None = None) -> tuple[l
             box = clamp_xywh_abs(ann["bbox"], rec["width"], rec["height"])
             if box[2] <= 0 or box[3] <= 0:
                 report["boxes_dropped_degenerate"] += 1
+                if "where" in ann:
+                    report.setdefault("boxes_dropped", []).append(f"{ann['where']}: bbox {ann['bbox']} xywh_abs")
                 continue
             if box != [float(v) for v in ann["bbox"]]:
                 report["boxes_clamped"] += 1
@@ -64,7 +75,8 @@ def format_report(report: dict, title: str) -> str:
             if report.get(key, 0) or key in ("images", "boxes_kept")]
     rows += [(k, v) for k, v in report.items() if k not in labels and k not in LIST_ROWS and v]
     width = max(len(label) for label, _ in rows)
-    lines = [f"data report: {title}"] + [f"  {label:<{width}}  {value:>9,}" for label, value in rows]
+    lines = [f"data report: {title}"] + [f"  {label:<{width}}  {value:>9,}" if isinstance(value, int) else
+                                         f"  {label:<{width}}  {value}" for label, value in rows]
     for key in LIST_ROWS:
         items = report.get(key) or []
         lines += [f"    {item}" for item in items[:10]] + ([f"    ... and {len(items) - 10} more"] if len(items) > 10 else [])

@@ -1,0 +1,89 @@
+"""A whole dataset named by `--dataset`: detect its format, build the table of each split, and split a validation
+set off the training table when the source has none (`train_val_split`, seeded)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pyarrow.compute as pc
+
+from ..errors import DataError
+from .builder import DetectionData, load_split
+from .formats import DatasetOptions, open_dataset
+
+
+def load_dataset_splits(path_or_id: str, options: DatasetOptions | None = None, *, cache_dir: str | None = None,
+                        subset: int | None = None, image_check: str = "decode", skip_bad_images: bool = False,
+                        train_val_split: float = 0.15, seed: int = 42,
+                        splits: tuple[str, ...] = ("train", "validation")) -> dict[str, DetectionData]:
+    """{split: table} for the `splits` asked for ("train", "validation"). Without a validation split in the source,
+    `train_val_split` of the training images (drawn with `seed`) become it; 0 means no validation split."""
+    options = options or DatasetOptions(cache_dir=cache_dir)
+    if options.cache_dir is None and cache_dir is not None:
+        options = replace(options, cache_dir=cache_dir)
+    opened = open_dataset(path_or_id, options)
+    out = {}
+    split_needed = "validation" not in opened.splits and "validation" in splits and train_val_split > 0
+    for name in splits if not split_needed else ("train",):
+        if name in opened.splits:
+            out[name] = load_split(opened.splits[name], opened.format, cache_dir, None if split_needed else subset,
+                                   image_check=image_check, skip_bad_images=skip_bad_images)
+            out[name].report["format"] = opened.format
+    if split_needed:
+        out["train"], out["validation"] = split_off(out["train"], train_val_split, seed, path_or_id)
+        out = {name: _first(table, subset) for name, table in out.items() if name in splits}
+    return out
+
+
+def _first(data: DetectionData, subset: int | None) -> DetectionData:
+    if subset is not None:
+        data.dataset = data.dataset.select(range(min(subset, len(data.dataset))))
+    return data
+
+
+def split_off(data: DetectionData, fraction: float, seed: int, source: str) -> tuple[DetectionData, DetectionData]:
+    """(train, validation): round(fraction x N) images, at least 1, drawn with `seed`; both keep image-id order."""
+    n = len(data.dataset)
+    n_val = max(1, round(fraction * n))
+    if n_val >= n:
+        raise DataError(f"{source}: {n} image(s) cannot be split into train and validation (train_val_split "
+                        f"{fraction}); add images or give a validation split")
+    picked = np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
+    rest = np.setdiff1d(np.arange(n), picked)
+    note = {"split_off": f"validation = {n_val} of the {n} training images (train_val_split {fraction}, seed {seed})"}
+    # Straight from Arrow: boxes per image of the whole table, then summed per part.
+    boxes = pc.list_value_length(data.dataset.data.column("objects").combine_chunks().field("id")).to_numpy()
+    train = DetectionData(data.dataset.select(rest), data.categories, {
+        **data.report, "images": len(rest), "boxes_kept": int(boxes[rest].sum()), **note}, data.from_cache)
+    val = DetectionData(data.dataset.select(picked), data.categories,
+                        {"images": n_val, "boxes_kept": int(boxes[picked].sum()), **note}, data.from_cache)
+    return train, val
+
+
+def options_of(dataset_args, *, offline: bool = False, cache_dir: str | None = None) -> DatasetOptions:
+    """DatasetOptions from the parsed arguments (`config.DatasetArguments` and, where present, the BDD100K fields)."""
+    names = getattr(dataset_args, "class_names", None)
+    return DatasetOptions(class_names=tuple(names) if names else None,
+                          box_convention=getattr(dataset_args, "box_convention", "inclusive"),
+                          bdd_image_size=tuple(getattr(dataset_args, "bdd_image_size", (1280, 720))),
+                          offline=offline, cache_dir=cache_dir)
+
+
+def load_named(dataset_args, splits: tuple[str, ...] = ("train", "validation"), *, offline: bool = False,
+               cache_dir: str | None = None, subset: int | None = None, image_check: str = "decode",
+               skip_bad_images: bool = False) -> dict[str, DetectionData]:
+    """`load_dataset_splits` of `dataset_args.dataset` with the options the arguments give."""
+    return load_dataset_splits(dataset_args.dataset, options_of(dataset_args, offline=offline, cache_dir=cache_dir),
+                               cache_dir=cache_dir, subset=subset, image_check=image_check,
+                               skip_bad_images=skip_bad_images, train_val_split=dataset_args.train_val_split,
+                               seed=dataset_args.train_val_split_seed, splits=splits)
+
+
+def load_one(dataset_args, split: str, **kwargs) -> DetectionData:
+    """One split of `dataset_args.dataset` (evaluate, predict, browse); see `load_named` for the keywords."""
+    table = load_named(dataset_args, (split,), **kwargs).get(split)
+    if table is None:
+        raise DataError(f"{dataset_args.dataset}: no {split} split (and train_val_split is 0); pick --split train "
+                        "or set --train_val_split")
+    return table
