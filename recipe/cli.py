@@ -128,3 +128,18 @@ def browse_dataset_main(argv: list[str] | None = None) -> None:
 
         (args,) = parse_args(argv, (BrowseArguments,), prog="detr-browse-dataset")
         browse_dataset(args)
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    """detr-export --model DIR_OR_ID --output model.onnx [--opset 17] [--dynamic_batch] [--fp16]"""
+    with main_guard():
+        from .config import parse_args
+        from .export import ExportArguments, export_onnx
+
+        (args,) = parse_args(argv, (ExportArguments,), prog="detr-export")
+        meta = export_onnx(args)
+        check = meta["check"]
+        print(f"wrote {args.output} ({meta['model_type']}, frame {meta['frame'][0]}x{meta['frame'][1]}, batch "
+              f"{meta['batch']}, {meta['dtype']}, opset {meta['opset']}) and {args.output}.json; ONNX Runtime vs "
+              f"PyTorch on a random batch: max |diff| logits {check['logits_max_abs_diff']:.2e}, boxes "
+              f"{check['pred_boxes_max_abs_diff']:.2e}")

@@ -29,8 +29,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 @dataclass
 class PredictArguments:
-    model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, or a Hub id (any "
-                                         "AutoModelForObjectDetection with its image processor)."})
+    model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, a Hub id (any "
+                                         "AutoModelForObjectDetection with its image processor), or an .onnx "
+                                         "file written by detr-export (run with ONNX Runtime)."})
     images: str = field(metadata={"help": "An image file, a folder (its image files, sorted) or a glob pattern."})
     threshold: float = field(default=0.3, metadata={
         "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol)."})
@@ -90,9 +91,14 @@ def pick_device(device: str) -> torch.device:
 
 
 def load_detector(model_id: str):
-    """-> (model in eval mode, image processor, label -> dataset category id list)."""
+    """-> (model in eval mode, image processor, label -> dataset category id list). An exported `.onnx` file gives
+    an ONNX Runtime detector with the same call (`export.OnnxDetector`)."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+    from .export import is_onnx, load_onnx_detector
+
+    if is_onnx(model_id):
+        return load_onnx_detector(model_id)
     try:
         model = AutoModelForObjectDetection.from_pretrained(model_id)
     except (OSError, ValueError) as e:
