@@ -170,7 +170,7 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out or plots))
-    from .export import is_onnx, sidecar_path
+    from .onnx_detector import is_onnx, sidecar_path
 
     source = sidecar_path(model_dir) if is_onnx(model_dir) else os.path.join(model_dir, "preprocessor_config.json")
     dataset = evaluation_dataset(data, processor, source=str(source))
@@ -206,9 +206,9 @@ def load_evaluated_model(model_dir: str, categories: list[dict], ann: str):
     """-> (model with the recipe's loss, image processor); the model's classes must be the file's, in order."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-    from .export import is_onnx, load_onnx_detector
     from .families import family_of, loss_weights
     from .losses import install_recipe_loss
+    from .onnx_detector import is_onnx, load_onnx_detector
 
     if is_onnx(model_dir):  # an exported graph: ONNX Runtime in the model's place, no loss
         model, processor, _ = load_onnx_detector(model_dir)

@@ -3,13 +3,13 @@
 `export_onnx` writes `PATH.onnx` (inputs `pixel_values` [B, 3, H, W] float32 and, for models that read it,
 `pixel_mask` [B, H, W] int64; outputs `logits` [B, Q, C] and `pred_boxes` [B, Q, 4] `cxcywh_norm`, by name) and
 beside it `PATH.onnx.json`: what inference needs (the model config with `id2label` and `category_ids`, the image
-processor's config, the post-processing, the graph's frame). Exporter: `torch.onnx.export(dynamo=True)`;
-optimum's ONNX exporter has no configs for these families under transformers 5 (README "Deploy").
+processor's config, the post-processing, the graph's frame; `onnx_detector` reads it back). Exporter:
+`torch.onnx.export(dynamo=True)`: optimum-onnx (0.1.0, its newest) needs transformers < 4.58 and has no ONNX config
+for Deformable / Conditional / DAB-DETR, DEIMv2, LW-DETR or RF-DETR.
 
 The graph takes one frame (H, W): the models' Python code branches on feature-map sizes, so torch.export fixes them
 (asked for dynamic height and width, it specialises them to the sample's without a word). The batch is 1, or any
-size with `dynamic_batch`. `OnnxDetector` stands where the PyTorch model stood: the same loader, resize, collator
-(padding to the frame), post-processing and results files; only the forward call differs.
+size with `dynamic_batch`.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from .errors import ConfigError, ModelNotAvailable
+from .onnx_detector import SIDECAR_FORMAT, OnnxDetector, is_onnx, require_export_packages, sidecar_path
 from .parsing import arg, check_fields
 
 logger = logging.getLogger(__name__)
 
-SIDECAR_FORMAT = "detr-finetune-recipe onnx 1"
 # LayerNormalization, which the transformer layers export to, exists from opset 17 (onnx Operators.md); TensorRT
 # parses it from 10.x. Older opsets split it into primitive ops that overflow in fp16 (DEIM #107, D-FINE #98).
 MIN_OPSET = 17
@@ -106,10 +104,10 @@ def graph_frame(config, processor, image_size: list[int] | None = None) -> tuple
 def check_output(path: str) -> Path:
     """Before any model is loaded: an .onnx name whose folder exists or can be made and written."""
     out = Path(path)
-    if out.suffix != ".onnx":
-        raise ConfigError(f"--output {path}: give a file name ending in .onnx (e.g. {out.with_suffix('.onnx')})")
     if out.is_dir():
         raise ConfigError(f"--output {path}: is a folder; give a file name, e.g. {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--output {path}: give a file name ending in .onnx (e.g. {out.with_suffix('.onnx')})")
     parent = out.absolute().parent
     existing = parent
     while not existing.exists():
@@ -152,6 +150,9 @@ def export_onnx(args: ExportArguments) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     export_graph(graph, out, frame, opset=args.opset, dynamic_batch=args.dynamic_batch)
     meta = sidecar(model.config, processor, category_ids, frame=frame, takes_mask=graph.takes_mask, args=args)
+    meta["opset"] = written_opset(out)
+    if meta["opset"] != args.opset:  # the exporter keeps its own opset when it cannot convert, with a log line only
+        logger.warning("%s: written at opset %d (the conversion to %d failed)", out, meta["opset"], args.opset)
     sidecar_path(out).write_text(json.dumps(meta, indent=2))
     meta["check"] = parity_check(graph, out, frame, batch=2 if args.dynamic_batch else 1)
     return meta
@@ -188,6 +189,13 @@ def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: 
             from None
 
 
+def written_opset(path: Path) -> int:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
+
+
 def sidecar(config, processor, category_ids, *, frame, takes_mask: bool, args: ExportArguments) -> dict:
     """What inference needs beside the graph, as plain JSON."""
     from .families import ignores_pixel_mask, uses_softmax
@@ -212,14 +220,6 @@ def sidecar(config, processor, category_ids, *, frame, takes_mask: bool, args: E
     }
 
 
-def sidecar_path(onnx_path) -> Path:
-    return Path(f"{onnx_path}.json")
-
-
-def is_onnx(model_id: str | None) -> bool:
-    return bool(model_id) and str(model_id).lower().endswith(".onnx")
-
-
 def parity_check(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, batch: int) -> dict:
     """Largest |ONNX Runtime - PyTorch| of logits and boxes on one seeded random batch (mask: the right quarter
     of the last image is padding)."""
@@ -233,103 +233,3 @@ def parity_check(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, batch: 
     outputs = detector(pixel_values=pixel_values, pixel_mask=pixel_mask)
     return {"logits_max_abs_diff": float((outputs.logits - logits).abs().max()),
             "pred_boxes_max_abs_diff": float((outputs.pred_boxes - boxes).abs().max())}
-
-
-class OnnxDetector(torch.nn.Module):
-    """An exported graph behind the PyTorch detector's call: `(pixel_values [B, 3, H, W], pixel_mask [B, H, W])`
-    -> `.logits`, `.pred_boxes` (float32 torch tensors), `.loss` None. A graph of batch 1 runs image by image.
-
-    A torch Module (holding no weights) so that the evaluation's Trainer runs it as it runs the model."""
-
-    def __init__(self, path, meta: dict | None = None):
-        super().__init__()
-        onnxruntime = require_export_packages("onnxruntime")
-
-        self.path = str(path)
-        self.meta = meta if meta is not None else read_sidecar(path)
-        self.config = onnx_config(self.meta)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # ONNX Runtime's warnings about unused initialisers are not the user's
-        threads = os.environ.get("OMP_NUM_THREADS")
-        if threads and threads.isdigit():
-            options.intra_op_num_threads = int(threads)
-        self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.frame = tuple(self.meta["frame"])
-        self.batch = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])
-
-    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None, **_ignored):
-        """`_ignored`: the labels the evaluation's Trainer passes (no loss here)."""
-        if tuple(pixel_values.shape[-2:]) != self.frame:
-            h, w = pixel_values.shape[-2:]
-            raise ConfigError(f"{self.path}: a batch of {h}x{w} pixels does not fit the graph's frame "
-                              f"{self.frame[0]}x{self.frame[1]} (an image resized larger than it); export again "
-                              f"with --image_size covering it (longest_edge x longest_edge covers every image)")
-        values = pixel_values.detach().float().cpu().numpy()
-        mask = None if pixel_mask is None else pixel_mask.detach().cpu().numpy().astype(np.int64)
-        step = self.batch or len(values)
-        logits, boxes = [], []
-        for start in range(0, len(values), step):
-            feed = {"pixel_values": values[start:start + step]}
-            if "pixel_mask" in self.input_names:
-                feed["pixel_mask"] = mask[start:start + step]
-            out_logits, out_boxes = self.session.run(["logits", "pred_boxes"], feed)
-            logits.append(out_logits)
-            boxes.append(out_boxes)
-        device = pixel_values.device
-        return SimpleNamespace(loss=None, logits=torch.from_numpy(np.concatenate(logits)).to(device),
-                               pred_boxes=torch.from_numpy(np.concatenate(boxes)).to(device))
-
-
-def read_sidecar(path) -> dict:
-    """The `.onnx.json` beside an exported graph, or a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelNotAvailable(f"{path}: no such ONNX file; export one with detr-export")
-    meta_path = sidecar_path(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        raise ModelNotAvailable(f"{path}: {meta_path} (written by detr-export beside the graph) is missing or "
-                                "not JSON; keep the two files together") from None
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        raise ModelNotAvailable(f"{meta_path}: not a detr-export sidecar ({SIDECAR_FORMAT!r}); export again")
-    return meta
-
-
-def onnx_config(meta: dict):
-    """The model config of an exported graph (id2label, category_ids, the family's sizes)."""
-    from transformers import CONFIG_MAPPING
-
-    return CONFIG_MAPPING[meta["model_type"]].from_dict(meta["config"])
-
-
-def onnx_processor(meta: dict):
-    """The image processor, padding every batch to the graph's frame (`processor_size.canvas_of`)."""
-    import transformers
-
-    values = dict(meta["image_processor"])
-    processor = getattr(transformers, values["image_processor_type"]).from_dict(values)
-    height, width = meta["frame"]
-    processor.do_pad, processor.pad_size = True, {"height": height, "width": width}
-    return processor
-
-
-def load_onnx_detector(path: str):
-    """-> (OnnxDetector, image processor, label -> dataset category id list): `predict.load_detector`'s triple."""
-    meta = read_sidecar(path)
-    detector = OnnxDetector(path, meta)
-    return detector, onnx_processor(meta), [int(c) for c in meta["category_ids"]]
-
-
-def require_export_packages(*names: str):
-    """Import the export extra's packages, or one line saying how to install them. -> the last module."""
-    import importlib
-
-    module = None
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            raise ModelNotAvailable(f"ONNX export and inference need {name}: pip install -e '.[export]'") from None
-    return module

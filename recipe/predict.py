@@ -95,7 +95,7 @@ def load_detector(model_id: str):
     an ONNX Runtime detector with the same call (`export.OnnxDetector`)."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-    from .export import is_onnx, load_onnx_detector
+    from .onnx_detector import is_onnx, load_onnx_detector
 
     if is_onnx(model_id):
         return load_onnx_detector(model_id)
