@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 
@@ -135,8 +136,9 @@ def load_exportable(model_id: str):
     return model, processor, category_ids
 
 
-# An operator the ONNX exporter has no translation for: torch's message names it as `aten::name` or `aten.name`.
-_OPERATOR = re.compile(r"(aten[:.]{1,2}[A-Za-z0-9_.]+|torchvision[:.]{1,2}[A-Za-z0-9_.]+)")
+# An operator the ONNX exporter has no translation for (torch.onnx `_core.py`: "No ONNX function found for <op>").
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OPERATOR = re.compile(r"No ONNX function found for \W*(?:OpOverload\(op=')?([A-Za-z0-9_]+[:.]{1,2}[A-Za-z0-9_.]+)")
 
 
 def export_onnx(args: ExportArguments) -> dict:
@@ -172,8 +174,10 @@ def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: 
     require_export_packages("onnx", "onnxscript")
     for name in ("onnx_ir", "onnxscript"):  # their passes log each step at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
+    # transformers' shape checks (`torch_compilable_check`) trace to `aten._is_all_true`, which has no ONNX
+    # translation; the frame is fixed, so they hold by construction. transformers' documented switch turns them off.
     try:
-        with torch.no_grad():
+        with torch.no_grad(), patch.dict(os.environ, {"TRANSFORMERS_DISABLE_TORCH_CHECK": "1"}):
             torch.onnx.export(graph, (), str(out), kwargs=inputs, input_names=list(inputs),
                               output_names=["logits", "pred_boxes"], opset_version=opset, dynamo=True,
                               dynamic_shapes=dynamic, external_data=False,
@@ -182,9 +186,14 @@ def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: 
                               # optimises the graph when it loads it anyway.
                               optimize=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; each is one line for the user
-        text = " ".join(str(e).split())
+        causes = [e]
+        while causes[-1].__cause__ is not None and len(causes) < 10:
+            causes.append(causes[-1].__cause__)
+        text = " ".join(_ANSI.sub("", str(c)) for c in causes)
         match = _OPERATOR.search(text)
-        what = f"operator {match.group(1)} has no ONNX translation" if match else text[:300]
+        # else the innermost cause (the exporter's own message is a page of advice)
+        what = f"operator {match.group(1)} has no ONNX translation" if match else \
+            f"{type(causes[-1]).__name__}: {' '.join(_ANSI.sub('', str(causes[-1])).split())[:300]}"
         raise ModelNotAvailable(f"{graph.model.config.model_type}: cannot export to ONNX opset {opset} ({what})") \
             from None
 
