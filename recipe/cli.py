@@ -137,6 +137,10 @@ def export_main(argv: list[str] | None = None) -> None:
         from .export import ExportArguments, export_onnx
 
         (args,) = parse_args(argv, (ExportArguments,), prog="detr-export")
+        # The exporter's passes log every step, and the opset conversion's route (export_onnx reads back the opset
+        # written and says when it is not the one asked for).
+        for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         meta = export_onnx(args)
         check = meta["check"]
         print(f"wrote {args.output} ({meta['model_type']}, frame {meta['frame'][0]}x{meta['frame'][1]}, batch "

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from unittest.mock import patch
@@ -172,12 +173,12 @@ def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: 
         dim = torch.export.Dim("batch", min=1, max=1024)
         dynamic = {name: {0: dim} for name in inputs}
     require_export_packages("onnx", "onnxscript")
-    for name in ("onnx_ir", "onnxscript"):  # their passes log each step at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
     # transformers' shape checks (`torch_compilable_check`) trace to `aten._is_all_true`, which has no ONNX
     # translation; the frame is fixed, so they hold by construction. transformers' documented switch turns them off.
     try:
-        with torch.no_grad(), patch.dict(os.environ, {"TRANSFORMERS_DISABLE_TORCH_CHECK": "1"}):
+        with torch.no_grad(), patch.dict(os.environ, {"TRANSFORMERS_DISABLE_TORCH_CHECK": "1"}), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*axis name: batch will not be used")  # one name, two inputs
             torch.onnx.export(graph, (), str(out), kwargs=inputs, input_names=list(inputs),
                               output_names=["logits", "pred_boxes"], opset_version=opset, dynamo=True,
                               dynamic_shapes=dynamic, external_data=False,
