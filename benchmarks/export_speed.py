@@ -1,8 +1,8 @@
-"""ONNX Runtime (CPU) against PyTorch eager: python benchmarks/export_speed.py [--rounds 5] [--batch_sizes 1 8]
+"""ONNX Runtime (CPU) against PyTorch eager: python benchmarks/export_speed.py [--rounds 3] [--batch_sizes 1 8]
 
 Exports each model with `detr-export --dynamic_batch` (recipe/export.py) and times the forward pass alone (the
 recipe's pre- and post-processing are the same code for both) on random pixels of the graph's frame:
-  demo             configs/demo.yaml's model (1.1M parameters) at the demo's eval frame, 240x320;
+  demo             configs/demo.yaml's model (1.1M parameters) at the demo's eval frame, 240x320 (--demo_frame);
   deformable_detr  Deformable DETR at its published size (transformers' default DeformableDetrConfig: ResNet-50,
                    6 + 6 layers, 300 queries, 4 levels; 40M parameters, random weights built from the config, no
                    download) at --full_frame (default 480x640; its published eval size is 800 x up to 1333).
@@ -95,7 +95,7 @@ def run(args) -> list[dict]:
     import os
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # OnnxDetector gives ONNX Runtime as many threads
-    frames = {"demo": (240, 320), "deformable_detr": tuple(args.full_frame)}
+    frames = {"demo": tuple(args.demo_frame), "deformable_detr": tuple(args.full_frame)}
     rows = []
     with tempfile.TemporaryDirectory(prefix="export-speed-") as tmp:
         for name in args.models:
@@ -115,7 +115,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--demo_frame", nargs=2, type=int, default=[240, 320], metavar=("H", "W"))
     parser.add_argument("--full_frame", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)

@@ -201,3 +201,16 @@ def test_training_features_benchmark_runs(tmp_path, capsys, monkeypatch):
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["arm"] for r in rows] == ["baseline", "ema"] and all(r["steps"] == 2 for r in rows)
     assert "% of a step" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_export_speed_benchmark_runs(capsys):
+    bench = _load("export_speed")
+    args = argparse.Namespace(models=["demo"], batch_sizes=[2], rounds=1, demo_frame=[64, 64], full_frame=[64, 64],
+                              threads=1)
+    rows = bench.run(args)
+    assert [(r["model"], r["batch"], r["frame"]) for r in rows] == [("demo", 2, [64, 64])]
+    assert rows[0]["pytorch_img_s"] > 0 and rows[0]["onnxruntime_img_s"] > 0
+    assert rows[0]["check"]["logits_max_abs_diff"] <= 1e-4
+    bench.report(rows)
+    assert "ORT/PT" in capsys.readouterr().out
