@@ -209,8 +209,11 @@ def test_fp16_export_keeps_float32_inputs_and_outputs(trained, tmp_path):
     meta = export_onnx(ExportArguments(model=str(folder), output=str(tmp_path / "half.onnx"), fp16=True,
                                        image_size=[int(v) for v in FRAME]))
     graph = onnx.load(str(tmp_path / "half.onnx"))
-    weights = [t for t in graph.graph.initializer if len(t.dims) > 1]
-    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    sizes = {kind: sum(int(np.prod(t.dims)) for t in graph.graph.initializer if t.data_type == kind)
+             for kind in (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)}
+    assert sizes[onnx.TensorProto.FLOAT16] > 0.99 * sum(p.numel() for p in load_detector(str(folder))[0].parameters())
+    print(f"fp16 graph: {sizes[onnx.TensorProto.FLOAT16]:,} float16 and {sizes[onnx.TensorProto.FLOAT]:,} float32 "
+          "initialiser values")
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert meta["dtype"] == "float16"
     # float16 arithmetic: within float16's resolution of the float16 PyTorch model's outputs
@@ -233,12 +236,13 @@ def test_each_familys_published_structure_exports_with_parity(name, tmp_path):
     config = family_model_config(FAMILY_MODELS[name])
     model, processor = load_model_and_processor(ModelArguments(model_config=json.dumps(config)),
                                                 {0: "a", 1: "b", 2: "c"})
-    # Weights as after training: a fresh model's class heads are constant, so its encoder proposals tie exactly and
-    # which of them top-k keeps is each runtime's choice (seen: RT-DETR's logits differing by 3.3).
+    # Weights unlike a fresh model's: there, constant class heads and dead units give many encoder tokens exactly the
+    # same score, and which of the tied ones the query selection's top-k keeps is each runtime's own choice (seen:
+    # RT-DETR's boxes differing by 0.75 with 43 of 336 tokens tied at the k-th score; none tied with this noise).
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.01)
+            param.add_(torch.randn(param.shape, generator=generator) * 0.1)
     processor.size, processor.do_pad = {"height": 128, "width": 128}, False
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
