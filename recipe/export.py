@@ -158,6 +158,10 @@ def export_onnx(args: ExportArguments) -> dict:
         logger.warning("%s: written at opset %d (the conversion to %d failed)", out, meta["opset"], args.opset)
     sidecar_path(out).write_text(json.dumps(meta, indent=2))
     meta["check"] = parity_check(graph, out, frame, batch=2 if args.dynamic_batch else 1)
+    limit, worst = (1e-2 if args.fp16 else 1e-4), max(meta["check"].values())
+    if worst > limit:  # "exported and silently wrong" is the failure to catch here
+        logger.warning("%s: ONNX Runtime's outputs differ from PyTorch's by up to %.2g on a random batch (more than "
+                       "%g); score the file with evaluate.py against the folder before deploying it", out, worst, limit)
     return meta
 
 
