@@ -46,7 +46,11 @@ class OnnxDetector(torch.nn.Module):
         threads = os.environ.get("OMP_NUM_THREADS")
         if threads and threads.isdigit():
             options.intra_op_num_threads = int(threads)
-        self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types for unreadable graphs
+            raise ModelNotAvailable(f"{self.path}: ONNX Runtime cannot load it ({' '.join(str(e).split())[:200]}); "
+                                    "export it again with detr-export") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.frame = tuple(self.meta["frame"])
         self.batch = None if self.meta["batch"] == "dynamic" else int(self.meta["batch"])

@@ -183,6 +183,12 @@ def test_a_missing_sidecar_is_one_line(tmp_path, capsys):
     line = _one_line_error(capsys, predict_main, ["--model", str(lonely), "--images", str(tmp_path),
                                                   "--output", str(tmp_path / "o")])
     assert "lonely.onnx.json (written by detr-export beside the graph) is missing" in line
+    # a sidecar beside a file that is not a graph
+    (tmp_path / "lonely.onnx.json").write_text(json.dumps({"format": "detr-finetune-recipe onnx 1", "frame": [8, 8],
+                                                           "batch": 1, "model_type": "detr", "config": {}}))
+    line = _one_line_error(capsys, predict_main, ["--model", str(lonely), "--images", str(tmp_path),
+                                                  "--output", str(tmp_path / "o")])
+    assert "lonely.onnx: ONNX Runtime cannot load it" in line
 
 
 def test_an_operator_onnx_lacks_is_one_line_naming_it(tmp_path):
