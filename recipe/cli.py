@@ -148,3 +148,22 @@ def browse_dataset_main(argv: list[str] | None = None) -> None:
 
         args, dataset_args = parse_args(argv, (BrowseArguments, DatasetSplitArguments), prog="detr-browse-dataset")
         browse_dataset(args, dataset_args)
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    """detr-export --model DIR_OR_ID --output model.onnx [--opset 17] [--dynamic_batch] [--fp16]"""
+    with main_guard():
+        from .config import parse_args
+        from .export import ExportArguments, export_onnx
+
+        (args,) = parse_args(argv, (ExportArguments,), prog="detr-export")
+        # The exporter's passes log every step, and the opset conversion's route (export_onnx reads back the opset
+        # written and says when it is not the one asked for).
+        for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        meta = export_onnx(args)
+        check = meta["check"]
+        print(f"wrote {args.output} ({meta['model_type']}, frame {meta['frame'][0]}x{meta['frame'][1]}, batch "
+              f"{meta['batch']}, {meta['dtype']}, opset {meta['opset']}) and {args.output}.json; ONNX Runtime vs "
+              f"PyTorch on a random batch: max |diff| logits {check['logits_max_abs_diff']:.2e}, boxes "
+              f"{check['pred_boxes_max_abs_diff']:.2e}")

@@ -141,7 +141,8 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
                         dataset_cache_dir: str | None = None, backend: str = "pycocotools",
                         predictions_format: str = "coco", plots: str | None = None,
                         image_check: str = "decode", skip_bad_images: bool = False, table=None) -> dict:
-    """Evaluate a saved model folder on an annotation file (also under `accelerate launch` / `torchrun`).
+    """Evaluate a saved model folder, or an .onnx file written by detr-export (run with ONNX Runtime), on an
+    annotation file (also under `accelerate launch` / `torchrun`).
 
     Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
     `per_class`, `num_images`, `num_processes`); the main process writes `output`, `predictions_out`
@@ -167,7 +168,10 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out or plots))
-    dataset = evaluation_dataset(data, processor, source=os.path.join(model_dir, "preprocessor_config.json"))
+    from .onnx_detector import is_onnx, sidecar_path
+
+    source = sidecar_path(model_dir) if is_onnx(model_dir) else os.path.join(model_dir, "preprocessor_config.json")
+    dataset = evaluation_dataset(data, processor, source=str(source))
     run_evaluation(model, processor, args, dataset, metrics, top_k=top_k)
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
@@ -202,11 +206,16 @@ def load_evaluated_model(model_dir: str):
 
     from .families import family_of, loss_weights
     from .losses import install_recipe_loss
+    from .onnx_detector import is_onnx, load_onnx_detector
 
-    model = AutoModelForObjectDetection.from_pretrained(model_dir)
-    processor = AutoImageProcessor.from_pretrained(model_dir)
+    if is_onnx(model_dir):  # an exported graph: ONNX Runtime in the model's place, no loss
+        model, processor, _ = load_onnx_detector(model_dir)
+    else:
+        model = AutoModelForObjectDetection.from_pretrained(model_dir)
+        processor = AutoImageProcessor.from_pretrained(model_dir)
     family = family_of(model.config.model_type)
-    install_recipe_loss(model, family, loss_weights(family))
+    if not is_onnx(model_dir):
+        install_recipe_loss(model, family, loss_weights(family))
     return model, processor
 
 

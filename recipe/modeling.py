@@ -35,6 +35,9 @@ def check_model_available(model_args) -> None:
         return
     if not model_args.model_name_or_path:
         raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
+    if str(model_args.model_name_or_path).lower().endswith(".onnx"):
+        raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} is an exported ONNX graph, for predict and "
+                                "evaluate only; train from the PyTorch folder it was exported from")
     offline = is_offline(model_args)
     if not offline and not os.path.isdir(model_args.model_name_or_path):
         offline = offline_if_hub_unreachable(model_args)

@@ -36,8 +36,9 @@ DEFAULT_THRESHOLD = 0.3
 
 @dataclass
 class PredictArguments:
-    model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, or a Hub id (any "
-                                         "AutoModelForObjectDetection with its image processor)."})
+    model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, a Hub id (any "
+                                         "AutoModelForObjectDetection with its image processor), or an .onnx "
+                                         "file written by detr-export (run with ONNX Runtime)."})
     images: str | None = field(default=None, metadata={
         "help": "An image file, a folder (its image files, sorted) or a glob pattern (or --dataset and --split)."})
     threshold: float | None = field(default=None, metadata={
@@ -102,9 +103,14 @@ def pick_device(device: str) -> torch.device:
 
 
 def load_detector(model_id: str):
-    """-> (model in eval mode, image processor, label -> dataset category id list)."""
+    """-> (model in eval mode, image processor, label -> dataset category id list). An exported `.onnx` file gives
+    an ONNX Runtime detector with the same call (`export.OnnxDetector`)."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+    from .onnx_detector import is_onnx, load_onnx_detector
+
+    if is_onnx(model_id):
+        return load_onnx_detector(model_id)
     try:
         model = AutoModelForObjectDetection.from_pretrained(model_id)
     except (OSError, ValueError) as e:

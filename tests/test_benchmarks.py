@@ -113,6 +113,7 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
         _, model_args, train_args, _ = parse_config(bench.arm_argv(arm, DEMO, str(tmp_path / arm), quick=True))
         with bench.backbone_as_transformers_leaves_it(arm):
             model, _ = load_model_and_processor(model_args, {0: "a", 1: "b"})
+        train_args.eval_strategy = "no"  # no eval_dataset here (run() does the same without a validation set)
         optimizer = DetectionTrainer(model=model, args=train_args, model_args=model_args).create_optimizer()
         resolved[arm] = {
             "auxiliary_loss": model.config.auxiliary_loss, "class_cost": model.config.class_cost,
@@ -214,3 +215,16 @@ def test_format_scale_benchmark_runs(tmp_path, capsys):
     bench.report(results)
     printed = capsys.readouterr().out
     assert "voc_build_s=" in printed and "yolo_reload_s=" in printed
+
+
+@pytest.mark.slow
+def test_export_speed_benchmark_runs(capsys):
+    bench = _load("export_speed")
+    args = argparse.Namespace(models=["demo"], batch_sizes=[2], rounds=1, demo_frame=[64, 64], full_frame=[64, 64],
+                              threads=1)
+    rows = bench.run(args)
+    assert [(r["model"], r["batch"], r["frame"]) for r in rows] == [("demo", 2, [64, 64])]
+    assert rows[0]["pytorch_img_s"] > 0 and rows[0]["onnxruntime_img_s"] > 0
+    assert rows[0]["check"]["logits_max_abs_diff"] <= 1e-4
+    bench.report(rows)
+    assert "ORT/PT" in capsys.readouterr().out

@@ -69,10 +69,10 @@ LAYERS = [
     ("model inputs and outputs", {"color", "processor_size", "transforms", "collate", "postprocess", "coco_eval",
                                   "cocoeval_stream"}),
     ("families", {"families"}),
-    ("model", {"losses", "modeling", "optim", "ema"}),
+    ("model", {"losses", "modeling", "optim", "ema", "onnx_detector"}),
     ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
     ("trainer", {"trainer"}),
-    ("entry functions", {"preflight", "train", "evaluate", "predict", "check", "browse"}),
+    ("entry functions", {"preflight", "train", "evaluate", "predict", "check", "browse", "export"}),
     ("command line", {"cli"}),
 ]
 LAYER_OF = {module: n for n, (_, modules) in enumerate(LAYERS) for module in modules}
