@@ -159,9 +159,12 @@ def export_onnx(args: ExportArguments) -> dict:
     sidecar_path(out).write_text(json.dumps(meta, indent=2))
     meta["check"] = parity_check(graph, out, frame, batch=2 if args.dynamic_batch else 1)
     limit, worst = (1e-2 if args.fp16 else 1e-4), max(meta["check"].values())
-    if worst > limit:  # "exported and silently wrong" is the failure to catch here
-        logger.warning("%s: ONNX Runtime's outputs differ from PyTorch's by up to %.2g on a random batch (more than "
-                       "%g); score the file with evaluate.py against the folder before deploying it", out, worst, limit)
+    if worst > limit:  # "exported and silently wrong" is the failure to catch here: no file is left to deploy
+        for path in (out, sidecar_path(out)):
+            path.unlink(missing_ok=True)
+        raise ModelNotAvailable(
+            f"{out}: not written: ONNX Runtime's outputs differ from PyTorch's by up to {worst:.2g} on a random batch "
+            f"(limit {limit:g}), so the graph does not reproduce the model; try another --image_size or --opset")
     return meta
 
 
