@@ -30,7 +30,13 @@ from .metrics import CocoDetectionMetrics
 from .modeling import check_model_available, is_offline, load_model_and_processor
 from .processor_size import rule_of
 from .runtime import check_world_size, resolve_precision
-from .trainer import AugmentationEpochCallback, DetectionTrainer, InterruptCallback, NonFiniteLossCallback
+from .trainer import (
+    AugmentationEpochCallback,
+    DetectionTrainer,
+    InterruptCallback,
+    NoDuplicateFinalEvaluationCallback,
+    NonFiniteLossCallback,
+)
 from .transforms import AugmentationSeeds, build_augmentation, eval_augmentation_for, make_transform
 
 logger = logging.getLogger("recipe")
@@ -63,6 +69,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
                                data_collator=collator_for(model.config, processor, normalise_on_device=True),
                                processing_class=processor, compute_metrics=metrics,
                                callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds),
+                                          NoDuplicateFinalEvaluationCallback(),
                                           *early_stopping(train_args), *callbacks],
                                model_args=model_args, top_k=eval_args.top_k)
     final = train_and_evaluate(trainer, train_args)

@@ -225,6 +225,18 @@ class InterruptCallback(TrainerCallback):
         self.uninstall()
 
 
+class NoDuplicateFinalEvaluationCallback(TrainerCallback):
+    """The Trainer evaluates at the last step when eval_strategy is "steps" (or at the last epoch's end); `run()`
+    evaluates the saved model right after anyway: skip the Trainer's, unless it picks the best model."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and not args.load_best_model_at_end:
+            control.should_evaluate = False
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.on_step_end(args, state, control)
+
+
 class AugmentationEpochCallback(TrainerCallback):
     """Tells the training augmentation which epoch starts: its streams are fixed by seed, epoch and image
     (`transforms.AugmentationSeeds`), so a resumed run augments as the uninterrupted one did."""
