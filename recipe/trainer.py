@@ -221,9 +221,6 @@ class InterruptCallback(TrainerCallback):
             control.should_training_stop = True
             self.stopped_at = state.global_step
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self.uninstall()
-
 
 class NoDuplicateFinalEvaluationCallback(TrainerCallback):
     """The Trainer evaluates at the last step when eval_strategy is "steps" (or at the last epoch's end); `run()`
