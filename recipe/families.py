@@ -15,7 +15,6 @@ Either way a term the family does not know is an error naming the term, never a 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -57,8 +56,25 @@ class Family:
     # initialises with N(0, init_std = 0.02): random-weight models get the original's scale (`init_random_queries`).
     query_embeddings: tuple[str, ...] = ()
     # Random weights: the encoder / decoder Linear weights xavier-uniform as the original's
-    # `Transformer._reset_parameters` (transformers: N(0, 0.02), see `modeling.init_random_transformer`).
+    # `Transformer._reset_parameters` (transformers: N(0, 0.02), see `random_init.init_random_transformer`).
     xavier_transformer: bool = False
+    # Padded batch sides must divide by this (`size_multiple`): RT-DETR-style hybrid encoders add upsampled
+    # stride-32 maps to stride-16 ones (32).
+    size_multiple: int = 1
+    # Windowed ViT backbone (LW-DETR, RF-DETR): the patch grid splits into `num_windows` x `num_windows` windows, so
+    # padded sides are multiples of patch_size x num_windows, read from the backbone config (`size_multiple`).
+    windowed_vit: bool = False
+    # The forward never reads the pixel mask (RT-DETR-style encoders take it only to drop it; YOLOS has no mask
+    # input): the model sees the padded canvas as the image (see `DetectionCollator.boxes_on_canvas`).
+    mask_blind: bool = False
+    # Decoder layers to supervise: the user's `auxiliary_loss` reaches the config (YOLOS has no decoder, and
+    # transformers' YOLOS breaks with auxiliary_loss=True).
+    auxiliary_loss: bool = True
+    # Two-stage models (config `two_stage`) also train their encoder proposals, as the original does
+    # (`losses.encoder_proposal_loss`; transformers computes no such loss).
+    encoder_proposal_loss: bool = False
+    # Every HGNetV2 backbone of the family is small and trains whole (`trains_whole_backbone`).
+    small_hgnet_backbones: bool = False
 
     def weight_of(self, term: str) -> float:
         """The weight of one loss_dict key; an unknown term is an error (a silent drop loses signal)."""
@@ -86,7 +102,7 @@ def _detr_like(model_type, source, ce, class_cost, **kwargs) -> Family:
     # DETR main.py `self.query_embed = nn.Embedding(num_queries, hidden_dim)` (N(0, 1)); Conditional / DAB / Table
     # Transformer keep it (DAB: `refpoint_embed`, 4-d anchors).
     kwargs.setdefault("query_embeddings", ("query_position_embeddings",))
-    kwargs.setdefault("xavier_transformer", model_type != "deformable_detr")
+    kwargs.setdefault("xavier_transformer", True)
     return Family(model_type=model_type, source=source,
                   loss_weights={"loss_ce": ce, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
                   config_names=_DETR_NAMES,
@@ -104,45 +120,49 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
                processor_class="ConditionalDetrImageProcessor", **_RESNET_FROZEN),
     _detr_like("dab-detr", "IDEA-Research/DAB-DETR main.py", 1.0, 2, processor_class="ConditionalDetrImageProcessor",
                query_embeddings=("query_refpoint_embeddings",), **_RESNET_FROZEN),
+    # Deformable DETR: no xavier pass, transformers initialises its deformable attention as the original does.
     _detr_like("deformable_detr", "fundamentalvision/Deformable-DETR main.py", 2.0, 2,
-               linear_proj_keys=("sampling_offsets", "reference_points"), **_RESNET_FROZEN),
+               linear_proj_keys=("sampling_offsets", "reference_points"), xavier_transformer=False,
+               encoder_proposal_loss=True, **_RESNET_FROZEN),
     # YOLOS has no decoder: no auxiliary loss (transformers' YOLOS breaks with auxiliary_loss=True).
     Family("yolos", "hustvl/YOLOS main.py", softmax=True,
            loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
            config_names=_DETR_NAMES, config_defaults={"class_cost": 1, "bbox_cost": 5, "giou_cost": 2},
-           backbone_lr_multiplier=1.0, processor_class="YolosImageProcessor"),
+           backbone_lr_multiplier=1.0, processor_class="YolosImageProcessor", mask_blind=True, auxiliary_loss=False),
     # LW-DETR / RF-DETR: IA-BCE class loss weight 1, encoder proposals trained (`_enc` terms), ViT backbone
     # trained at 1.5x lr (lr_encoder 1.5e-4 for lr 1e-4).
     *[Family(t, src, loss_weights={"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0, "cardinality_error": 0.0},
              config_names={**_DETR_NAMES, "class_loss_coefficient": "class_loss_coefficient"},
-             config_defaults={"auxiliary_loss": True, "class_cost": 2, "bbox_cost": 5, "giou_cost": 2},
-             backbone_lr_multiplier=1.5, processor_class=proc,
+             config_defaults={"auxiliary_loss": True, "class_cost": 2, "bbox_cost": 5, "giou_cost": 2, **cfg},
+             backbone_lr_multiplier=1.5, processor_class=proc, windowed_vit=True,
              # lr_vit_layer_decay 0.8 (LW-DETR scripts/lwdetr_*_coco_train.sh; rf-detr config.py)
              vit_layer_decay=0.8, vit_keys=("backbone.backbone.",))
-      for t, src, proc in (("lw_detr", "Atten4Vis/LW-DETR main.py", "DeformableDetrImageProcessor"),
-                            ("rf_detr", "roboflow/rf-detr config.py", "RfDetrImageProcessor"))],
+      for t, src, proc, cfg in (
+          ("lw_detr", "Atten4Vis/LW-DETR main.py", "DeformableDetrImageProcessor", {}),
+          # RF-DETR trains its decoder without dropout (roboflow/rf-detr rfdetr/config.py `dropout: float = 0.0`);
+          # transformers' RfDetrConfig.dropout defaults to 0.1. LW-DETR got the same fix upstream (transformers
+          # PR #44441).
+          ("rf_detr", "roboflow/rf-detr config.py", "RfDetrImageProcessor", {"dropout": 0.0}))],
     *[Family(t, src, weighted_terms=True, loss_weights={**base, "loss_bbox": 5.0, "loss_giou": 2.0},
              config_names={**_RT_NAMES, **names}, config_defaults={"auxiliary_loss": True, **cfg},
              backbone_lr_multiplier=mult, no_decay_keys=_RT_NO_DECAY, processor_class="RTDetrImageProcessor",
-             **_RT_FROZEN)
-      for t, src, base, names, cfg, mult in (
-          ("rt_detr", "lyuwenyu/RT-DETR rtdetr_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1),
-          ("rt_detr_v2", "lyuwenyu/RT-DETR rtdetrv2_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1),
+             size_multiple=32, mask_blind=True, **_RT_FROZEN, **extra)
+      for t, src, base, names, cfg, mult, extra in (
+          ("rt_detr", "lyuwenyu/RT-DETR rtdetr_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1, {}),
+          ("rt_detr_v2", "lyuwenyu/RT-DETR rtdetrv2_pytorch configs", {"loss_vfl": 1.0}, {}, {}, 0.1, {}),
           ("d_fine", "Peterande/D-FINE configs", {"loss_vfl": 1.0, "loss_fgl": 0.15, "loss_ddf": 1.5}, {},
-           {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05),
+           {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05,
+           {"corner_loss_criterion": "transformers.loss.loss_d_fine.DFineLoss"}),
+          # DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names); its HGNetV2
+          # backbones are all small (Atto..N: deimv2_hgnetv2_*_coco.yml `freeze_at: -1, freeze_norm: False`), and
+          # transformers' Deimv2Config leaves use_learnable_affine_block off, so the family says it.
           ("deimv2", "Intellindust-AI-Lab/DEIMv2 configs",
            {"loss_mal": 1.0, "loss_fgl": 0.15, "loss_ddf": 1.5}, {"class_loss_coefficient": "weight_loss_mal"},
-           {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05))],
+           {"weight_loss_fgl": 0.15, "weight_loss_ddf": 1.5}, 0.05,
+           {"backbone_keys": ("conv_encoder.model.",), "small_hgnet_backbones": True,
+            "corner_loss_criterion": "transformers.loss.loss_deimv2.Deimv2Loss"}))],
 ]}
-# DEIMv2 names its backbone `model.conv_encoder.model.*` (no "backbone" in the names).
-FAMILIES["deimv2"] = dataclasses.replace(FAMILIES["deimv2"], backbone_keys=("conv_encoder.model.",),
-                                         corner_loss_criterion="transformers.loss.loss_deimv2.Deimv2Loss")
-FAMILIES["d_fine"] = dataclasses.replace(FAMILIES["d_fine"],
-                                         corner_loss_criterion="transformers.loss.loss_d_fine.DFineLoss")
-# RF-DETR trains its decoder without dropout (roboflow/rf-detr rfdetr/config.py `dropout: float = 0.0`);
-# transformers' RfDetrConfig.dropout defaults to 0.1. LW-DETR got the same fix upstream (transformers PR #44441).
-FAMILIES["rf_detr"] = dataclasses.replace(FAMILIES["rf_detr"], config_defaults={
-    **FAMILIES["rf_detr"].config_defaults, "dropout": 0.0})
+DEFAULT_MODEL_TYPE = "deformable_detr"  # a model_config without a model_type builds this family
 
 
 def trains_whole_backbone(config) -> bool:
@@ -151,10 +171,9 @@ def trains_whole_backbone(config) -> bool:
     blocks (B0-B3; D-FINE's dfine_hgnetv2_s/m_coco.yml: `freeze_at: -1, use_lab: True`), and any backbone a
     family's freezing rule was not written for (ViTs, Swin: DINO and RF-DETR freeze none of them)."""
     backbone = getattr(config, "backbone_config", None)
-    # DEIMv2's HGNetV2 backbones are all small (Atto..N: deimv2_hgnetv2_*_coco.yml `freeze_at: -1, freeze_norm:
-    # False`); transformers' Deimv2Config leaves use_learnable_affine_block off, so the model type says it.
-    deimv2_hgnet = config.model_type == "deimv2" and getattr(backbone, "model_type", None) == "hgnet_v2"
-    return deimv2_hgnet or getattr(backbone, "layer_type", None) == "basic" or bool(
+    small_hgnet = _family_or_default(config.model_type).small_hgnet_backbones and \
+        getattr(backbone, "model_type", None) == "hgnet_v2"
+    return small_hgnet or getattr(backbone, "layer_type", None) == "basic" or bool(
         getattr(backbone, "use_learnable_affine_block", False))
 
 
@@ -192,7 +211,7 @@ def config_overrides(family: Family, model_args) -> dict:
         user = getattr(model_args, arg, None)
         if user is not None:
             values[attr] = user
-    if getattr(model_args, "auxiliary_loss", None) is not None and family.model_type != "yolos":
+    if getattr(model_args, "auxiliary_loss", None) is not None and family.auxiliary_loss:
         values["auxiliary_loss"] = model_args.auxiliary_loss
     return values
 
@@ -209,26 +228,30 @@ def loss_weights(family: Family, model_args=None) -> dict[str, float]:
     return weights
 
 
+def _family_or_default(model_type: str) -> Family:
+    # A model_type the recipe does not train (a predict-only Hub detector) pads and reads its mask as DETR does.
+    return FAMILIES.get(model_type) or Family(model_type, source="transformers' defaults")
+
+
 def size_multiple(config) -> int:
-    """Padded batch sizes must be a multiple of this. RT-DETR-style hybrid encoders add upsampled stride-32
-    maps to stride-16 ones (sizes must divide by 32); windowed ViT backbones (LW-DETR, RF-DETR) split the
-    patch grid into `num_windows` x `num_windows` windows (multiples of patch x windows)."""
-    if config.model_type in ("rt_detr", "rt_detr_v2", "d_fine", "deimv2"):
-        return 32
-    if config.model_type not in ("lw_detr", "rf_detr"):
-        return 1
+    """Padded batch sizes must be a multiple of this: the family's `size_multiple`, or for windowed ViT backbones
+    (LW-DETR, RF-DETR) patch_size x windows per side of the backbone config."""
+    family = _family_or_default(config.model_type)
+    if not family.windowed_vit:
+        return family.size_multiple
     backbone = config.backbone_config
     windows = getattr(backbone, "num_windows_side", None) or getattr(backbone, "num_windows", 1)
     return int(backbone.patch_size) * int(windows)
 
 
-# Models whose forward never reads the pixel mask: RT-DETR-style encoders take it only to drop it, YOLOS has
-# no mask input. They see the padded canvas as the image (see `DetectionCollator.boxes_on_canvas`).
-_MASK_BLIND = ("rt_detr", "rt_detr_v2", "d_fine", "deimv2", "yolos")
-
-
 def ignores_pixel_mask(model_type: str) -> bool:
-    return model_type in _MASK_BLIND
+    """The family's `mask_blind`: batches of such a model keep their boxes in the padded canvas."""
+    return _family_or_default(model_type).mask_blind
+
+
+def vit_depth(config) -> int:
+    """The number of ViT blocks of a model's backbone (0 when it is not a ViT): layer-wise lr decay's depth."""
+    return int(getattr(getattr(config, "backbone_config", None), "num_hidden_layers", 0) or 0)
 
 
 def collator_for(config, image_processor, *, normalise_on_device: bool = False,

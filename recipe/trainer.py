@@ -15,7 +15,7 @@ from transformers import Trainer, TrainerCallback
 from .collate import frame_sizes, normalise_batch
 from .ema import ModelEma
 from .errors import ConfigError
-from .families import family_of, uses_softmax
+from .families import family_of, uses_softmax, vit_depth
 from .modeling import load_checkpoint_weights
 from .optim import build_param_groups
 from .postprocess import postprocess_detections
@@ -142,11 +142,6 @@ class DetectionTrainer(Trainer):
                                             top_k=self.top_k, softmax=uses_softmax(self.model.config.model_type))
         image_ids = torch.cat([t["image_id"] for t in labels])
         return loss, detections, image_ids
-
-
-def vit_depth(config) -> int:
-    """The number of ViT blocks of a model's backbone (0 when it is not a ViT)."""
-    return int(getattr(getattr(config, "backbone_config", None), "num_hidden_layers", 0) or 0)
 
 
 class EmaUpdateCallback(TrainerCallback):

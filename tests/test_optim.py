@@ -90,7 +90,7 @@ def test_vit_backbones_get_layer_wise_lr_decay_by_hand(hub_id):
 
     from published import family_model_config
     from recipe.config import ModelArguments
-    from recipe.trainer import vit_depth
+    from recipe.families import vit_depth
 
     model, _ = load_model_and_processor(ModelArguments(model_config=json.dumps(family_model_config(hub_id))),
                                         {0: "a", 1: "b"})
