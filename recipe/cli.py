@@ -61,7 +61,8 @@ def evaluate_main(argv: list[str] | None = None) -> None:
 
 def evaluate(data_args, model_args, eval_args, script_args) -> dict:
     """Run the evaluation the parsed arguments ask for (see `parse_evaluate_args` for the two modes)."""
-    from .evaluate import evaluate_checkpoint, evaluate_files
+    from .evaluate import evaluate_checkpoint
+    from .score_results import evaluate_files
 
     if script_args.predictions:
         from .data.files import detect_format
@@ -75,7 +76,7 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
         import functools
 
         from .data.splits import load_one
-        from .modeling import is_offline
+        from .model_source import is_offline
 
         table = functools.partial(load_one, data_args, script_args.split, offline=is_offline(model_args),
                                   cache_dir=data_args.dataset_cache_dir, image_check=data_args.image_check,

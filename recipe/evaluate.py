@@ -1,132 +1,20 @@
-"""Score a results file (COCO results or BDD100K frame list) or a saved model against ground truth; write the
-metrics JSON and, on request, the error-analysis figures that training writes (`plots.write_plots`)."""
+"""Evaluate a saved model (or an exported ONNX graph) on a dataset, as training evaluates: the metrics JSON, the
+detections as a results file and, on request, the error-analysis figures (`plots.write_plots`). Scoring a results
+file is `score_results.evaluate_files`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-import numpy as np
-
-from .coco_eval import (
-    METRIC_KEYS,
-    ROW_BOX,
-    ROW_CATEGORY,
-    ROW_IMAGE_ID,
-    ROW_SCORE,
-    coco_eval,
-    format_per_class,
-    quiet_coco,
-)
-from .data.coco import is_finite_number, is_id, load_json, map_image_ids, parse_coco
-from .errors import ConfigError, DataError
+from .coco_eval import METRIC_KEYS, format_per_class
+from .errors import DataError
+from .modeling import add_recipe_loss, load_model
+from .onnx_detector import is_onnx, sidecar_path
+from .results_file import results_from_rows, write_results_file
+from .score_results import check_output_folder, check_output_path, write_json
 
 logger = logging.getLogger("recipe")
-
-
-def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_convention: str = "inclusive"):
-    """-> (COCO ground truth object, COCO results list), both checked (`validate_ground_truth`,
-    `validate_results`). BDD100K files are converted with the official rules first."""
-    from .data.results import as_coco
-
-    gt_data, preds = as_coco(fmt, load_json(gt), load_json(predictions), box_convention, gt, predictions)
-    if not isinstance(gt_data, dict) or "images" not in gt_data:
-        raise DataError(f"{gt}: not a COCO ground-truth file (for BDD100K frame lists pass --format bdd100k)")
-    if not isinstance(preds, list):
-        raise DataError(f"{predictions}: a COCO results file is a JSON list of detections")
-    if preds and isinstance(preds[0], dict) and "file_name" in preds[0]:  # written by predict.py
-        from .predict import image_ids_by_file_name
-
-        preds = image_ids_by_file_name(preds, gt_data, source=str(predictions))
-    gt_data = validate_ground_truth(gt_data, gt)
-    return quiet_coco(gt_data), validate_results(preds, gt_data, predictions)
-
-
-def validate_ground_truth(data: dict, source) -> dict:
-    """A clean COCO ground truth for COCOeval, by the training reader's rules (`parse_coco`): unique image
-    and annotation ids (COCOeval matches by id: duplicates silently mis-score), finite boxes, known
-    categories and images, `iscrowd` 0/1 (the string "0" is 0), `area` = w x h where missing, ids
-    assigned where missing."""
-    images, anns, categories, _ = parse_coco(data, source)
-    return {"images": [{k: v for k, v in img.items() if v is not None} for img in images],
-            "annotations": anns, "categories": categories}
-
-
-def validate_results(preds: list, gt: dict, source) -> list:
-    """Every detection {image_id, category_id, bbox `xywh_abs`, score}: an image and a category of the ground
-    truth, 4 finite numbers with w, h >= 0, a finite score. The first bad row is an error naming it."""
-    image_ids, cat_ids = {img["id"] for img in gt["images"]}, {c["id"] for c in gt["categories"]}
-    for n, row in enumerate(preds):
-        if not isinstance(row, dict):
-            raise DataError(f"{source}: detection [{n}] is not an object {{image_id, category_id, bbox, score}}: "
-                            f"{row!r:.80}")
-        what = f"{source}: detection [{n}] (image_id {row.get('image_id')!r})"
-        if not (is_id(row.get("image_id")) and row["image_id"] in image_ids):
-            raise DataError(f"{what}: image_id is not in the ground truth's images (ids are compared as written: "
-                            "1 and \"1\" differ)")
-        if not (is_id(row.get("category_id")) and row["category_id"] in cat_ids):
-            raise DataError(f"{what}: category_id {row.get('category_id')!r} is not in the ground truth's "
-                            f"categories {sorted(cat_ids)}")
-        bbox = row.get("bbox")
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(map(is_finite_number, bbox))
-                and bbox[2] >= 0 and bbox[3] >= 0):
-            raise DataError(f"{what}: bbox must be 4 finite numbers [x, y, w, h] with w, h >= 0, got {bbox!r:.80}")
-        if not is_finite_number(row.get("score")):
-            raise DataError(f"{what}: score must be a finite number, got {row.get('score')!r}")
-    return preds
-
-
-def check_output_path(path: str | None, flag: str = "--output") -> None:
-    """Before any work: an output that is a folder (or inside a file) would fail only at the very end."""
-    if not path:
-        return
-    if os.path.isdir(path):
-        raise ConfigError(f"{flag} {path}: is a folder; give a file name, e.g. {os.path.join(path, 'metrics.json')}")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
-
-
-def check_output_folder(path: str | None, flag: str = "--plots") -> None:
-    """Before any work: a folder to write into must not be an existing file."""
-    if path and os.path.isfile(path):
-        raise ConfigError(f"{flag} {path}: is a file; give a folder to write the figures into")
-
-
-def evaluate_files(gt: str, predictions: str, output: str | None = None, fmt: str = "coco",
-                   box_convention: str = "inclusive", backend: str = "pycocotools", *,
-                   plots: str | None = None) -> dict:
-    """-> {12 metric keys (0..1, -1 where COCOeval has nothing to score), per_class: {name: AP or None}}.
-
-    With `plots` (a folder), also the error-analysis figures, each with its numbers as JSON, that training
-    writes (`plots.write_plots`: PR curves, per-class AP, confusion matrix, COCO error breakdown)."""
-    check_output_path(output)
-    check_output_folder(plots)
-    coco_gt, results = load_gt_and_predictions(gt, predictions, fmt, box_convention)
-    metrics = coco_eval(coco_gt, results, backend=backend)
-    if output:
-        _write_json(output, metrics)
-    if plots:
-        from .plots import write_plots
-
-        write_plots(plots, *result_rows(coco_gt, results))
-    return metrics
-
-
-def result_rows(coco_gt, results: list[dict]):
-    """-> (ground truth, result rows [N, 7]) for the error analysis, which takes rows (numeric image ids): a
-    ground truth with string image ids is renumbered as the training reader numbers them (`map_image_ids`)."""
-    ids = map_image_ids([img["id"] for img in coco_gt.dataset["images"]])
-    if any(k != v for k, v in ids.items()):
-        data = coco_gt.dataset
-        coco_gt = quiet_coco({**data, "images": [{**img, "id": ids[img["id"]]} for img in data["images"]],
-                              "annotations": [{**a, "image_id": ids[a["image_id"]]} for a in data["annotations"]]})
-    rows = np.array([[ids[r["image_id"]], *r["bbox"], r["score"], r["category_id"]] for r in results],
-                    dtype=np.float64).reshape(-1, 7)
-    return coco_gt, rows
 
 
 def print_metrics(metrics: dict) -> None:
@@ -162,14 +50,13 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
         data = table() if table is not None else load_detection_dataset(
             ann, images, annotation_format, dataset_cache_dir, None, box_convention, bdd_image_size,
             image_check=image_check, skip_bad_images=skip_bad_images)
-    model, processor = load_evaluated_model(model_dir)
+    model, processor = load_model(model_dir)
+    add_recipe_loss(model)  # the evaluation's loss too, as training reports it
     data = match_classes(data, model.config, ann)
     time_forward(model)  # a benchmark's stage times (recipe/timing.py); free otherwise
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=score_threshold, backend=backend,
                                    keep_rows=bool(predictions_out or plots))
-    from .onnx_detector import is_onnx, sidecar_path
-
     source = sidecar_path(model_dir) if is_onnx(model_dir) else os.path.join(model_dir, "preprocessor_config.json")
     dataset = evaluation_dataset(data, processor, source=str(source))
     run_evaluation(model, processor, args, dataset, metrics, top_k=top_k)
@@ -177,10 +64,10 @@ def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | Non
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
     if args.process_index == 0:
         if output:
-            _write_json(output, result)
+            write_json(output, result)
         if predictions_out:
-            _write_json(predictions_out, export_predictions(metrics.last_rows, data.dataset, data.categories,
-                                                            predictions_format, box_convention))
+            write_results_file(predictions_out, export_predictions(
+                metrics.last_rows, data.dataset, data.categories, predictions_format, box_convention))
         if plots:
             write_evaluation_plots(plots, metrics, data.dataset)
     return result
@@ -198,25 +85,6 @@ def evaluation_arguments(batch_size: int, num_workers: int):
     return DetectionTrainingArguments(output_dir=tempfile.mkdtemp(prefix="recipe-eval-"), report_to=[],
                                       per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,
                                       use_cpu=launched_without_cuda(), dataloader_pin_memory=torch.cuda.is_available())
-
-
-def load_evaluated_model(model_dir: str):
-    """-> (model with the recipe's loss, image processor)."""
-    from transformers import AutoImageProcessor, AutoModelForObjectDetection
-
-    from .families import family_of, loss_weights
-    from .losses import install_recipe_loss
-    from .onnx_detector import is_onnx, load_onnx_detector
-
-    if is_onnx(model_dir):  # an exported graph: ONNX Runtime in the model's place, no loss
-        model, processor, _ = load_onnx_detector(model_dir)
-    else:
-        model = AutoModelForObjectDetection.from_pretrained(model_dir)
-        processor = AutoImageProcessor.from_pretrained(model_dir)
-    family = family_of(model.config.model_type)
-    if not is_onnx(model_dir):
-        install_recipe_loss(model, family, loss_weights(family))
-    return model, processor
 
 
 def match_classes(data, config, source: str):
@@ -266,8 +134,9 @@ def _to_model_labels(row: dict, to_model: dict) -> dict:
 def evaluation_dataset(data, processor, *, source: str):
     """The table with the eval transform: each image resized to the size the processor gives it (`source`, the
     processor's file, is named in the error for a `size` it does not resize to)."""
+    from .augment import eval_augmentation_for
     from .processor_size import rule_of
-    from .transforms import eval_augmentation_for, make_transform
+    from .transforms import make_transform
 
     augmentation = eval_augmentation_for(processor.size, rule=rule_of(processor), source=source)
     return data.dataset.with_transform(make_transform(augmentation))
@@ -295,28 +164,12 @@ def write_evaluation_plots(folder: str, metrics, dataset) -> dict[str, str]:
 
 
 def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convention: str = "inclusive") -> list:
-    """Kept detections as a COCO results list (the file's own image ids) or a BDD100K frame list."""
+    """Kept detections as a COCO results list (the file's own image ids: ints where the file had ints, else its
+    strings) or a BDD100K frame list."""
     from .data.results import check_result_format, payload
 
     check_result_format(fmt)
-    results = [{"image_id": int(r[ROW_IMAGE_ID]), "category_id": int(r[ROW_CATEGORY]),
-                "bbox": [float(v) for v in r[ROW_BOX]], "score": float(r[ROW_SCORE])} for r in rows]
-    names = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
-    return payload(fmt, results, names=names, category_names={c["id"]: c["name"] for c in categories},
-                   box_convention=box_convention, coco=lambda: results_file(rows, dataset))
-
-
-def results_file(rows, dataset) -> list[dict]:
-    """Detection rows (image_id, x, y, w, h, score, category_id) -> a COCO results list with the file's own
-    image ids (ints where the file had ints, else the original strings)."""
     orig = dict(zip(dataset["image_id"], dataset["orig_image_id"]))
     as_int = all(o.lstrip("-").isdigit() and int(o) == i for i, o in orig.items())
-    return [{"image_id": int(r[ROW_IMAGE_ID]) if as_int else orig[int(r[ROW_IMAGE_ID])],
-             "category_id": int(r[ROW_CATEGORY]), "bbox": [round(float(v), 3) for v in r[ROW_BOX]],
-             "score": round(float(r[ROW_SCORE]), 5)} for r in rows]
-
-
-def _write_json(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
+    return payload(fmt, results_from_rows(rows), names=orig, category_names={c["id"]: c["name"] for c in categories},
+                   box_convention=box_convention, coco=lambda: results_from_rows(rows, None if as_int else orig))

@@ -10,26 +10,22 @@ label ids).
 
 from __future__ import annotations
 
-import glob
 import inspect
-import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError, ModelNotAvailable
+from .errors import ConfigError
 from .postprocess import DET_BOX, DET_LABEL, DET_SCORE
+from .predict_inputs import ImageFiles, collate_readable, images_to_predict
+from .results_file import results_from_detections, write_results_file
 from .timing import stage
 
 logger = logging.getLogger("recipe")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
 
 DEFAULT_THRESHOLD = 0.3
 
@@ -62,36 +58,6 @@ class PredictArguments:
         "choices": ["inclusive", "exclusive"]})
 
 
-def list_images(spec: str) -> list[Path]:
-    """An image file, a folder (its files with an image suffix, sorted, not recursive) or a glob (sorted)."""
-    path = Path(spec)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    else:
-        files = sorted(Path(p) for p in glob.glob(spec, recursive=True)
-                       if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
-    if not files:
-        raise DataError(f"{spec}: no images found (suffixes {', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def relative_names(files: list[Path]) -> list[str]:
-    """Names relative to the files' common folder (unique where base names repeat across folders)."""
-    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-    return [f.resolve().relative_to(root).as_posix() for f in files]
-
-
-def image_ids_for(names: list[str]) -> list[int]:
-    """COCO's own convention where every file stem is a distinct number (000000397133.jpg -> 397133), else
-    1..N in file order. The results file also carries each file name."""
-    stems = [Path(n).stem for n in names]
-    if all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
-        return [int(s) for s in stems]
-    return list(range(1, len(names) + 1))
-
-
 def pick_device(device: str) -> torch.device:
     if device != "auto":
         return torch.device(device)
@@ -103,79 +69,12 @@ def pick_device(device: str) -> torch.device:
 
 
 def load_detector(model_id: str):
-    """-> (model in eval mode, image processor, label -> dataset category id list). An exported `.onnx` file gives
-    an ONNX Runtime detector with the same call (`export.OnnxDetector`)."""
-    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+    """-> (model in eval mode, image processor, label -> dataset category id list): `modeling.load_model` (also an
+    exported `.onnx` file, run by ONNX Runtime with the same call) without a loss, which prediction never computes."""
+    from .modeling import category_ids_of, load_model
 
-    from .onnx_detector import is_onnx, load_onnx_detector
-
-    if is_onnx(model_id):
-        return load_onnx_detector(model_id)
-    try:
-        model = AutoModelForObjectDetection.from_pretrained(model_id)
-    except (OSError, ValueError) as e:
-        raise ModelNotAvailable(f"{model_id}: cannot load a detector ({str(e).splitlines()[0]}); pass a trained "
-                                "output folder, a checkpoint folder or a cached Hub id") from None
-    processor = None
-    # A Trainer checkpoint-<step> folder may lack the processor; its run's output folder has it.
-    for source in (model_id, str(Path(model_id).parent)):
-        try:
-            processor = AutoImageProcessor.from_pretrained(source)
-            break
-        except (OSError, ValueError):
-            continue
-    if processor is None:
-        raise ModelNotAvailable(f"{model_id}: no preprocessor_config.json (the image processor); save the model "
-                                "with its processor (training does) or copy the file beside config.json")
-    num_labels = len(model.config.id2label)
-    category_ids = getattr(model.config, "category_ids", None) or list(range(num_labels))
-    if len(category_ids) != num_labels:
-        raise ModelNotAvailable(f"{model_id}/config.json: category_ids has {len(category_ids)} entries for "
-                                f"{num_labels} labels; fix or delete it")
-    return model.eval(), processor, [int(c) for c in category_ids]
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """Each item: {"index", "image" (uint8 [H, W, 3], as training reads it), "pixel_values" uint8 [3, h, w]
-    (resized)} or {"index", "error"} for a file that cannot be read (reported by name, then skipped)."""
-
-    def __init__(self, files: list[Path], augmentation):
-        self.files, self.augmentation = files, augmentation
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> dict:
-        from .data.images import ImageError, read_image
-
-        try:
-            with stage("decode"):
-                image = read_image(str(self.files[i]))
-        except ImageError as e:
-            return {"index": i, "error": str(e)}
-        with stage("augment"):
-            out = self.augmentation(image=image, bboxes=np.zeros((0, 4)), category=[], iscrowd=[])
-        # uint8, as in training and evaluation: the collator normalises the whole batch at once.
-        return {"index": i, "image": image, "pixel_values": torch.from_numpy(out["image"]).permute(2, 0, 1)}
-
-
-def collate_readable(config, processor):
-    """Batches of the readable items: the training collator's padding and mask (`families.collator_for` the
-    model's config, the processor's `pad_size`); failed items listed apart."""
-    from .families import collator_for
-    from .processor_size import canvas_of
-
-    collator = collator_for(config, processor, pad_size=canvas_of(processor))
-
-    def collate(items: list[dict]) -> dict:
-        ok = [it for it in items if "error" not in it]
-        batch = {"failed": [it for it in items if "error" in it], "items": ok}
-        if ok:
-            batch.update(collator([{"pixel_values": it["pixel_values"],
-                                    "labels": {"orig_size": torch.tensor(it["image"].shape[:2])}} for it in ok]))
-        return batch
-
-    return collate
+    model, processor = load_model(model_id)
+    return model.eval(), processor, category_ids_of(model.config, model_id)
 
 
 @torch.inference_mode()
@@ -197,8 +96,8 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
 
 def prepare_detector(args: PredictArguments):
     """-> (model on its device, processor, category ids, the evaluation resize of its processor, device)."""
+    from .augment import eval_augmentation_for
     from .processor_size import rule_of
-    from .transforms import eval_augmentation_for
 
     device = pick_device(args.device)
     model, processor, category_ids = load_detector(args.model)
@@ -238,8 +137,8 @@ def predict(args: PredictArguments, dataset_args=None) -> dict:
                         if len(dets):
                             best_score = max(best_score or 0.0, float(dets[:, DET_SCORE].max()))
                         kept = dets[dets[:, DET_SCORE] > threshold]
-                        results += coco_results(kept, image_id=ids[i], file_name=names[i],
-                                                category_ids=category_ids)
+                        results += results_from_detections(kept, image_id=ids[i], category_ids=category_ids,
+                                                           file_name=names[i])
                     if args.draw:
                         with stage("draw"):
                             save_drawn(item["image"], kept, out / "images" / names[i], label_names)
@@ -252,32 +151,6 @@ def predict(args: PredictArguments, dataset_args=None) -> dict:
                "threshold": threshold, "best_score": best_score}
     print_summary(summary, args)
     return summary
-
-
-def images_to_predict(args: PredictArguments, dataset_args=None) -> tuple[list[Path], list[str], list[int]]:
-    """-> (files, names relative to their common folder, image ids): of `--images`, or of `--dataset`'s split (its
-    table's image ids, so that the results file scores against that split)."""
-    dataset = getattr(dataset_args, "dataset", None)
-    if bool(dataset) == bool(args.images):
-        raise ConfigError("give the images to predict on: --images PATH_OR_GLOB or --dataset (and --split), one of "
-                          "them")
-    if not dataset:
-        files = list_images(args.images)
-        names = relative_names(files)
-        return files, names, image_ids_for(names)
-    from .data.splits import load_one
-
-    table = load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir,
-                     image_check="exists").dataset.with_format(None)
-    files = [Path(p) for p in table["image_path"]]
-    return files, relative_names(files), list(table["image_id"])
-
-
-def coco_results(dets: np.ndarray, *, image_id: int, file_name: str, category_ids: list[int]) -> list[dict]:
-    """Kept detections [K, 6] of one image -> COCO results entries (full float precision, so that scoring the
-    file gives the evaluation's numbers) with the image's file name."""
-    return [{"image_id": image_id, "file_name": file_name, "category_id": category_ids[int(d[DET_LABEL])],
-             "bbox": [float(v) for v in d[DET_BOX]], "score": float(d[DET_SCORE])} for d in dets]
 
 
 def save_drawn(image: np.ndarray, dets: np.ndarray, path: Path, label_names: dict[int, str]) -> None:
@@ -297,10 +170,9 @@ def write_results(results: list[dict], out: Path, *, fmt: str, names: dict[int, 
     detected) with a score on each label."""
     from .data.results import payload
 
-    path = out / "predictions.json"
-    path.write_text(json.dumps(payload(fmt, results, names=names, category_names=category_names,
-                                       box_convention=box_convention)))
-    return path
+    return write_results_file(out / "predictions.json", payload(fmt, results, names=names,
+                                                                category_names=category_names,
+                                                                box_convention=box_convention))
 
 
 def score_threshold(given: float | None, config) -> float:
@@ -330,17 +202,3 @@ def print_summary(summary: dict, args: PredictArguments) -> None:
         print(f"skipped {len(summary['skipped'])} unreadable image(s): {', '.join(summary['skipped'])}")
 
 
-def image_ids_by_file_name(results: list[dict], gt: dict, *, source: str = "results") -> list[dict]:
-    """COCO results that carry `file_name` (as predict.py writes them) -> the same entries with the ground
-    truth's image ids, matched by file name (base names where the paths differ)."""
-    by_name = {img["file_name"]: img["id"] for img in gt.get("images", []) if "file_name" in img}
-    by_base = {os.path.basename(n): i for n, i in by_name.items()}
-    out = []
-    for n, r in enumerate(results, start=1):
-        name = r["file_name"]
-        image_id = by_name.get(name, by_base.get(os.path.basename(name)))
-        if image_id is None:
-            raise DataError(f"{source}: result #{n} is for {name}, which is not an image of the ground truth; "
-                            "predict on the ground truth's images only")
-        out.append({**r, "image_id": image_id})
-    return out

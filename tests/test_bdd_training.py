@@ -119,7 +119,8 @@ def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):
 def test_fine_tune_a_local_checkpoint_with_other_classes_and_export_bdd_predictions(tmp_path, bdd_demo, demo_dir):
     """A local folder as model_name_or_path (offline): 5 demo classes -> 10 BDD classes (head re-initialised);
     then the saved model's predictions exported as a BDD frame list score like the evaluator says."""
-    from recipe.evaluate import evaluate_checkpoint, evaluate_files
+    from recipe.evaluate import evaluate_checkpoint
+    from recipe.score_results import evaluate_files
 
     common = ["--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
               "--shortest_edges", "128", "--eval_size", "128", "--per_device_train_batch_size", "2"]

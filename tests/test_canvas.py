@@ -81,7 +81,7 @@ def test_without_the_canvas_frame_the_targets_disagree():
 
 
 def test_predict_maps_canvas_boxes_to_the_original_image():
-    from recipe.predict import collate_readable
+    from recipe.predict_inputs import collate_readable
 
     features = _features()
     collate = collate_readable(CanvasDetector.config, transformers.DeformableDetrImageProcessor())

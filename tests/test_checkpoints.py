@@ -16,7 +16,8 @@ from published import PUBLISHED
 from recipe.config import ModelArguments, parse_config
 from recipe.errors import ModelNotAvailable
 from recipe.families import family_of, size_multiple
-from recipe.modeling import check_model_available, load_model_and_processor
+from recipe.model_source import check_model_available
+from recipe.modeling import load_model_and_processor
 from recipe.train import run
 
 CONFIG_OF = {"deformable_detr": "deformable_detr_coco", "table-transformer": "table_transformer",

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT, shared, write_json
 from recipe.coco_eval import METRIC_KEYS
-from recipe.evaluate import evaluate_files
+from recipe.score_results import evaluate_files
 
 
 def test_reproduces_pycocotools_reference_exactly(tmp_path):

@@ -204,7 +204,7 @@ def test_evaluate_writes_the_error_analysis_of_a_results_file(tmp_path, capsys):
 
 
 def test_evaluate_plots_with_string_image_ids_match_the_metrics(tmp_path):
-    from recipe.evaluate import evaluate_files
+    from recipe.score_results import evaluate_files
 
     gt, rows = error_case()
     data = gt.dataset
@@ -221,7 +221,7 @@ def test_evaluate_plots_with_string_image_ids_match_the_metrics(tmp_path):
 
 def test_evaluate_plots_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
     from recipe.errors import ConfigError
-    from recipe.evaluate import evaluate_files
+    from recipe.score_results import evaluate_files
 
     (tmp_path / "taken").write_text("")
     with pytest.raises(ConfigError, match=r"--plots .*taken: is a file; give a folder"):

@@ -13,8 +13,9 @@ import recipe.predict
 from recipe.coco_eval import METRIC_KEYS
 from recipe.draw import PALETTE, draw_boxes, line_width_for
 from recipe.errors import DataError
-from recipe.evaluate import evaluate_files
-from recipe.predict import PredictArguments, image_ids_by_file_name, predict
+from recipe.predict import PredictArguments, predict
+from recipe.results_file import image_ids_by_file_name
+from recipe.score_results import evaluate_files
 from recipe.train import run
 from test_train import demo_args
 

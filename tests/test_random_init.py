@@ -11,7 +11,8 @@ from transformers import AutoModelForObjectDetection
 
 from published import FAMILY_MODELS, family_model_config
 from recipe.config import ModelArguments
-from recipe.modeling import BatchStatsNorm2d, load_model_and_processor
+from recipe.modeling import load_model_and_processor
+from recipe.random_init import BatchStatsNorm2d
 
 
 def _random_model(name):
