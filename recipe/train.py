@@ -7,29 +7,24 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import re
-import shutil
 from pathlib import Path
 
 import torch
 from transformers import set_seed
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .card import write_model_card
 from .coco_eval import gt_from_table
 from .config import EvalArguments
-from .data.builder import DetectionData, load_detection_dataset
-from .data.sanitize import format_report, save_reports
-from .errors import ConfigError, DataError, TrainingInterrupted
+from .data.sanitize import save_reports
+from .errors import TrainingInterrupted
 from .families import collator_for, size_multiple
 from .hub import push_folder
 from .metrics import CocoDetectionMetrics
-from .modeling import check_model_available, is_offline, load_model_and_processor
-from .processor_size import rule_of
+from .model_source import check_model_available, is_offline
+from .modeling import load_model_and_processor
+from .run_folder import prepare_output_dir
+from .run_outputs import save_outputs, take_hub_push
 from .runtime import check_world_size, resolve_precision
+from .train_data import build_datasets, evaluation_augmentation, load_splits, report_data, training_epochs
 from .trainer import (
     AugmentationEpochCallback,
     DetectionTrainer,
@@ -37,7 +32,7 @@ from .trainer import (
     NoDuplicateFinalEvaluationCallback,
     NonFiniteLossCallback,
 )
-from .transforms import AugmentationSeeds, build_augmentation, eval_augmentation_for, make_transform
+from .transforms import AugmentationSeeds, make_transform
 
 logger = logging.getLogger("recipe")
 
@@ -88,136 +83,6 @@ def prepare_runtime(train_args) -> str:
     return precision
 
 
-def prepare_output_dir(train_args) -> None:
-    """`--resume_from_checkpoint last|auto` -> the newest complete checkpoint in output_dir (auto: none is a fresh
-    start; see `newest_complete_checkpoint`).
-    A new run into an output_dir that holds checkpoints is refused: its checkpoints would mix with the old
-    ones (and `last` would later pick the wrong run), unless `--overwrite_output_dir`, which deletes them."""
-    out = train_args.output_dir
-    folders = checkpoint_folders(out) if out and os.path.isdir(out) else []
-    resume = train_args.resume_from_checkpoint
-    if resume in ("last", "auto"):
-        last = newest_complete_checkpoint(out) if folders else None
-        if last is None and resume == "last":
-            raise ConfigError(f"--resume_from_checkpoint last: no complete checkpoint-<step> folder in {out}; "
-                              "leave the flag out to start a new run (or use auto)")
-        train_args.resume_from_checkpoint = last
-        if last is not None:
-            logger.warning("resuming from %s", last)
-        return
-    if resume is not None or not folders:
-        return
-    # transformers 5 dropped TrainingArguments.overwrite_output_dir; the recipe's arguments declare it.
-    if not getattr(train_args, "overwrite_output_dir", False):
-        raise ConfigError(f"{out} already holds checkpoints (newest: {os.path.basename(folders[0])}); pass "
-                          "--resume_from_checkpoint last to continue that run, --overwrite_output_dir true to "
-                          "delete them and start over, or another --output_dir")
-    with train_args.main_process_first(desc="removing old checkpoints"):
-        if train_args.should_save:
-            for path in checkpoint_folders(out):
-                logger.warning("--overwrite_output_dir: deleting %s", path)
-                shutil.rmtree(path)
-
-
-def checkpoint_folders(folder: str) -> list[str]:
-    """The checkpoint-<step> folders in `folder`, newest (highest step) first."""
-    found = []
-    for name in os.listdir(folder):
-        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
-        if match and os.path.isdir(os.path.join(folder, name)):
-            found.append((int(match.group(1)), os.path.join(folder, name)))
-    return [path for _, path in sorted(found, reverse=True)]
-
-
-def newest_complete_checkpoint(folder: str) -> str | None:
-    """The newest checkpoint-<step> folder holding a readable trainer_state.json, which the Trainer writes last
-    (after weights, optimizer, scheduler and RNG states). A newer folder without it was cut off while being
-    saved (a killed run) and is passed over, with a warning."""
-    for path in checkpoint_folders(folder):
-        try:
-            json.loads(Path(path, TRAINER_STATE_NAME).read_text())
-            return path
-        except (OSError, ValueError):
-            logger.warning("%s is incomplete (no readable %s: the run stopped while saving it); passing over it",
-                           path, TRAINER_STATE_NAME)
-    return None
-
-
-def load_splits(data_args, train_args, *, offline: bool = False) -> tuple[DetectionData, DetectionData | None]:
-    """The training and (optional) validation tables: of `--dataset`, or of the annotation files (the demo data is
-    generated first if asked)."""
-    if data_args.dataset:
-        return load_dataset_argument(data_args, train_args, offline)
-    if not data_args.train_ann or not data_args.train_img:
-        prepare_demo_data(data_args)
-    elif data_args.demo_data:
-        with train_args.main_process_first(desc="demo data"):
-            prepare_demo_data(data_args)
-    if not data_args.train_ann or not data_args.train_img:
-        raise DataError("no training data: set train_img and train_ann (or --train-img/--train-ann)")
-    train = load_split(data_args, train_args, data_args.train_img, data_args.train_ann, "train")
-    if not data_args.val_ann:
-        if train_args.early_stopping_patience is not None:
-            raise ConfigError("early_stopping_patience needs a validation set (val_img and val_ann) to watch eval_map")
-        train_args.eval_strategy = "no"
-        return train, None
-    val = load_split(data_args, train_args, data_args.val_img, data_args.val_ann, "validation")
-    if val.categories != train.categories:
-        raise DataError(f"{data_args.val_ann}: categories differ from {data_args.train_ann}; "
-                        "both files need the same categories in the same order")
-    return train, val
-
-
-def load_dataset_argument(data_args, train_args, offline: bool) -> tuple[DetectionData, DetectionData | None]:
-    from .data.splits import load_named
-
-    with train_args.main_process_first(desc=f"building the tables of {data_args.dataset}"):
-        tables = load_named(data_args, offline=offline, cache_dir=data_args.dataset_cache_dir,
-                            subset=data_args.subset, image_check=data_args.image_check,
-                            skip_bad_images=data_args.skip_bad_images)
-    val = tables.get("validation")
-    if val is None:
-        if train_args.early_stopping_patience is not None:
-            raise ConfigError(f"early_stopping_patience needs a validation set; {data_args.dataset} has none "
-                              "(set train_val_split above 0)")
-        train_args.eval_strategy = "no"
-    return tables["train"], val
-
-
-def load_split(data_args, train_args, img, ann, name) -> DetectionData:
-    with train_args.main_process_first(desc=f"building the {name} table"):
-        return load_detection_dataset(ann, img, data_args.annotation_format, data_args.dataset_cache_dir,
-                                      data_args.subset, data_args.box_convention, data_args.bdd_image_size,
-                                      image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
-
-
-def prepare_demo_data(data_args) -> None:
-    """Generate the demo scenes into `demo_data` when a split reads from there and they are missing (a demo.yaml
-    pointed at your own data generates nothing)."""
-    if not data_args.demo_data:
-        return
-    root = Path(data_args.demo_data).resolve()
-    paths = [p for p in (data_args.train_img, data_args.train_ann, data_args.val_img, data_args.val_ann) if p]
-    if not any(root == Path(p).resolve() or root in Path(p).resolve().parents for p in paths):
-        return
-    if not (root / "train" / "annotations.json").is_file():
-        from .data.synthetic import make_demo_dataset
-
-        logger.warning("demo data not found: generating it in %s", data_args.demo_data)
-        make_demo_dataset(data_args.demo_data)
-
-
-def report_data(data_args, train_args, train, val) -> None:
-    """Print the sanitizing report of each split and save it as data_report.json (main process)."""
-    if train_args.process_index != 0:
-        return
-    reports = {"train": train.report, **({"validation": val.report} if val else {})}
-    sources = {"train": data_args.dataset or data_args.train_ann, "validation": data_args.dataset or data_args.val_ann}
-    for split, report in reports.items():
-        print(format_report(report, f"{split} ({sources[split]})"))
-    save_reports(reports, train_args.output_dir)
-
-
 def build_model(model_args, data_args, categories: list[dict]):
     """-> (model, image processor) for the data's classes (contiguous labels 0..N-1)."""
     id2label = {i: c["name"] for i, c in enumerate(categories)}
@@ -238,54 +103,6 @@ def build_model(model_args, data_args, categories: list[dict]):
     elif square:
         processor.do_pad = False  # every image is already side x side
     return model, processor
-
-
-def training_epochs(train_args, num_images: int) -> int:
-    """The epochs the Trainer will start: ceil(num_train_epochs), or with max_steps the epochs those steps reach
-    (the Trainer's count: batches per process // gradient accumulation steps per epoch)."""
-    per_process = -(-num_images // max(1, train_args.world_size))
-    batches = -(-per_process // train_args.per_device_train_batch_size)
-    steps_per_epoch = max(1, batches // train_args.gradient_accumulation_steps)
-    if train_args.max_steps and train_args.max_steps > 0:
-        return -(-train_args.max_steps // steps_per_epoch)
-    return math.ceil(train_args.num_train_epochs)
-
-
-def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds, epochs: int | None = None,
-                   cut_short: bool = False):
-    """The tables with their on-the-fly transforms: (train dataset, eval dataset or None).
-
-    `seeds`: the training augmentation's streams, per image and epoch (from --seed). `epochs`: the run's epoch
-    count, for the final phase without augmentation (`no_aug_epochs`: from epoch `epochs - no_aug_epochs` on,
-    training images get the evaluation resize only; a run `cut_short` by max_steps to fewer epochs skips it, with a
-    warning)."""
-    sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
-                 eval_size=data_args.eval_size, resize=data_args.resize)
-    plain, plain_from = None, None
-    if data_args.no_aug_epochs and (epochs is None or data_args.no_aug_epochs >= epochs):
-        if not cut_short:
-            raise ConfigError(f"no_aug_epochs {data_args.no_aug_epochs} must be fewer than the run's epochs "
-                              f"({epochs}); lower it or train longer")
-        logger.warning("no_aug_epochs %d: this run (max_steps) has %s epochs; no final phase without augmentation",
-                       data_args.no_aug_epochs, epochs)
-    elif data_args.no_aug_epochs:
-        plain, plain_from = evaluation_augmentation(processor), epochs - data_args.no_aug_epochs
-        logger.info("epochs %d-%d of %d train without augmentation (no_aug_epochs %d)", plain_from + 1, epochs,
-                    epochs, data_args.no_aug_epochs)
-    train_ds = train.dataset.with_transform(make_transform(build_augmentation(
-        True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds, batch_geometry=True,
-        plain=plain, plain_from_epoch=plain_from))
-    if val is None:
-        return train_ds, None
-    return train_ds, val.dataset.with_transform(make_transform(evaluation_augmentation(processor)))
-
-
-def evaluation_augmentation(processor):
-    """Evaluation (and the final no-augmentation phase) resizes as the saved processor's `size` (set in
-    `build_model`) says, with its rounding, so that evaluate.py and predict.py on the saved model give this
-    evaluation's numbers."""
-    return eval_augmentation_for(processor.size, rule=rule_of(processor), source="the image processor (--eval_size)")
 
 
 def preflight(model, processor, train, data_args, model_args, train_args, eval_args) -> dict:
@@ -354,76 +171,3 @@ def train_and_evaluate(trainer, train_args) -> dict:
     trainer.log_metrics("eval", final)
     trainer.save_metrics("eval", final, combined=False)
     return final
-
-
-def take_hub_push(train_args) -> dict | None:
-    """The Trainer would push every checkpoint as it is saved; the recipe pushes the final folder once,
-    after the final evaluation (`push_folder`). Takes the request (and the token) off the arguments."""
-    if not train_args.push_to_hub:
-        return None
-    if not train_args.hub_model_id:
-        raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/deformable-detr-mydata)")
-    push = {"repo_id": train_args.hub_model_id, "token": train_args.hub_token,
-            "private": train_args.hub_private_repo}
-    train_args.push_to_hub, train_args.hub_token = False, None
-    return push
-
-
-def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> None:
-    """The run's history (trainer_state.json), per-class AP, the plots and the model card beside the weights
-    (main process)."""
-    if not trainer.is_world_process_zero():
-        return
-    output_dir = trainer.args.output_dir
-    # The Trainer writes trainer_state.json only inside checkpoints; a run that saves none would lose its history.
-    trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
-    plots, threshold = {}, None
-    if metrics is not None and metrics.last_result is not None:
-        with open(os.path.join(output_dir, "eval_per_class.json"), "w") as f:
-            json.dump(metrics.last_result["per_class"], f, indent=2)
-        threshold = save_suggested_threshold(trainer, metrics)
-        plots = save_plots(trainer, metrics, score_threshold=threshold["threshold"] if threshold else None)
-    ema = None
-    if trainer.ema is not None:
-        ema = (f"the exponential moving average (decay {trainer.args.ema_decay}, warm-up "
-               f"{trainer.args.ema_warmup_steps} steps, {trainer.ema.updates} updates), evaluated as saved")
-    write_model_card(output_dir, trainer.model, data_args=data_args, metrics=final, precision=precision,
-                     plots=plots, ema=ema, threshold=threshold)
-
-
-def save_suggested_threshold(trainer, metrics) -> dict | None:
-    """The score threshold of best F1 on the validation set (`analysis.best_f1_threshold`): written into the saved
-    config.json as `suggested_threshold` (predict's default; the card names it for `pipeline()`) and logged.
-    None when the final evaluation detected nothing."""
-    from .analysis import best_f1_threshold
-
-    best = best_f1_threshold(metrics.coco_gt, metrics.last_rows)
-    if best["threshold"] is None:
-        logger.warning("no detections in the final evaluation: no score threshold to suggest")
-        return None
-    best["threshold"] = round(best["threshold"], 4)
-    config = trainer.accelerator.unwrap_model(trainer.model).config
-    config.suggested_threshold = best["threshold"]
-    config.save_pretrained(trainer.args.output_dir)
-    logger.info("suggested score threshold %.4f (best F1 %.3f at IoU 0.5 on the validation set: precision %.3f, "
-                "recall %.3f); saved in config.json", best["threshold"], best["f1"], best["precision"],
-                best["recall"])
-    return best
-
-
-def save_plots(trainer, metrics, score_threshold: float | None = None) -> dict[str, str]:
-    """The figures of the final evaluation into output_dir/plots; a plotting failure is logged, not raised (the
-    model is already saved)."""
-    from .plots import write_plots
-
-    if metrics.last_rows is None:
-        return {}
-    table = trainer.eval_dataset.with_format(None).select_columns(["image_id", "image_path"])
-    try:
-        return write_plots(os.path.join(trainer.args.output_dir, "plots"), metrics.coco_gt, metrics.last_rows,
-                           image_paths=dict(zip(table["image_id"], table["image_path"])),
-                           log_history=trainer.state.log_history,
-                           score_threshold=score_threshold)
-    except Exception:  # hours of training must not end in a traceback over a figure
-        logger.exception("plots could not be drawn (the model and metrics are saved)")
-        return {}

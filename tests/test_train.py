@@ -121,7 +121,7 @@ def test_demo_data_is_generated_only_for_splits_that_read_it(tmp_path, monkeypat
     from types import SimpleNamespace
 
     import recipe.data.synthetic
-    from recipe.train import prepare_demo_data
+    from recipe.train_data import prepare_demo_data
 
     made = []
     monkeypatch.setattr(recipe.data.synthetic, "make_demo_dataset", lambda folder: made.append(folder))
