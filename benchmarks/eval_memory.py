@@ -35,10 +35,9 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
     """Evaluate the demo's tiny model (random weights) on the first `num_images` images; meant to run in a
     fresh process whose peak RSS is then read. mode "recipe": per-batch post-processing (what train.py
     does); mode "trainer_default": the Trainer keeps every model output and scores at the end."""
-    import tempfile
-
     from transformers import Trainer
 
+    from recipe.augment import build_augmentation
     from recipe.coco_eval import gt_from_table
     from recipe.collate import DetectionCollator
     from recipe.config import parse_config
@@ -47,7 +46,7 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
     from recipe.modeling import load_model_and_processor
     from recipe.postprocess import postprocess_detections
     from recipe.trainer import DetectionTrainer
-    from recipe.transforms import build_augmentation, make_transform
+    from recipe.transforms import make_transform
 
     data_args, model_args, train_args, _ = parse_config([
         "configs/demo.yaml", "--output_dir", tempfile.mkdtemp(), "--dataloader_num_workers", "0",

@@ -33,8 +33,8 @@ class BrowseArguments:
 
 def training_augmentation(config_path: str, seed: int):
     """The training augmentation that `config_path` sets up (its data fields over DataArguments' defaults)."""
+    from .augment import build_augmentation
     from .config import parse_config
-    from .transforms import build_augmentation
 
     data = parse_config([config_path]).data
     augmentation = build_augmentation(True, data.shortest_edges, data.longest_edge, data.eval_size,

@@ -6,8 +6,9 @@ import torch
 import transformers
 from PIL import Image
 
+from recipe.augment import build_augmentation
 from recipe.collate import DetectionCollator
-from recipe.transforms import build_augmentation, make_labels, make_transform
+from recipe.transforms import make_labels, make_transform
 
 PROCESSORS = [
     ("DeformableDetrImageProcessor", {}),

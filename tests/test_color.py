@@ -7,9 +7,9 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as F
 
+from recipe.augment import MultiScaleResize, RandomSquareResize, _bbox_params, build_augmentation, reseed
 from recipe.color import color_jitter, hsv_to_rgb, rgb_to_hsv
 from recipe.data.images import read_image
-from recipe.transforms import MultiScaleResize, RandomSquareResize, _bbox_params, build_augmentation, reseed
 from tests.conftest import shared
 
 

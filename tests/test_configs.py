@@ -320,8 +320,8 @@ def test_image_check_choices_are_the_checks_the_builder_knows():
 def test_resize_choices_are_the_resizes_the_transforms_know():
     import dataclasses
 
+    from recipe.augment import RESIZES
     from recipe.config import DataArguments
-    from recipe.transforms import RESIZES
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["resize"]
     assert tuple(field.metadata["choices"]) == RESIZES
@@ -367,7 +367,8 @@ def test_a_family_name_as_model_config_builds_its_default_architecture_offline(m
     from huggingface_hub import constants
 
     from recipe.families import FAMILIES
-    from recipe.modeling import check_model_available, load_model_and_processor
+    from recipe.model_source import check_model_available
+    from recipe.modeling import load_model_and_processor
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     for name in FAMILIES:
@@ -384,7 +385,7 @@ def test_offline_without_the_checkpoint_never_suggests_a_flag_already_given(monk
     from huggingface_hub import constants
 
     from recipe.errors import ModelNotAvailable
-    from recipe.modeling import check_model_available
+    from recipe.model_source import check_model_available
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
@@ -409,9 +410,9 @@ def test_an_unreachable_hub_is_one_quick_line_or_the_cached_copy(monkeypatch, tm
 
     from huggingface_hub import constants
 
-    import recipe.modeling
+    import recipe.model_source
     from recipe.errors import ModelNotAvailable
-    from recipe.modeling import check_model_available, hub_unreachable_reason
+    from recipe.model_source import check_model_available, hub_unreachable_reason
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -423,7 +424,7 @@ def test_an_unreachable_hub_is_one_quick_line_or_the_cached_copy(monkeypatch, tm
                                                 r"is not in the local cache. On a machine without network pass "
                                                 r"--offline"):
         check_model_available(model_args)
-    monkeypatch.setattr(recipe.modeling.AutoConfig, "from_pretrained",
+    monkeypatch.setattr(recipe.model_source.AutoConfig, "from_pretrained",
                         lambda name, local_files_only=False: pytest.fail("not cached?") if not local_files_only
                         else __import__("transformers").DeformableDetrConfig())
     with caplog.at_level(logging.WARNING, logger="recipe"):

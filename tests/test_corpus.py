@@ -22,7 +22,7 @@ from conftest import DEMO, ROOT
 from recipe.data.bdd100k import convert_file
 from recipe.data.builder import load_detection_dataset
 from recipe.errors import USER_ERRORS
-from recipe.evaluate import evaluate_files
+from recipe.score_results import evaluate_files
 
 W, H = 40, 30  # every generated image, unless a case says otherwise
 
@@ -729,7 +729,7 @@ def test_bad_images_from_the_command_line(demo_dir, tmp_path, capsys):
     it and the data report counts and names it; --image_check exists looks only for the file."""
     from recipe.cli import train_main
     from recipe.config import parse_config
-    from recipe.train import load_splits, report_data
+    from recipe.train_data import load_splits, report_data
 
     shutil.copytree(demo_dir / "train", tmp_path / "train")
     (tmp_path / "train" / "images" / "000003.jpg").write_bytes(b"")

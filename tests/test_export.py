@@ -13,15 +13,16 @@ from PIL import Image
 
 from conftest import ROOT
 from published import FAMILY_MODELS, family_model_config
+from recipe.augment import eval_augmentation_for
 from recipe.cli import export_main, predict_main, train_main
 from recipe.coco_eval import METRIC_KEYS
 from recipe.evaluate import evaluate_checkpoint
 from recipe.export import ExportArguments, export_onnx
 from recipe.onnx_detector import OnnxDetector, load_onnx_detector
-from recipe.predict import ImageFiles, PredictArguments, collate_readable, load_detector, predict
+from recipe.predict import PredictArguments, load_detector, predict
+from recipe.predict_inputs import ImageFiles, collate_readable
 from recipe.processor_size import rule_of
 from recipe.train import run
-from recipe.transforms import eval_augmentation_for
 from test_train import demo_args
 
 # The demo scenes are 320x240; at the tests' eval size 128 they resize to 128x170, the batches' frame in PyTorch.

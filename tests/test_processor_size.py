@@ -16,10 +16,10 @@ import torch
 import transformers
 
 from conftest import demo_args
+from recipe.augment import eval_augmentation_for
 from recipe.errors import ConfigError
 from recipe.families import FAMILIES
 from recipe.processor_size import processor_resize, rule_of
-from recipe.transforms import eval_augmentation_for
 
 PROCESSORS = sorted({f.processor_class for f in FAMILIES.values()})
 IMAGE_HW = [(240, 320), (320, 240), (480, 640), (640, 480), (375, 500), (500, 375), (333, 517), (100, 800)]

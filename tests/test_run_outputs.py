@@ -18,7 +18,8 @@ from transformers import AutoModelForObjectDetection, TrainerCallback
 from conftest import DEMO, ROOT, demo_args
 from recipe.errors import ConfigError, ModelNotAvailable
 from recipe.plots import PLOT_FILES
-from recipe.train import prepare_output_dir, run
+from recipe.run_folder import prepare_output_dir
+from recipe.train import run
 from recipe.trainer import LossTermAverager
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
@@ -288,7 +289,7 @@ def test_a_checkpoint_that_does_not_match_the_model_is_an_error(demo_dir, tmp_pa
     """A key the model does not have (or lacks) would leave weights at random: one line, never a warning."""
     from safetensors.torch import load_file, save_file
 
-    from recipe.modeling import load_checkpoint_weights
+    from recipe.checkpoint_weights import load_checkpoint_weights
     from recipe.train import build_model
 
     data, model_args, _, _ = demo_args(demo_dir, tmp_path)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from recipe.transforms import AugmentationSeeds, StageTimer, build_augmentation, make_transform, reseed
+from recipe.augment import build_augmentation, reseed
+from recipe.transforms import AugmentationSeeds, StageTimer, make_transform
 
 AUG = dict(shortest_edges=[48, 56, 64], longest_edge=96, eval_size=64, crop_prob=0.5, color_jitter_prob=0.5)
 
@@ -151,7 +152,7 @@ def test_square_resize_train_sides_and_boxes():
 
 
 def test_eval_augmentation_for_each_processor_size():
-    from recipe.transforms import eval_augmentation_for
+    from recipe.augment import eval_augmentation_for
 
     image, box = np.zeros((100, 200, 3), np.uint8), np.array([[10.0, 20.0, 30.0, 40.0]])
     square = eval_augmentation_for({"height": 64, "width": 64})(image=image, bboxes=box, category=[1], iscrowd=[0])
