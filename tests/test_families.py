@@ -91,3 +91,33 @@ def test_two_stage_deformable_detr_trains_its_encoder_proposals():
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
     assert model.model.enc_output.weight.grad.abs().sum() > 0  # the proposal head learns
+
+
+def test_the_family_fields_that_replaced_model_type_lists_say_what_the_lists_said():
+    """Each fact once lived as a model-type list outside families.py; the entries must give the same answers."""
+    from recipe.families import ignores_pixel_mask, size_multiple, trains_whole_backbone
+
+    def having(attr):
+        return {t for t, f in FAMILIES.items() if getattr(f, attr)}
+
+    rt_style = {"rt_detr", "rt_detr_v2", "d_fine", "deimv2"}
+    assert {t for t, f in FAMILIES.items() if f.size_multiple == 32} == rt_style
+    assert {t for t, f in FAMILIES.items() if f.size_multiple != 1} == rt_style
+    assert having("mask_blind") == rt_style | {"yolos"}
+    assert having("windowed_vit") == {"lw_detr", "rf_detr"}
+    assert {t for t, f in FAMILIES.items() if not f.auxiliary_loss} == {"yolos"}
+    assert having("encoder_proposal_loss") == {"deformable_detr"}
+    assert having("small_hgnet_backbones") == {"deimv2"}
+    assert {t for t, f in FAMILIES.items() if not f.xavier_transformer and f.query_embeddings} == {"deformable_detr"}
+    assert FAMILIES["rf_detr"].config_defaults["dropout"] == 0.0
+    assert "dropout" not in FAMILIES["lw_detr"].config_defaults
+    assert FAMILIES["deimv2"].backbone_keys == ("conv_encoder.model.",)
+    assert FAMILIES["d_fine"].corner_loss_criterion.endswith("DFineLoss")
+    assert FAMILIES["deimv2"].corner_loss_criterion.endswith("Deimv2Loss")
+    # a windowed ViT pads to patch x windows; a type the recipe does not train pads as DETR does
+    vit = SimpleNamespace(patch_size=16, num_windows=4)
+    assert size_multiple(SimpleNamespace(model_type="rf_detr", backbone_config=vit)) == 64
+    assert size_multiple(SimpleNamespace(model_type="owlv2")) == 1 and not ignores_pixel_mask("owlv2")
+    hgnet = SimpleNamespace(model_type="hgnet_v2", layer_type="bottleneck", use_learnable_affine_block=False)
+    assert trains_whole_backbone(SimpleNamespace(model_type="deimv2", backbone_config=hgnet))
+    assert not trains_whole_backbone(SimpleNamespace(model_type="d_fine", backbone_config=hgnet))

@@ -66,13 +66,15 @@ LAYERS = [
     ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
               "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo", "data.hf",
               "data.results", "data.splits"}),
-    ("model inputs and outputs", {"color", "processor_size", "transforms", "collate", "postprocess", "coco_eval",
-                                  "cocoeval_stream"}),
+    ("model inputs and outputs", {"color", "processor_size", "augment", "transforms", "collate", "postprocess",
+                                  "coco_eval", "cocoeval_stream", "results_file"}),
     ("families", {"families"}),
-    ("model", {"losses", "modeling", "optim", "ema", "onnx_detector"}),
+    ("model", {"losses", "modeling", "model_source", "random_init", "checkpoint_weights", "optim", "ema",
+               "onnx_detector"}),
     ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
     ("trainer", {"trainer"}),
-    ("entry functions", {"preflight", "train", "evaluate", "predict", "check", "browse", "export"}),
+    ("entry functions", {"preflight", "train", "train_data", "run_folder", "run_outputs", "evaluate", "score_results",
+                         "predict", "predict_inputs", "check", "browse", "export"}),
     ("command line", {"cli"}),
 ]
 LAYER_OF = {module: n for n, (_, modules) in enumerate(LAYERS) for module in modules}
@@ -156,7 +158,7 @@ def test_no_recipe_module_imports_upwards_or_in_a_cycle():
     assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
     assert import_cycle(graph) == []
     # relative imports are seen
-    assert graph["trainer"] == {"collate", "ema", "errors", "families", "modeling", "optim", "postprocess"}
+    assert graph["trainer"] == {"checkpoint_weights", "collate", "ema", "errors", "families", "optim", "postprocess"}
     assert graph["plots"] == {"analysis", "coco_eval", "data.images", "draw"}
 
 
@@ -168,3 +170,49 @@ def test_layer_checks_name_an_upward_import_and_a_cycle():
     assert graph == {"data.coco": {"errors", "trainer"}, "losses": {"modeling"}, "modeling": {"losses", "data.coco"}}
     assert upward_imports(graph) == ["data.coco (data) imports trainer (trainer)"]
     assert import_cycle(graph) == ["losses", "modeling", "losses"]
+
+
+# ---------------------------------------------------------------- one home for per-family facts, modules of one idea
+
+MAX_MODULE_LINES = 300  # STYLE.md: "a module that passes ~300 lines probably holds two ideas"
+BEING_SPLIT = {"config.py", "collate.py"}  # issue #19: split on their own branches; drop them here once merged
+
+
+def test_no_recipe_module_over_300_lines():
+    long = [f"{p.relative_to(ROOT)} ({n} lines)" for p in python_files("recipe")
+            if p.name not in BEING_SPLIT and (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert long == [], "split these by job into cohesive modules:\n" + "\n".join(long)
+
+
+def model_type_tests(source: str, model_types: set[str]) -> list[int]:
+    """Lines that compare with a model type (`== "yolos"`, `in ("rt_detr", ...)`) or list two or more of them."""
+    def named(node) -> list[str]:
+        return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and n.value in model_types]
+
+    def tests_a_type(node) -> bool:
+        if isinstance(node, ast.Compare):
+            return bool(named(node))
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(named(node)) >= 2
+
+    return sorted({node.lineno for node in ast.walk(ast.parse(source)) if tests_a_type(node)})
+
+
+# processor_size's resize rules are named after image-processor classes (a YOLOS processor floors sizes to 16),
+# whatever the model type: not a family fact.
+NOT_MODEL_TYPES = {"families.py", "processor_size.py"}
+
+
+def test_per_family_facts_live_in_families_py():
+    """CONTRIBUTING: a new family is one entry in recipe/families.py (+ its config and tests). A model-type test
+    elsewhere is a family fact out of its home: make it a `Family` field."""
+    from recipe.families import FAMILIES
+
+    found = [f"{p.relative_to(ROOT)}:{line}" for p in python_files("recipe") if p.name not in NOT_MODEL_TYPES
+             for line in model_type_tests(p.read_text(), set(FAMILIES))]
+    assert found == [], "move these into the family's entry in recipe/families.py:\n" + "\n".join(found)
+
+
+def test_model_type_check_sees_comparisons_and_lists():
+    source = ('a = t == "yolos"\nb = t in ("rt_detr", "d_fine")\nc = {"yolos": 1}\nd = ["x", "deimv2", "yolos"]\n'
+              'e = config.get("model_type", "yolos")\n')
+    assert model_type_tests(source, {"yolos", "rt_detr", "d_fine", "deimv2"}) == [1, 2, 4]
