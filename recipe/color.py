@@ -1,6 +1,6 @@
 """Colour jitter on float images, a batch at once with per-image factors: torchvision's float semantics.
 
-The training transform only draws each image's factors (`transforms.DetectionAugmentation`); they travel with
+The training transform only draws each image's factors (`augment.DetectionAugmentation`); they travel with
 the uint8 batch as `color_jitter` and are applied here, where the batch is normalised (on the GPU in training,
 `collate.normalise_batch`). One image's factors, [8] float32: brightness, contrast, saturation, hue, then the
 order of the four operations (0 brightness, 1 contrast, 2 saturation, 3 hue), as albumentations' ColorJitter

@@ -1,7 +1,7 @@
 """Run a detector on new images: drawn images, a results file (COCO results or BDD100K frames), a progress bar.
 
 Pre- and post-processing are the evaluation's: the image reader of training, the eval resize
-(`transforms.eval_augmentation_for` the size in the folder's preprocessor_config.json), `DetectionCollator`'s
+(`augment.eval_augmentation_for` the size in the folder's preprocessor_config.json), `DetectionCollator`'s
 normalisation (the image processor's values, once per batch), padding and pixel mask, `postprocess_detections`
 (top-k over queries x classes, boxes `xywh_abs` in the original image), labels mapped to the dataset's category
 ids (config.json `category_ids`, saved by training; a checkpoint without it, e.g. a published COCO one, uses its

@@ -1,6 +1,6 @@
 """The size (h, w) a DETR-family image processor of transformers 5 resizes an image to, for each form of its `size`.
 
-evaluate.py and predict.py resize with cv2 (`transforms.eval_augmentation_for`) but must give each image the size
+evaluate.py and predict.py resize with cv2 (`augment.eval_augmentation_for`) but must give each image the size
 the model folder's own image processor would (its preprocessor_config.json), rounding included: a model trained at
 320 and evaluated at another size scores far lower, with no error. The rules are those of the processors the
 families use (`DetrImageProcessor.resize` and its copies in Deformable/Conditional DETR, RT-DETR, RF-DETR; YOLOS

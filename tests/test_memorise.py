@@ -37,7 +37,7 @@ FLOORS = {
                                             # proposals (tests/test_checkpoints.py); 450 steps gave 0.608 before
 }
 # Families that do not memorise 8 scenes at this budget, even with the originals' initialisation
-# (`modeling.init_random_weights`): strict expected failures, so a change that makes one learn shows up here.
+# (`random_init.init_random_weights`): strict expected failures, so a change that makes one learn shows up here.
 NOT_YET = {
     "detr": "0.001; 0.038 after 1500 steps at lr 1e-4 without dropout",
     "conditional_detr": "0.038",
