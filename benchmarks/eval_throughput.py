@@ -132,4 +132,11 @@ if __name__ == "__main__":
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-size", action="store_true", help="published-size Deformable DETR, random weights")
-    report(main(parser.parse_args()))
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
+    cli_args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="eval-throughput-") as tmp:
+        if cli_args.smoke:
+            from _smoke import tiny_demo
+
+            cli_args.demo_data, cli_args.train_steps, cli_args.rounds = str(tiny_demo(Path(tmp))), 1, 1
+        report(main(cli_args))
