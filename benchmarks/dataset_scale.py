@@ -85,7 +85,10 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=70000)
     parser.add_argument("--boxes-per-frame", type=float, default=18.6)
     parser.add_argument("--keep", help="keep the generated files in this folder instead of a temporary one")
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.frames = 50
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
         ann, img, cache = work / "det_train.json", work / "images", work / "cache"

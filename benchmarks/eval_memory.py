@@ -97,7 +97,10 @@ if __name__ == "__main__":
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3, help="runs per point; the median peak is used")
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.small, args.large, args.repeats = 4, 8, 1
     from recipe.data.synthetic import make_demo_dataset
 
     with tempfile.TemporaryDirectory() as tmp:

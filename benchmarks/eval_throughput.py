@@ -92,22 +92,23 @@ def shares(run: dict) -> dict[str, float]:
 def main(args) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave with the figures
     demo = Path(args.demo_data)
-    work = Path(tempfile.mkdtemp(prefix="eval-throughput-"))
     if not (demo / "val" / "annotations.json").is_file():
         from recipe.data.synthetic import make_demo_dataset
 
         make_demo_dataset(demo)
-    model = args.model or train_tiny_model(demo, work / "model", args.train_steps,
-                                           FULL_SIZE if args.full_size else None)
-    calls = {"evaluate": evaluate_call(model, demo, str(work / "cache")),
-             "predict": predict_call(model, demo, str(work / "predictions"))}
-    for call in calls.values():
-        call()  # warm-up: the Arrow table is built, files and libraries are in memory
-    runs = {name: [] for name in calls}
-    for r in range(args.rounds):
-        for name, call in calls.items():  # interleaved: the same machine load
-            runs[name].append(timed(call))
-        print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]['seconds']:.2f}s" for n, v in runs.items()), flush=True)
+    with tempfile.TemporaryDirectory(prefix="eval-throughput-") as tmp:
+        work = Path(tmp)
+        model = args.model or train_tiny_model(demo, work / "model", args.train_steps,
+                                               FULL_SIZE if args.full_size else None)
+        calls = {"evaluate": evaluate_call(model, demo, str(work / "cache")),
+                 "predict": predict_call(model, demo, str(work / "predictions"))}
+        for call in calls.values():
+            call()  # warm-up: the Arrow table is built, files and libraries are in memory
+        runs = {name: [] for name in calls}
+        for r in range(args.rounds):
+            for name, call in calls.items():  # interleaved: the same machine load
+                runs[name].append(timed(call))
+            print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]['seconds']:.2f}s" for n, v in runs.items()), flush=True)
     images = {"evaluate": runs["evaluate"][0]["result"]["num_images"],
               "predict": runs["predict"][0]["result"]["images"]}
     return {name: {"images": images[name], "images_per_s": [images[name] / r["seconds"] for r in v],
@@ -132,4 +133,11 @@ if __name__ == "__main__":
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-size", action="store_true", help="published-size Deformable DETR, random weights")
-    report(main(parser.parse_args()))
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
+    cli_args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="eval-throughput-") as tmp:
+        if cli_args.smoke:
+            from _smoke import tiny_demo
+
+            cli_args.demo_data, cli_args.train_steps, cli_args.rounds = str(tiny_demo(Path(tmp))), 1, 1
+        report(main(cli_args))

@@ -119,7 +119,10 @@ def main(argv=None):
     parser.add_argument("--demo_frame", nargs=2, type=int, default=[240, 320], metavar=("H", "W"))
     parser.add_argument("--full_frame", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.models, args.batch_sizes, args.rounds, args.demo_frame, args.threads = ["demo"], [2], 1, [64, 64], 1
     rows = run(args)
     report(rows)
     return rows

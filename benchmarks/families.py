@@ -52,11 +52,13 @@ class StepTimer(TrainerCallback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def train_row(name: str, hub_id: str | None, *, budget: float, probe_steps: int, workdir: Path) -> dict:
-    """Probe s/step, then train for `budget` seconds' worth of steps and evaluate; one row of the table."""
+def train_row(name: str, hub_id: str | None, *, budget: float, probe_steps: int, workdir: Path,
+              extra: list[str] = ()) -> dict:
+    """Probe s/step, then train for `budget` seconds' worth of steps and evaluate; one row of the table.
+    `extra`: more training flags (--smoke's data and sizes)."""
     config = json.dumps(model_config(hub_id))
     common = ["--model_config", config, "--eval_strategy", "no", "--save_strategy", "no",
-              "--dataloader_num_workers", "0", "--report_to", "none", "--overwrite_output_dir", "true"]
+              "--dataloader_num_workers", "0", "--report_to", "none", "--overwrite_output_dir", "true", *extra]
     out = workdir / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
     probe = StepTimer()
     run(*parse_config([str(DEMO), *common, "--output_dir", str(out / "probe"), "--max_steps", str(probe_steps),
@@ -88,13 +90,21 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(MODELS), metavar="MODEL",
                         help=f"a subset of the rows: {', '.join(sorted(MODELS))}")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--smoke", action="store_true", help=(
+        "run on tiny inputs in seconds (figures mean nothing): the demo row unless --only"))
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        extra = []
+        if args.smoke:
+            from _smoke import SMOKE_TRAINING, demo_data_flags, tiny_demo
+
+            args.budget, args.probe_steps, args.only = 0.0, 2, args.only or [next(iter(MODELS))]
+            extra = [*SMOKE_TRAINING, *demo_data_flags(tiny_demo(Path(tmp) / "demo"), Path(tmp) / "cache")]
         for name in args.only or MODELS:
             try:
                 rows.append(train_row(name, MODELS[name], budget=args.budget, probe_steps=args.probe_steps,
-                                      workdir=Path(tmp)))
+                                      workdir=Path(tmp), extra=extra))
             except Exception as e:  # noqa: BLE001  (one broken row must not cost the others' hours; it is printed)
                 rows.append({"model": name, "error": f"{type(e).__name__}: {e}"[:300]})
             print(json.dumps(rows[-1]), flush=True)

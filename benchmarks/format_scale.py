@@ -120,6 +120,9 @@ if __name__ == "__main__":
     parser.add_argument("--images", type=int, default=100000)
     parser.add_argument("--formats", nargs="+", default=["voc", "yolo"], choices=["voc", "yolo"])
     parser.add_argument("--keep", help="keep the generated files in this folder instead of a temporary one")
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.images = 30
     with tempfile.TemporaryDirectory() as tmp:
         report(run(args.images, args.formats, Path(args.keep or tmp)))

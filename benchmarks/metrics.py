@@ -42,7 +42,10 @@ if __name__ == "__main__":
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--dets", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.dets, args.repeats = 20, 10, 1
     gt, dets = synthetic(args.images, args.dets)
     print(f"{args.images} images, {len(gt['annotations'])} ground-truth boxes, {len(dets)} detections")
     times, results = {"pycocotools": [], "faster_coco_eval": []}, {}

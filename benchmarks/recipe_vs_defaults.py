@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -71,19 +72,19 @@ def train_arm(arm: str, argv: list[str]) -> tuple[dict, float]:
     return metrics, time.perf_counter() - start
 
 
-def main(args) -> dict:
+def main(args, extra: list[str] = ()) -> dict:
+    """-> {arm: final map, map_50, seconds}; `extra`: training flags added to every arm (--smoke's)."""
     os.chdir(ROOT)  # the configs' data and output paths are relative to the repository root
     results = {}
     for arm in ARMS:  # the same process, one after the other: each arm reseeds from --seed
         output_dir = str(Path(args.output_dir) / arm)
-        metrics, seconds = train_arm(arm, arm_argv(arm, args.config, output_dir, args.quick))
+        metrics, seconds = train_arm(arm, [*arm_argv(arm, args.config, output_dir, args.quick), *extra])
         results[arm] = {"map": metrics["eval_map"], "map_50": metrics["eval_map_50"], "seconds": seconds}
     return results
 
 
-def report(results: dict, quick: bool) -> None:
-    epochs = f"{QUICK_EPOCHS} epochs (--quick)" if quick else "the config's schedule"
-    print(f"same model, data, seed and schedule: {epochs}")
+def report(results: dict, schedule: str) -> None:
+    print(f"same model, data, seed and schedule: {schedule}")
     for arm, r in results.items():
         print(f"{arm:>18}: map={r['map']:.4f} map_50={r['map_50']:.4f} train+eval={r['seconds']:.0f}s")
     for arm in ("transformers", "transformers_knobs"):
@@ -95,5 +96,16 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help=f"train {QUICK_EPOCHS} epochs (a few minutes)")
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--output-dir", default="outputs/recipe_vs_defaults")
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     cli_args = parser.parse_args()
-    report(main(cli_args), cli_args.quick)
+    schedule = "1 step (--smoke)" if cli_args.smoke else \
+        f"{QUICK_EPOCHS} epochs (--quick)" if cli_args.quick else "the config's schedule"
+    with tempfile.TemporaryDirectory(prefix="recipe-vs-defaults-") as tmp:
+        smoke_flags = []
+        if cli_args.smoke:
+            from _smoke import SMOKE_TRAINING, demo_data_flags, tiny_demo
+
+            cli_args.output_dir = f"{tmp}/out"
+            smoke_flags = [*SMOKE_TRAINING, *demo_data_flags(tiny_demo(Path(tmp) / "demo"), Path(tmp) / "cache"),
+                           "--max_steps", "1"]
+        report(main(cli_args, smoke_flags), schedule)

@@ -68,14 +68,21 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=float, default=26, help="epochs per arm (default 26, the demo's)")
     parser.add_argument("--only", nargs="*", choices=sorted(ARMS), metavar="ARM", help="a subset of the arms")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--smoke", action="store_true", help="run on tiny inputs in seconds (figures mean nothing)")
     args = parser.parse_args(argv)
     rows, baseline_timer = [], None
     with tempfile.TemporaryDirectory() as tmp:
+        extra = []
+        if args.smoke:
+            from _smoke import SMOKE_TRAINING, demo_data_flags, tiny_demo
+
+            extra = [*SMOKE_TRAINING, *demo_data_flags(tiny_demo(Path(tmp) / "demo"), Path(tmp) / "cache"),
+                     "--max_steps", "2"]
         for name in args.only or ARMS:
             timer = StepTimer()
             final = run(*parse_config([str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")),
                                        "--num_train_epochs", str(args.epochs), "--report_to", "none",
-                                       *ARMS[name]]), callbacks=[timer])
+                                       *ARMS[name], *extra]), callbacks=[timer])
             rows.append({"arm": name, "steps": len(timer.seconds), "train_s": sum(timer.seconds),
                          "s_per_step": statistics.median(timer.seconds), "map": final["eval_map"],
                          "map_50": final["eval_map_50"]})

@@ -3,13 +3,32 @@
 import argparse
 import importlib.util
 import json
+import os
+import re
+import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import ROOT
+
+# Each benchmark's figure lines, as its --smoke run prints them (the same code prints the real run's).
+SMOKE_FIGURES = {
+    "dataloader": [r"workers=1 recipe/hf_example=\d", r"recipe ms per image \(0 workers\): decode="],
+    "dataset_scale": [r"^build_s=\d", r"^build_peak_rss_mb=\d", r"^reload_s=\d"],
+    "eval_memory": [r"^recipe_kb_per_image=-?\d", r"^trainer_default_kb_per_image=-?\d", r"^ratio=-?\d"],
+    "eval_throughput": [r"^evaluate: 4 images, [\d.]+ images/s", r"^predict post\+scoring = [\d.]+%"],
+    "export_speed": [r"^demo +64x64 +2 +[\d.]+ +[\d.]+ +[\d.]+x$"],
+    "families": [r"^demo \(deformable, box refine\) +1 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$"],
+    "format_scale": [r"^voc_build_s=\d", r"^yolo_reload_s=\d"],
+    "metrics": [r"^pycocotools_s=\d", r"^faster_coco_eval_s=\d", r"^max_metric_diff=", r"^speedup=\d"],
+    "recipe_vs_defaults": [r"^ +recipe: map=[\d.]+ map_50=", r"^map ratio recipe/transformers_knobs = "],
+    "training_features": [r"^ema \+ no_aug_epochs 2 +2 ", r"% of a step$"],
+}
+# Smoke runs past ~30 s of CPU (measured on the 2-core machine, user + sys of the run and its children): eval_memory
+# (four child processes, each loading torch and a model), export_speed (an ONNX export, 39 s), recipe_vs_defaults
+# (three trainings, 31 s), training_features (four trainings, 56 s). The others took 1 to 27 s.
+SLOW_SMOKE = {"eval_memory", "export_speed", "recipe_vs_defaults", "training_features"}
 
 
 def _load(name):
@@ -23,25 +42,9 @@ def _load(name):
     return module
 
 
-def _fake_bccd(root, count=12):
-    """BCCD's layout (JPEGImages + VOC Annotations) with small random JPEGs."""
-    rng = np.random.default_rng(0)
-    (root / "BCCD" / "JPEGImages").mkdir(parents=True)
-    (root / "BCCD" / "Annotations").mkdir()
-    for i in range(count):
-        name = f"BloodImage_{i:05d}.jpg"
-        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(root / "BCCD" / "JPEGImages" / name)
-        objects = "".join(f"<object><name>{c}</name><bndbox><xmin>{5 + 20 * k}</xmin><ymin>6</ymin>"
-                          f"<xmax>{30 + 20 * k}</xmax><ymax>40</ymax></bndbox></object>"
-                          for k, c in enumerate(["RBC", "WBC", "Platelets"]))
-        (root / "BCCD" / "Annotations" / f"{name[:-4]}.xml").write_text(
-            f"<annotation><filename>{name}</filename><size><width>128</width><height>96</height></size>"
-            f"{objects}</annotation>")
-
-
 def test_dataloader_benchmark_runs(tmp_path, capsys):
     bench = _load("dataloader")
-    _fake_bccd(tmp_path)
+    bench.fake_bccd(tmp_path)
     args = argparse.Namespace(bccd=tmp_path, workers=[0, 1], rounds=1, batch_size=4, shortest_edges=[64, 80],
                               longest_edge=120, processor="DeformableDetrImageProcessor")
     out = bench.run(args)
@@ -57,9 +60,28 @@ def test_dataloader_benchmark_runs(tmp_path, capsys):
     assert "% of recipe on files" in printed
 
 
+def test_every_benchmark_has_a_smoke_run():
+    assert sorted(SMOKE_FIGURES) == sorted(p.stem for p in (ROOT / "benchmarks").glob("[!_]*.py"))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SMOKE else n
+                                  for n in sorted(SMOKE_FIGURES)])
+def test_benchmark_smoke_run(name, tmp_path):
+    """`python benchmarks/NAME.py --smoke` as a user types it (a fresh process from another folder: a broken import,
+    a renamed recipe function or a figure that no longer prints fails here), exit code 0 and its figure lines."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--smoke"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    missing = [p for p in SMOKE_FIGURES[name] if not re.search(p, proc.stdout, re.MULTILINE)]
+    assert not missing, f"{missing} not printed:\n{proc.stdout[-3000:]}"
+    assert "failed:" not in proc.stdout
+
+
 def test_bccd_to_coco_boxes_are_inclusive(tmp_path):
-    _fake_bccd(tmp_path, count=1)
-    coco = json.loads(_load("dataloader").bccd_to_coco(tmp_path / "BCCD", tmp_path / "b.json").read_text())
+    bench = _load("dataloader")
+    bench.fake_bccd(tmp_path, count=1)
+    coco = json.loads(bench.bccd_to_coco(tmp_path / "BCCD", tmp_path / "b.json").read_text())
     assert coco["annotations"][0]["bbox"] == [4.0, 5.0, 26.0, 35.0]  # VOC 5..30 x 6..40, 1-based inclusive
     assert [c["name"] for c in coco["categories"]] == ["RBC", "WBC", "Platelets"]
 
@@ -69,11 +91,6 @@ def test_bdd_label_writer(tmp_path):
     frames = json.loads((tmp_path / "l.json").read_text())
     assert len(frames) == 5 and boxes == sum(len(f["labels"] or []) for f in frames)
     assert len(list((tmp_path / "i").iterdir())) == 5
-
-
-@pytest.mark.parametrize("name", ["metrics", "eval_memory"])
-def test_other_benchmarks_import(name):
-    assert _load(name).__doc__
 
 
 def test_families_benchmark_models_build_without_timm_with_the_demo_queries():

@@ -2,7 +2,7 @@
 
 The cache (tests/published.py) reproduces each repository's config.json / preprocessor_config.json and its weight
 file's key names and head sharing; weights are random and widths shrunk. What transformers 5.24 does with them
-is asserted as it is today, so a library upgrade that changes it fails here first (FINDINGS-hub.md explains).
+is asserted as it is today, so a library upgrade that changes it fails here first.
 """
 
 from __future__ import annotations
