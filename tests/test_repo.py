@@ -73,7 +73,7 @@ LAYERS = [
     ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
     ("trainer", {"trainer"}),
     ("entry functions", {"preflight", "train", "evaluate", "predict", "check", "browse", "export"}),
-    ("command line", {"cli_help", "cli"}),
+    ("command line", {"cli_help", "configdoc", "cli"}),
 ]
 LAYER_OF = {module: n for n, (_, modules) in enumerate(LAYERS) for module in modules}
 
