@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from .command_args import BrowseArguments
 from .data.images import ImageError, read_image
 from .draw import draw_boxes, grid, titled
-
-
-@dataclass
-class BrowseArguments:
-    ann: str | None = field(default=None, metadata={"help": "Annotation file (COCO json or BDD100K frame list)."})
-    images: str | None = field(default=None, metadata={"help": "Image folder of the annotation file."})
-    output: str = field(default="grid.jpg", metadata={"help": "The grid image to write (its JSON goes beside it)."})
-    augment: str | None = field(default=None, metadata={
-        "help": "A config YAML (e.g. configs/demo.yaml): draw the images after its training augmentation."})
-    num_images: int = field(default=12, metadata={"help": "Images in the sample."})
-    seed: int = field(default=0, metadata={"help": "Seed of the sample and of the augmentation."})
-    columns: int = field(default=4, metadata={"help": "Grid columns."})
-    cell_width: int = field(default=400, metadata={"help": "Width of each image in the grid, in pixels."})
-    dataset_cache_dir: str | None = field(default=None, metadata={"help": "Arrow cache folder of the tables."})
 
 
 def training_augmentation(config_path: str, seed: int):

@@ -10,11 +10,9 @@ error says why: broken JSON, unknown category, path outside the image folder, no
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
 
-from .data.builder import FORMATS, file_split, read_split
-from .data.image_check import IMAGE_CHECKS
+from .command_args import CheckDataArguments
+from .data.builder import file_split, read_split
 from .data.sanitize import format_report
 from .errors import ConfigError
 
@@ -22,31 +20,6 @@ from .errors import ConfigError
 PROBLEM_KEYS = ("images_bad_dropped", "boxes_dropped_degenerate", "boxes_clamped")
 
 
-@dataclass
-class CheckDataArguments:
-    ann: str | None = field(default=None, metadata={"help": "Annotation file: COCO json or a BDD100K frame list."})
-    images: str | None = field(default=None, metadata={
-        "help": "The image folder the annotation file's names are relative to."})
-    format: str = field(default="auto", metadata={
-        "help": "auto (a JSON object is COCO, a JSON list BDD100K), coco or bdd100k.", "choices": list(FORMATS)})
-    box_convention: str = field(default="inclusive", metadata={
-        "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1) or exclusive (2021 toolkit).",
-        "choices": ["inclusive", "exclusive"]})
-    bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
-        "help": "Width and height of BDD100K frames (the label files do not carry them)."})
-    image_check: str = field(default="decode", metadata={
-        "help": "decode: every image decoded; header: sizes from headers only (truncation not found); "
-                "exists: files only.", "choices": list(IMAGE_CHECKS)})
-    workers: int | None = field(default=None, metadata={"help": "Threads that decode images (default: cores, <= 8)."})
-    report: str | None = field(default=None, metadata={"help": "Also write the data report here (JSON)."})
-
-    def __post_init__(self):
-        if len(self.bdd_image_size) != 2 or min(self.bdd_image_size) <= 0:
-            raise ConfigError(f"--bdd_image_size {self.bdd_image_size}: give two positive integers, width height")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"--workers {self.workers}: must be >= 1")
-        if self.report and os.path.isdir(self.report):
-            raise ConfigError(f"--report {self.report}: is a folder; give a file name")
 
 
 def check_data(args: CheckDataArguments, dataset_args=None) -> int:

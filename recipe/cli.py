@@ -1,7 +1,8 @@
 """Console entry points (`detr-train`, `detr-evaluate`, ... in setup.cfg; `python scripts/X.py` calls the same).
 
-Each `*_main(argv=None)` parses with the shared parser (`recipe.config.parse_args`) and calls one recipe
-function inside `main_guard`, which turns the recipe's own errors into one line on stderr and exit code 2.
+Each `*_main(argv=None)` answers `--help` from the argument dataclasses alone (`recipe/cli_help.py`: no torch),
+else parses with the shared parser (`recipe.config.parse_args`) and calls one recipe function inside `main_guard`,
+which turns the recipe's own errors into one line on stderr and exit code 2.
 Logging is set up here, by the entry point, never by the library.
 """
 
@@ -38,8 +39,17 @@ def main_guard():
     end_process_group()
 
 
+def help_if_asked(argv: list[str] | None, prog: str) -> None:
+    """-h / --help: print the command's help and exit 0, before torch or transformers are imported (seconds)."""
+    from .cli_help import asks_for_help, print_help_and_exit
+
+    if asks_for_help(argv):
+        print_help_and_exit(prog, argv)
+
+
 def train_main(argv: list[str] | None = None) -> None:
     """detr-train [CONFIG.yaml] [--field value ...]: fine-tune, evaluate, write a Hub-style model folder."""
+    help_if_asked(argv, "detr-train")
     with main_guard():
         from .config import parse_config
         from .train import run
@@ -49,6 +59,7 @@ def train_main(argv: list[str] | None = None) -> None:
 
 def evaluate_main(argv: list[str] | None = None) -> None:
     """detr-evaluate: score a results file (--gt --predictions) or a saved model (--model --images --ann)."""
+    help_if_asked(argv, "detr-evaluate")
     with main_guard():
         from .config import parse_evaluate_args
 
@@ -94,6 +105,7 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
 
 def convert_bdd100k_main(argv: list[str] | None = None) -> None:
     """detr-convert-bdd100k --labels det_val.json --output det_val_coco.json [--box-convention exclusive]"""
+    help_if_asked(argv, "detr-convert-bdd100k")
     with main_guard():
         from .config import ConvertArguments, parse_args
         from .data.bdd100k import convert_file
@@ -107,6 +119,7 @@ def convert_bdd100k_main(argv: list[str] | None = None) -> None:
 
 def make_demo_data_main(argv: list[str] | None = None) -> None:
     """detr-make-demo-data --output DIR [--format bdd100k]: the synthetic traffic-scenes demo data."""
+    help_if_asked(argv, "detr-make-demo-data")
     with main_guard():
         from .config import DemoDataArguments, parse_args
         from .data.synthetic import make_demo_dataset
@@ -123,6 +136,7 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
 
 def predict_main(argv: list[str] | None = None) -> None:
     """detr-predict --model DIR_OR_ID (--images PATH_OR_FOLDER_OR_GLOB | --dataset X [--split S]) --output DIR"""
+    help_if_asked(argv, "detr-predict")
     with main_guard():
         from .config import DatasetSplitArguments, parse_args
         from .predict import PredictArguments, predict
@@ -133,6 +147,7 @@ def predict_main(argv: list[str] | None = None) -> None:
 
 def check_data_main(argv: list[str] | None = None) -> None:
     """detr-check-data (--ann ANN --images DIR | --dataset X): exit 0 clean, 1 problems found, 2 unusable."""
+    help_if_asked(argv, "detr-check-data")
     with main_guard():
         from .check import CheckDataArguments, check_data
         from .config import DatasetArguments, parse_args
@@ -143,6 +158,7 @@ def check_data_main(argv: list[str] | None = None) -> None:
 
 def browse_dataset_main(argv: list[str] | None = None) -> None:
     """detr-browse-dataset (--ann ANN --images DIR | --dataset X [--split S]) [--augment CONFIG] --output grid.jpg"""
+    help_if_asked(argv, "detr-browse-dataset")
     with main_guard():
         from .browse import BrowseArguments, browse_dataset
         from .config import DatasetSplitArguments, parse_args
@@ -153,6 +169,7 @@ def browse_dataset_main(argv: list[str] | None = None) -> None:
 
 def export_main(argv: list[str] | None = None) -> None:
     """detr-export --model DIR_OR_ID --output model.onnx [--opset 17] [--dynamic_batch] [--fp16]"""
+    help_if_asked(argv, "detr-export")
     with main_guard():
         from .config import parse_args
         from .export import ExportArguments, export_onnx

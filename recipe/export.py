@@ -19,41 +19,17 @@ import logging
 import os
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from unittest.mock import patch
 
 import torch
 
+from .command_args import ExportArguments
 from .errors import ConfigError, ModelNotAvailable
 from .onnx_detector import SIDECAR_FORMAT, OnnxDetector, is_onnx, require_export_packages, sidecar_path
-from .parsing import arg, check_fields
 
 logger = logging.getLogger(__name__)
 
-# LayerNormalization, which the transformer layers export to, exists from opset 17 (onnx Operators.md); TensorRT
-# parses it from 10.x. Older opsets split it into primitive ops that overflow in fp16 (DEIM #107, D-FINE #98).
-MIN_OPSET = 17
-
-
-@dataclass
-class ExportArguments:
-    model: str | None = arg(None, required=True, help=(
-        "A trained output folder, a checkpoint folder, or a cached Hub id (AutoModelForObjectDetection)."))
-    output: str | None = arg(None, required=True, help=(
-        "The .onnx file to write; what inference needs goes beside it as OUTPUT.json."))
-    opset: int = arg(MIN_OPSET, range=f"[{MIN_OPSET}, 23]", help=(
-        "ONNX opset (>= 17: LayerNormalization; TensorRT >= 10.6 for fp16 engines of these models)."))
-    dynamic_batch: bool = arg(False, help="Any batch size (else the graph takes batch 1).")
-    fp16: bool = arg(False, help=(
-        "Weights and arithmetic in float16 (for GPU runtimes); inputs and outputs stay float32."))
-    image_size: list[int] | None = arg(None, length=2, range="[1, inf)", help=(
-        "The graph's frame H W (default: the processor's canvas, or its eval size: shortest_edge x longest_edge). "
-        "Images are resized as in evaluation and padded to it (smaller ones: as in a training batch; a mask-reading "
-    "model then scores them as PyTorch does only when its batches have that size too); a larger one is an error."))
-
-    def __post_init__(self):
-        check_fields(self)
 
 
 class OnnxGraph(torch.nn.Module):

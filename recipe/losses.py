@@ -54,7 +54,7 @@ def install_recipe_loss(model, family: Family, weights: dict[str, float]) -> Non
 
     # Left out of --torch_compile: the matcher calls scipy and the loss reads `.item()` (graph breaks), and every
     # new count of target boxes recompiled it until dynamo's limit (8) sent it back to eager anyway; compiling it
-    # cost most of the compile time of a run (README "On a GPU").
+    # cost most of the compile time of a run (docs/guide.md "On a GPU").
     model.loss_function = torch.compiler.disable(float32_loss)
     if family.encoder_proposal_loss and getattr(model.config, "two_stage", False):
         _add_encoder_proposal_loss(model, family, weights)

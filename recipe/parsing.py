@@ -5,123 +5,35 @@ Dataclass defaults < YAML file < command line; an unknown key or flag is an erro
 a dashed twin (`--train_img` / `--train-img`), plus the aliases of `DASHED_ALIASES`. Allowed values are
 declared in each field's metadata (`arg(..., choices=, range=, length=, required=)`) and checked by
 `check_fields` when the dataclass is built, so a bad value, from YAML or a flag, is one `ConfigError` line
-before any data or model is loaded. The recipe's dataclasses live in `recipe/config.py`.
+before any data or model is loaded (`recipe/fields.py`). The recipe's dataclasses live in `recipe/arguments.py` and
+`recipe/command_args.py`; `recipe/config.py` puts them together per entry point.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import json
-import math
 import os
 import sys
-from dataclasses import MISSING, field
+from dataclasses import MISSING
 from pathlib import Path
-from types import UnionType
-from typing import Union, get_args, get_origin, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .errors import ConfigError
-
-# Metadata keys checked here; HfArgumentParser never sees them (it would pass them to argparse).
-CHECK_KEYS = ("choices", "range", "length", "required")
-
-
-def arg(default=MISSING, *, help: str, default_factory=MISSING, choices=None, range: str | None = None,
-        length: int | None = None, required: bool = False, aliases: list[str] | None = None):
-    """A dataclass field with its help and the constraints `check_fields` enforces.
-
-    range: an interval such as "[1, inf)" or "(0, 1]"; for a list, every element must lie in it.
-    required: None is not accepted (give the flag or the YAML key)."""
-    metadata = {"help": help}
-    for key, value in (("choices", choices), ("range", range), ("length", length), ("required", required or None),
-                       ("aliases", aliases)):
-        if value is not None:
-            metadata[key] = value
-    return field(default=default, default_factory=default_factory, metadata=metadata)
+from .fields import (  # noqa: F401 - arg, check_fields, check_writable_file: re-exported for the dataclasses' modules
+    CHECK_KEYS,
+    DASHED_ALIASES,
+    arg,
+    check_fields,
+    check_writable_file,
+    field_types,
+    help_notes,
+)
 
 
-def check_fields(obj) -> None:
-    """Type, choices, range, length and required of every field of a dataclass instance, from its metadata."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name, None)
-        if value is None:
-            if f.metadata.get("required"):
-                raise ConfigError(f"{f.name} is required: pass --{f.name} VALUE or set it in the YAML file")
-            continue
-        check_type(f.name, value, field_types(type(obj))[f.name])
-        meta = f.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
-        if "length" in meta and len(value) != meta["length"]:
-            raise ConfigError(f"{f.name} takes {meta['length']} values, got {len(value)}: {value}")
-        for item in value if isinstance(value, list) else [value]:
-            if "range" in meta and not in_range(item, meta["range"]):
-                raise ConfigError(f"{f.name} must be in {meta['range']}, got {item!r}")
-
-
-SIMPLE_TYPES = (int, float, str, bool)
-
-
-def check_type(name: str, value, annotation) -> None:
-    """Values from YAML reach the dataclass as YAML typed them (argparse converts only strings): check the
-    plain ones (int, float, str, bool, list[int], optionals of these); other annotations are left alone."""
-    kind = simple_type(annotation)
-    if kind is None:
-        return
-    container, item_type = kind
-    if container is list and not isinstance(value, list):
-        raise ConfigError(f"{name} takes a list of {item_type.__name__}, got {value!r}")
-    for item in value if container is list else [value]:
-        if isinstance(item, bool) != (item_type is bool) or not isinstance(
-                item, (int, float) if item_type is float else item_type):
-            raise ConfigError(f"{name} takes {'a list of ' if container else ''}{item_type.__name__} "
-                              f"values, got {item!r}")
-
-
-def simple_type(annotation) -> tuple | None:
-    """-> (None, int) for int / int | None, (list, int) for list[int], None for anything else."""
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
-        return simple_type(args[0])
-    if get_origin(annotation) is list and len(args) == 1 and args[0] in SIMPLE_TYPES:
-        return list, args[0]
-    return (None, annotation) if annotation in SIMPLE_TYPES else None
-
-
-@functools.cache
-def field_types(cls) -> dict:
-    """Resolved annotations of a dataclass (this module postpones them)."""
-    return get_type_hints(cls)
-
-
-def in_range(value, interval: str) -> bool:
-    """`interval` like "[1, inf)": square brackets include the bound, round ones exclude it."""
-    low, high = (float(v) for v in interval[1:-1].split(","))
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    above = value >= low if interval[0] == "[" else value > low
-    below = value <= high if interval[-1] == "]" else value < high
-    return above and below
-
-
-def check_writable_file(name: str, path: str | None) -> None:
-    if path and Path(path).is_dir():
-        raise ConfigError(f"{name} {path} is a folder; give a file name (e.g. {Path(path) / 'metrics.json'})")
-
-
-# The original script's spellings -> the fields they set (a dashed twin of every field, e.g. --train-img for
-# --train_img, exists anyway). An alias is used only when the entry point's dataclasses have its targets.
-DASHED_ALIASES = {
-    "--num-epochs": ["--num_train_epochs"],
-    "--batch-size": ["--per_device_train_batch_size", "--per_device_eval_batch_size"],
-    "--num-workers": ["--dataloader_num_workers"],
-    "--pretrained": ["--model_name_or_path"],
-}
 class RecipeArgumentParser(HfArgumentParser):
     """HfArgumentParser whose errors are ConfigErrors (argparse would print the usage and exit), which
     recognises no abbreviations (a typo must not silently set another field), and which keeps the
@@ -150,14 +62,8 @@ class RecipeArgumentParser(HfArgumentParser):
 
     def _parse_dataclass_field(self, parser, f):
         meta = {k: v for k, v in f.metadata.items() if k not in CHECK_KEYS}
-        notes = [f"one of: {', '.join(map(str, f.metadata['choices']))}" if "choices" in f.metadata else "",
-                 f"range {f.metadata['range']}" if "range" in f.metadata else "",
-                 "required" if f.metadata.get("required") else ""]
-        also = [alias for alias, targets in self._alias_of.items() if f"--{f.name}" in targets]
-        if also:
-            notes.append(f"also {' / '.join(also)}")
-        if any(notes):
-            meta["help"] = f"{meta.get('help', '')} ({'; '.join(n for n in notes if n)})".strip()
+        if help_notes(f, self._alias_of):
+            meta["help"] = help_notes(f, self._alias_of)
         stripped = copy.copy(f)
         stripped.metadata = meta
         HfArgumentParser._parse_dataclass_field(parser, stripped)

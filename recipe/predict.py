@@ -13,12 +13,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .command_args import DEFAULT_THRESHOLD, PredictArguments
 from .errors import ConfigError
 from .postprocess import DET_BOX, DET_LABEL, DET_SCORE
 from .predict_inputs import ImageFiles, collate_readable, images_to_predict
@@ -26,36 +26,6 @@ from .results_file import results_from_detections, write_results_file
 from .timing import stage
 
 logger = logging.getLogger("recipe")
-
-DEFAULT_THRESHOLD = 0.3
-
-
-@dataclass
-class PredictArguments:
-    model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, a Hub id (any "
-                                         "AutoModelForObjectDetection with its image processor), or an .onnx "
-                                         "file written by detr-export (run with ONNX Runtime)."})
-    images: str | None = field(default=None, metadata={
-        "help": "An image file, a folder (its image files, sorted) or a glob pattern (or --dataset and --split)."})
-    threshold: float | None = field(default=None, metadata={
-        "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol). "
-                "Default: the model's `suggested_threshold` (best F1 on its validation set, written by training), "
-                f"else {DEFAULT_THRESHOLD}."})
-    output: str = field(default="predictions", metadata={
-        "help": "Output folder: predictions.json and the drawn images under images/."})
-    format: str = field(default="coco", metadata={
-        "help": "predictions.json as COCO results (with file_name) or a BDD100K frame list.",
-        "choices": ["coco", "bdd100k"]})
-    batch_size: int = field(default=8, metadata={"help": "Images per forward pass."})
-    device: str = field(default="auto", metadata={"help": "auto (cuda, else mps, else cpu), cpu, cuda, cuda:1, ..."})
-    top_k: int = field(default=100, metadata={"help": "Detections kept per image before the threshold (COCO: 100)."})
-    draw: bool = field(default=True, metadata={"help": "Write the images with their boxes drawn."})
-    num_workers: int = field(default=0, metadata={"help": "Image decoding worker processes."})
-    dataset_cache_dir: str | None = field(default=None, metadata={
-        "help": "With --dataset: the Arrow cache folder of its tables (default: the datasets cache)."})
-    box_convention: str = field(default="inclusive", metadata={
-        "help": "--format bdd100k: box2d inclusive (x2 = x + w - 1, current toolkit) or exclusive.",
-        "choices": ["inclusive", "exclusive"]})
 
 
 def pick_device(device: str) -> torch.device:

@@ -1,5 +1,5 @@
 """GPU settings, as far as a CPU can check them: `--torch_compile` and `--bf16` train the demo model with finite,
-falling losses (README "On a GPU" says which figures are measured and which expected)."""
+falling losses (benchmarks/RESULTS.md has the measured ones; docs/guide.md "On a GPU" says what is expected)."""
 
 import json
 import math
@@ -19,6 +19,6 @@ def test_gpu_setting_trains_with_finite_falling_losses(demo_dir, tmp_path, flags
                    "--warmup_steps", "0", "--learning_rate", "5e-4", "--val-ann", "", "--val-img", ""))
     history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
-    print(flags, "losses", losses)  # README "On a GPU" quotes them (pytest -s)
+    print(flags, "losses", losses)  # benchmarks/RESULTS.md quotes them (pytest -s)
     assert len(losses) == 8 and all(math.isfinite(v) for v in losses), losses
     assert sum(losses[-3:]) < sum(losses[:3]), losses

@@ -5,8 +5,8 @@ A falling loss is not learning: a detector whose backbone puts out nothing (D-FI
 initialised their HGNetV2 and trained its norms) lowers its loss on position priors alone and scores 0.000 here.
 
 Budget (the issue's overfit check): 240 px, no augmentation, batch 4, lr 1e-3 constant after 20 warm-up steps, 300
-steps. Each floor is well under what the family measured
-here at this budget (README "Families": the table this file reproduces), so a healthy detector clears it with margin;
+steps. Each floor is well under what the family measured here at this budget (benchmarks/RESULTS.md
+"Memorisation": the table this file reproduces), so a healthy detector clears it with margin;
 the lower floors are the families that learn slowly from random weights (the originals train Deformable DETR 50
 epochs and DETR 500 on COCO; a 6-layer ViT without pretraining is slower still), not a looser standard: a blind
 detector scores under 0.05 on every row.
@@ -22,7 +22,7 @@ from recipe.config import parse_config
 from recipe.data.synthetic import make_demo_dataset
 from recipe.train import run
 
-# family row -> map_50 floor; measured map_50 at this budget in the comment (README "Memorisation").
+# family row -> map_50 floor; measured map_50 at this budget in the comment (benchmarks/RESULTS.md "Memorisation").
 FLOORS = {
     "demo (deformable, box refine)": 0.8,   # 0.950
     "deformable_detr": 0.4,                 # 0.609
