@@ -66,8 +66,8 @@ LAYERS = [
     ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
               "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo", "data.hf",
               "data.results", "data.splits"}),
-    ("model inputs and outputs", {"color", "processor_size", "transforms", "collate", "postprocess", "coco_eval",
-                                  "cocoeval_stream"}),
+    ("model inputs and outputs", {"color", "processor_size", "transforms", "normalise", "worker_transport", "collate",
+                                  "postprocess", "coco_eval", "cocoeval_stream"}),
     ("families", {"families"}),
     ("model", {"losses", "modeling", "optim", "ema", "onnx_detector"}),
     ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
@@ -156,7 +156,7 @@ def test_no_recipe_module_imports_upwards_or_in_a_cycle():
     assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
     assert import_cycle(graph) == []
     # relative imports are seen
-    assert graph["trainer"] == {"collate", "ema", "errors", "families", "modeling", "optim", "postprocess"}
+    assert graph["trainer"] == {"boxes", "ema", "errors", "families", "modeling", "normalise", "optim", "postprocess"}
     assert graph["plots"] == {"analysis", "coco_eval", "data.images", "draw"}
 
 
