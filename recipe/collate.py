@@ -29,7 +29,7 @@ class DetectionCollator:
     to a multiple of `pad_to_multiple_of`.
 
     `normalise_on_device` (training and evaluation): the batch stays uint8 (zero padding) with a uint8 mask, 4x
-    and 8x fewer bytes through worker queues and to the GPU, and `normalise_batch` (the Trainer's
+    and 8x fewer bytes through worker queues and to the GPU, and `normalise.normalise_batch` (the Trainer's
     `_prepare_inputs`) normalises it where the model runs, with the same float32 values as above.
 
     Colour jitter: features may carry `color_jitter` (an image's factors, `color.color_jitter`, or None). A
@@ -39,7 +39,7 @@ class DetectionCollator:
     `boxes_on_canvas` (models that never read the pixel mask, `families.ignores_pixel_mask`): such a model
     sees the padded canvas as the image, so its boxes are normalised to the canvas. The labels' boxes are then
     re-normalised to the canvas, and each label gets `frame_size` (the canvas's size in original-image pixels,
-    `canvas_frame_size`), which post-processing uses in place of `orig_size`. Without it the padding of a
+    `boxes.canvas_frame_size`), which post-processing uses in place of `orig_size`. Without it the padding of a
     multi-scale batch (or to a multiple of 32) would shift every target box the model is trained on.
     """
 
