@@ -49,9 +49,9 @@ class DetectionCollator:
     pad_size: tuple[int, int] | None = None
     boxes_on_canvas: bool = False
     normalise_on_device: bool = False
-    # in a DataLoader worker, lay the batch in one shared segment and its labels in one more (`worker_transport`);
-    # False: heap tensors, sent by torch's own transport, a segment per tensor (benchmarks/dataloader.py compares)
-    shared_batch: bool = True
+    # in a DataLoader worker, write batches into the worker's reused shared buffers (`_SharedSlots`); False:
+    # a fresh shared segment per batch, as torch's own transport (benchmarks/dataloader.py compares the two)
+    reuse_worker_buffers: bool = True
 
     def __call__(self, features: list[dict]) -> dict:
         with stage("collate"):
@@ -61,7 +61,7 @@ class DetectionCollator:
         images = [f["pixel_values"] for f in features]
         # In a DataLoader worker the batch is written straight into shared memory: torch would otherwise copy
         # it there to send it to the main process (as its default_collate avoids too).
-        shared = self.shared_batch and torch.utils.data.get_worker_info() is not None
+        shared = torch.utils.data.get_worker_info() is not None
         geometry_rows = [f.get("geometry") for f in features]
         jitter_rows = [f.get("color_jitter") for f in features]
         deferred = any(g is not None for g in geometry_rows)  # flip and resize left to the batch (`geometry`)
@@ -77,8 +77,10 @@ class DetectionCollator:
                                                          max(i.shape[-1] for i in images))
         layout = _batch_layout(len(images), source_hw, (height, width), uint8, deferred,
                                any(j is not None for j in jitter_rows))
-        # In a worker, a batch shipped as it is (not normalised here after the geometry) lies in one shared segment.
-        arena = BatchArena.for_layout(layout, shared and (self.normalise_on_device or not deferred))
+        # In a worker, a batch shipped as it is (not normalised here after the geometry) lies in one shared
+        # buffer, one of the worker's reused ones when one is free (`_SharedSlots`).
+        ships = shared and (self.normalise_on_device or not deferred)
+        arena = BatchArena.for_layout(layout, ships, reuse=ships and self.reuse_worker_buffers)
         # empty, not zeros: each element is written once below, as image or as padding
         pixel_values, pixel_mask = (arena.empty(*spec) for spec in layout[:2])
         geometry = _stack_rows(geometry_rows, 5, torch.int64, 0, arena)
@@ -96,7 +98,7 @@ class DetectionCollator:
             batch["geometry"] = geometry
             if not self.normalise_on_device:  # this collator normalises: the batch's geometry is applied here
                 batch = normalise_batch(batch, self.image_processor)
-        return batch
+        return arena.lease(batch)
 
     def _write_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor, images: list[torch.Tensor],
                       sizes: list[tuple[int, int]], uint8: bool, jitter: torch.Tensor | None) -> None:

@@ -46,14 +46,14 @@ def test_dataloader_benchmark_runs(tmp_path, capsys):
                               longest_edge=120, processor="DeformableDetrImageProcessor")
     out = bench.run(args)
     for medians in out["results"].values():
-        assert set(medians) == {"recipe", "recipe_parquet", "recipe_cpu_norm", "recipe_torch_transport", "hf_example",
+        assert set(medians) == {"recipe", "recipe_parquet", "recipe_cpu_norm", "recipe_fresh_shm", "hf_example",
                                 "decode_torchvision",
                                 "decode_opencv", "decode_pil", "decode_and_ship"}
         assert all(v > 0 for v in medians.values())
     assert set(out["stages"]) == {"decode", "augment", "labels", "collate", bench.DEVICE_STAGE}
     bench.report(out)
     printed = capsys.readouterr().out
-    assert "workers=1 recipe/hf_example=" in printed and "one segment per batch" in printed
+    assert "workers=1 recipe/hf_example=" in printed and "reused buffers" in printed
     assert "% of recipe on files" in printed
 
 

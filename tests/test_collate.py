@@ -249,40 +249,72 @@ def _batch_equal(new: dict, old: dict) -> bool:
         for k in old)
 
 
-def _segment(tensor: torch.Tensor) -> int:
-    return tensor.untyped_storage().data_ptr()
+def _storage_key(tensor: torch.Tensor):
+    """The shared-memory segment (inode, device) a tensor received from a worker lies on."""
+    from torch.multiprocessing.reductions import shared_cache
+
+    cdata = tensor.untyped_storage()._cdata
+    [key] = [k for k, ref in shared_cache.items() if ref.cdata == cdata]
+    return key
 
 
-@pytest.mark.parametrize(("training", "on_device", "shared_batch"),
-                         [(False, True, True), (True, True, True), (False, False, True), (True, True, False)])
-def test_a_worker_batch_lies_in_one_shared_segment_and_equals_the_in_process_one(tmp_path, training, on_device,
-                                                                                 shared_batch):
-    """Through a worker each batch's pixels, mask, geometry and jitter rows lie in one shared segment and its
-    labels in one more (`shared_batch`; False: torch's own transport, a segment per tensor); every batch, all
-    held at once, equals the one collated in this process. Training batches (uint8, `geometry`, jitter rows),
-    evaluation batches (uint8 and mask) and batches normalised in the worker (float32) alike."""
+@pytest.mark.parametrize(("training", "on_device"), [(False, True), (True, True), (False, False)])
+def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(tmp_path, training, on_device):
+    """A worker writes each batch into one of its reused shared buffers (`_SharedSlots`, 4 per worker), leased
+    until the main process frees every tensor on it. Batches dropped as they come reuse the buffers; batches
+    held (every third here, or all of them: list(loader)) are never overwritten: each batch equals the one
+    collated in this process, whatever is held. Training batches (uint8, `geometry`, jitter rows), evaluation
+    batches (uint8 and mask) and batches normalised in the worker (float32) alike."""
     from recipe.transforms import AugmentationSeeds
 
     processor = transformers.DeformableDetrImageProcessor()
     rows = _rows(tmp_path)
     augmentation = build_augmentation(training, [64, 96], 160, 96, color_jitter_prob=0.5)
     transform = make_transform(augmentation, seeds=AugmentationSeeds(3), batch_geometry=training)
-    out = transform({k: v * 3 for k, v in rows.items()})  # 12 images: 6 batches of 2
+    out = transform({k: v * 6 for k, v in rows.items()})  # 24 images: 12 batches of 2
     features = [dict(zip(out, row)) for row in zip(*out.values())]
     assert training == ("geometry" in features[0])
-    collator = DetectionCollator(processor, normalise_on_device=on_device, shared_batch=shared_batch)
+    collator = DetectionCollator(processor, normalise_on_device=on_device)
     expected = [collator(features[i:i + 2]) for i in range(0, len(features), 2)]
     assert all(b["pixel_values"].dtype == (torch.uint8 if on_device else torch.float32) for b in expected)
     assert training == any("color_jitter" in b for b in expected)
-    every = list(torch.utils.data.DataLoader(features, batch_size=2, num_workers=1, collate_fn=collator))
-    assert all(type(batch) is dict and _batch_equal(batch, old) for batch, old in zip(every, expected))
-    for batch in every:
-        tensors = [v for k, v in batch.items() if k != "labels"]
-        assert all(t.is_shared() for t in tensors)
-        assert (len({_segment(t) for t in tensors}) == 1) == (shared_batch and len(tensors) > 1)
-        boxes = [label["boxes"] for label in batch["labels"]]
-        assert (len({_segment(b) for b in boxes}) == 1) == shared_batch
-    assert len({_segment(b["pixel_values"]) for b in every}) == len(every)  # one segment per batch
+
+    def loader():
+        return torch.utils.data.DataLoader(features, batch_size=2, num_workers=1, collate_fn=collator)
+
+    held, keys = [], []
+    for n, batch in enumerate(loader()):
+        assert type(batch) is dict and _batch_equal(batch, expected[n])
+        keys.append(_storage_key(batch["pixel_values"]))
+        if n % 3 == 0:
+            held.append((n, batch))
+        del batch
+    assert len(set(keys)) < len(keys)  # reused
+    assert all(_batch_equal(batch, expected[n]) for n, batch in held)
+    every = list(loader())  # all held: the buffers run out, the rest get fresh segments
+    assert len({_storage_key(b["pixel_values"]) for b in every}) == len(every)
+    assert all(_batch_equal(batch, old) for batch, old in zip(every, expected))
+
+
+def test_shared_slots_lend_free_buffers_grow_them_and_give_none_when_all_are_leased():
+    from recipe.worker_transport import _SharedSlots
+
+    slots = _SharedSlots(size=2)
+    first, lease_a = slots.take(100)
+    second, lease_b = slots.take(100)
+    assert first is second and lease_a.index == lease_b.index == 0  # not leased until a batch is sent
+    assert lease_a.lease({"x": 1}) == {"x": 1} and slots.flags.tolist() == [1, 0]
+    other, lease_c = slots.take(50)  # buffer 0 is leased
+    assert lease_c.index == 1 and other.nbytes() == 100 and other.is_shared()  # the largest so far
+    lease_c.lease({})
+    assert slots.take(10) is None  # all leased: the caller makes a fresh segment
+    slots.flags[0] = 0  # the main process let go of buffer 0
+    grown, lease_d = slots.take(200)
+    assert lease_d.index == 0 and grown.nbytes() == 200 and grown is not first
+    lease_d.lease({})
+    slots.flags[1] = 0
+    again, lease_e = slots.take(150)  # buffer 1 (100 bytes) is too small: made as large as the largest
+    assert lease_e.index == 1 and again.nbytes() == 200
 
 
 @pytest.mark.parametrize("boxes_on_canvas", [False, True])
