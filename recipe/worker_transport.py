@@ -1,6 +1,6 @@
-"""Shared-memory transport of a DataLoader worker's batch: the batch's tensors laid in one shared segment
-(`BatchArena`), the labels' tensors packed one per field (`pack_labels`), and a worker's reused buffers
-(`_SharedSlots`)."""
+"""Shared-memory transport of a DataLoader worker's batch, on public torch API: the batch's tensors laid in one
+shared segment (`BatchArena`), the labels' tensors packed one per field into one more (`pack_labels`), and a
+worker's reused buffers (`_SharedSlots`), leased to the main process until it frees every tensor on one."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class BatchArena:
             taken = _worker_slots().take(nbytes)
             if taken is not None:
                 return cls(*taken)
-        return cls(torch.UntypedStorage._new_shared(nbytes))
+        return cls(shared_storage(nbytes))
 
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if self.storage is None:
@@ -53,6 +53,12 @@ class BatchArena:
 
 def _aligned(offset: int) -> int:
     return -(-offset // 8) * 8
+
+
+def shared_storage(nbytes: int) -> torch.UntypedStorage:
+    """A new shared-memory storage of `nbytes`, on public torch API: `share_memory_` moves a fresh tensor's
+    memory (never written, so nothing but page mappings to copy) into a new segment."""
+    return torch.empty(nbytes, dtype=torch.uint8).share_memory_().untyped_storage()
 
 
 class _SharedSlots:
@@ -80,8 +86,7 @@ class _SharedSlots:
         fits = [k for k in free if self.buffers[k] is not None and self.buffers[k].nbytes() >= nbytes]
         k = fits[0] if fits else free[0]
         if not fits:  # a new buffer as large as the largest so far: sizes settle after the largest batch
-            self.buffers[k] = torch.UntypedStorage._new_shared(
-                max([nbytes] + [b.nbytes() for b in self.buffers if b is not None]))
+            self.buffers[k] = shared_storage(max([nbytes] + [b.nbytes() for b in self.buffers if b is not None]))
         return self.buffers[k], _Lease(self.flags, k)
 
 
