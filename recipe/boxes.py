@@ -1,7 +1,9 @@
-"""Box format conversions. Every function names its input and output format.
+"""Box format conversions and box frames. Every function names its input and output format.
 
 Formats: `xywh_abs` (COCO: top-left corner, width, height in pixels), `xyxy_abs` (corners in pixels),
 `cxcywh_norm` (centre, width, height as fractions of the image: what DETR-family models predict).
+A box frame is the (h, w) in original-image pixels that `cxcywh_norm` boxes are fractions of: the image, or for
+models that see the padded canvas as the image (`DetectionCollator.boxes_on_canvas`), the canvas.
 """
 
 from __future__ import annotations
@@ -36,3 +38,29 @@ def cxcywh_norm_to_xywh_abs(boxes: torch.Tensor, sizes_hw: torch.Tensor) -> torc
     img_h = sizes_hw[:, 0:1].to(boxes.dtype)
     img_w = sizes_hw[:, 1:2].to(boxes.dtype)
     return torch.stack([(cx - w / 2) * img_w, (cy - h / 2) * img_h, w * img_w, h * img_h], dim=-1)
+
+
+def canvas_frame_size(orig_hw: torch.Tensor, size_hw: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
+    """The padded canvas's (height, width) in original-image pixels, float32 ([2] or [B, 2]): an image of
+    `orig_hw` pixels resized to `size_hw` and padded to `canvas_hw`; `cxcywh_norm` boxes of the canvas times
+    this are `xywh_abs` in the original image."""
+    canvas = torch.tensor(canvas_hw, dtype=torch.float64)
+    return (orig_hw.to(torch.float64) * canvas / size_hw.to(torch.float64)).to(torch.float32)
+
+
+def labels_on_canvas(labels: dict, size_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> dict:
+    """A copy of one image's labels with `boxes` (`cxcywh_norm` of the `size_hw` image), if any, normalised to
+    the padded `canvas_hw` instead, and `frame_size` (see `canvas_frame_size`) where `orig_size` is given."""
+    out = dict(labels)
+    if "boxes" in labels:
+        (h, w), (canvas_h, canvas_w) = size_hw, canvas_hw
+        out["boxes"] = labels["boxes"] * torch.tensor([w / canvas_w, h / canvas_h, w / canvas_w, h / canvas_h])
+    if "orig_size" in labels:
+        out["frame_size"] = canvas_frame_size(labels["orig_size"], torch.tensor(size_hw), canvas_hw)
+    return out
+
+
+def frame_sizes(labels: list[dict]) -> torch.Tensor:
+    """[B, 2] float32: each image's box frame in original pixels, the padded canvas (`frame_size`, from
+    `boxes_on_canvas`) or the image itself (`orig_size`); what `postprocess_detections` scales boxes by."""
+    return torch.stack([label.get("frame_size", label["orig_size"]).float() for label in labels])

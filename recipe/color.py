@@ -2,7 +2,7 @@
 
 The training transform only draws each image's factors (`augment.DetectionAugmentation`); they travel with
 the uint8 batch as `color_jitter` and are applied here, where the batch is normalised (on the GPU in training,
-`collate.normalise_batch`). One image's factors, [8] float32: brightness, contrast, saturation, hue, then the
+`normalise.normalise_batch`). One image's factors, [8] float32: brightness, contrast, saturation, hue, then the
 order of the four operations (0 brightness, 1 contrast, 2 saturation, 3 hue), as albumentations' ColorJitter
 draws them. Each operation is torchvision's `adjust_*` on a float image in [0, 1] (clamped after each one);
 albumentations computes the same operations on uint8 and rounds after each (tests bound the difference).

@@ -50,7 +50,7 @@ def load_detector(model_id: str):
 @torch.inference_mode()
 def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarray:
     """-> detections [B, K, 6] (score, label, xywh_abs in each original image)."""
-    from .collate import frame_sizes
+    from .boxes import frame_sizes
     from .families import uses_softmax
     from .postprocess import postprocess_detections
 

@@ -53,7 +53,8 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     seeds = AugmentationSeeds(train_args.seed)
     train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds,
                                        epochs=training_epochs(train_args, len(train.dataset)),
-                                       cut_short=bool(train_args.max_steps and train_args.max_steps > 0))
+                                       cut_short=bool(train_args.max_steps and train_args.max_steps > 0),
+                                       batch_geometry=train_args.device.type != "cpu")
     metrics = build_metrics(eval_args, val)
     if train_args.preflight_steps:
         preflight(model, processor, train, data_args, model_args, train_args, eval_args)

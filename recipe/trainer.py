@@ -12,11 +12,12 @@ import threading
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .boxes import frame_sizes
 from .checkpoint_weights import load_checkpoint_weights
-from .collate import frame_sizes, normalise_batch
 from .ema import ModelEma
 from .errors import ConfigError
 from .families import family_of, uses_softmax, vit_depth
+from .normalise import normalise_batch
 from .optim import build_param_groups
 from .postprocess import postprocess_detections
 

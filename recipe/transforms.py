@@ -1,7 +1,7 @@
 """Table rows -> uint8 `pixel_values` and model labels, through the augmentation of `augment.py`.
 
 Training draws each image's flip, size and colour-jitter factors here and leaves the pixels to the batch
-(`make_transform(batch_geometry=True)`, `collate.normalise_batch`); evaluation resizes here (cv2). Padding happens
+(`make_transform(batch_geometry=True)`, `normalise.normalise_batch`); evaluation resizes here (cv2). Padding happens
 once per batch in `collate.DetectionCollator`, normalisation where the model runs.
 
 Labels that reach the model (one dict per image):
@@ -98,9 +98,9 @@ class DetectionTransform:
     3.14) receive it pickled.
 
     Images stay uint8 here; `DetectionCollator` pads them once per batch, and the batch is normalised and
-    jittered where the model runs (`collate.normalise_batch`).
+    jittered where the model runs (`normalise.normalise_batch`).
     `batch_geometry` (training; used when the augmentation `defers_pixels`): the image is left as decoded, and
-    its flip and resize are applied to the batch where the model runs too (`collate.apply_geometry`): rows
+    its flip and resize are applied to the batch where the model runs too (`normalise.apply_geometry`): rows
     get "geometry": int64 [5] (flip, decoded h, w, output h, w); labels are those of the output image.
     `seeds` (training): before each image the augmentation is reseeded from `seeds.for_image(image_id)`, so
     the same image in the same epoch is augmented the same way in every run (see `AugmentationSeeds`).

@@ -13,7 +13,8 @@ import pytest
 import torch
 import transformers
 
-from recipe.collate import DetectionCollator, canvas_frame_size, labels_on_canvas
+from recipe.boxes import canvas_frame_size, labels_on_canvas
+from recipe.collate import DetectionCollator
 from recipe.families import ignores_pixel_mask
 from recipe.postprocess import DET_BOX, postprocess_detections
 from recipe.predict import detect

@@ -142,7 +142,7 @@ def test_pads_to_the_multiple_with_zeros_and_masks_only_real_pixels(dtype):
 def test_normalised_on_device_equals_the_collator_bit_for_bit(name, overrides):
     """The training batch leaves the loader uint8 (uint8 mask); `normalise_batch`, where the model runs, gives
     the CPU collator's float32 values exactly, zero padding and the int64 mask."""
-    from recipe.collate import normalise_batch
+    from recipe.normalise import normalise_batch
 
     processor = getattr(transformers, name)(**overrides)
     generator = torch.Generator().manual_seed(0)
@@ -158,9 +158,9 @@ def test_normalised_on_device_equals_the_collator_bit_for_bit(name, overrides):
     assert torch.equal(normalised["pixel_mask"], on_cpu["pixel_mask"])
     assert normalise_batch(on_cpu, processor) is on_cpu  # a float batch passes as it is
     # the torch path (a GPU's), run here on the CPU
-    from recipe.collate import _normalise_with_torch, processor_normalisation
+    from recipe.normalise import normalise_with_torch, processor_normalisation
 
-    on_torch = _normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
+    on_torch = normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
                                      *processor_normalisation(processor))
     assert torch.equal(on_torch, on_cpu["pixel_values"])
 
@@ -171,8 +171,8 @@ def test_jittered_images_normalised_alike_on_every_path(name, overrides):
     path and its torch path (a GPU's) give the same values; the jittered image is the processor's
     normalisation of `color_jitter` applied to it alone, the other is untouched, padding stays 0 and the
     factors do not reach the model."""
-    from recipe.collate import _normalise_with_torch, normalise_batch, processor_normalisation
     from recipe.color import color_jitter
+    from recipe.normalise import normalise_batch, normalise_with_torch, processor_normalisation
 
     processor = getattr(transformers, name)(**overrides)
     generator = torch.Generator().manual_seed(1)
@@ -199,14 +199,14 @@ def test_jittered_images_normalised_alike_on_every_path(name, overrides):
     normalised = normalise_batch(shipped, processor)
     assert "color_jitter" not in normalised
     assert torch.equal(normalised["pixel_values"], on_cpu["pixel_values"])
-    on_torch = _normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
+    on_torch = normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
                                      *processor_normalisation(processor), shipped["color_jitter"])
     torch.testing.assert_close(on_torch, on_cpu["pixel_values"], rtol=0, atol=1e-4)
     assert torch.equal(on_torch[1], on_cpu["pixel_values"][1])
 
 
 def test_packed_labels_are_equal_views_of_one_storage_per_field():
-    from recipe.collate import pack_labels
+    from recipe.worker_transport import pack_labels
 
     labels = [{"boxes": torch.rand(n, 4), "class_labels": torch.arange(n), "image_id": torch.tensor([i]),
                "size": torch.tensor([10, 20]), "note": "kept"} for i, n in enumerate((3, 0, 2))]
@@ -298,7 +298,7 @@ def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(t
 
 
 def test_shared_slots_lend_free_buffers_grow_them_and_give_none_when_all_are_leased():
-    from recipe.collate import _SharedSlots
+    from recipe.worker_transport import _SharedSlots
 
     slots = _SharedSlots(size=2)
     first, lease_a = slots.take(100)
@@ -323,7 +323,7 @@ def test_batch_geometry_equals_the_loader_path(tmp_path, boxes_on_canvas):
     """Training defers flip and resize to the batch (`batch_geometry`): same labels, mask and sizes as the
     loader doing them with cv2; pixels differ only by cv2's 8-bit rounding (float here, by design): < 1 level
     of 255 everywhere, 0.25 on average; the CPU collator applies the geometry too."""
-    from recipe.collate import normalise_batch
+    from recipe.normalise import normalise_batch
     from recipe.transforms import AugmentationSeeds
 
     processor = transformers.DeformableDetrImageProcessor()
@@ -354,3 +354,30 @@ def test_batch_geometry_equals_the_loader_path(tmp_path, boxes_on_canvas):
     assert levels.max().item() < 1.0 and levels.mean().item() < 0.25
     on_cpu = DetectionCollator(processor, pad_to_multiple_of=8, boxes_on_canvas=boxes_on_canvas)(features)
     assert "geometry" not in on_cpu and torch.equal(on_cpu["pixel_values"], deferred["pixel_values"])
+
+
+def test_the_cpu_training_path_draws_the_same_jitter_and_boxes_as_the_batch_path(tmp_path):
+    """Training on the CPU flips and resizes in the loader (cv2, `batch_geometry=False`, train.build_datasets);
+    with a device, on the batch. For the same seed: the same flips, sizes, jitter factors and boxes; the pixels
+    differ by cv2's 8-bit rounding before the jitter: under 2.5 levels of 255 everywhere, 0.25 on average."""
+    from recipe.normalise import normalise_batch
+    from recipe.transforms import AugmentationSeeds
+
+    processor = transformers.DeformableDetrImageProcessor()
+    rows = {k: v * 2 for k, v in _rows(tmp_path).items()}
+    aug_args = dict(shortest_edges=[64, 96, 112], longest_edge=160, eval_size=96, color_jitter_prob=0.5)
+    collate = DetectionCollator(processor, normalise_on_device=True)
+    shipped, normalised = [], []
+    for deferred in (False, True):
+        transform = make_transform(build_augmentation(True, **aug_args), seeds=AugmentationSeeds(9),
+                                   batch_geometry=deferred)
+        shipped.append(collate([dict(zip(out, row)) for out in [transform(rows)] for row in zip(*out.values())]))
+        normalised.append(normalise_batch(shipped[-1], processor))
+    (loader, batch), (loader_jitter, batch_jitter) = normalised, (s["color_jitter"] for s in shipped)
+    assert _same(loader_jitter, batch_jitter) and 0 < int(torch.isnan(batch_jitter[:, 0]).sum()) < len(batch_jitter)
+    assert torch.equal(loader["pixel_mask"], batch["pixel_mask"])
+    for new, old in zip(batch["labels"], loader["labels"]):
+        assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in old)
+    levels = (batch["pixel_values"] - loader["pixel_values"]).abs() * torch.tensor(
+        processor.image_std)[:, None, None] * 255
+    assert levels.max().item() < 2.5 and levels.mean().item() < 0.25  # 1.79 and 0.10 here

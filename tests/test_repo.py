@@ -83,8 +83,8 @@ LAYERS = [
     ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
               "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo", "data.hf",
               "data.results", "data.splits"}),
-    ("model inputs and outputs", {"color", "processor_size", "augment", "transforms", "collate", "postprocess",
-                                  "coco_eval", "cocoeval_stream", "results_file"}),
+    ("model inputs and outputs", {"color", "processor_size", "augment", "transforms", "normalise", "worker_transport",
+                                  "collate", "postprocess", "coco_eval", "cocoeval_stream", "results_file"}),
     ("families", {"families"}),
     ("model", {"losses", "modeling", "model_source", "random_init", "checkpoint_weights", "optim", "ema",
                "onnx_detector"}),
@@ -175,7 +175,8 @@ def test_no_recipe_module_imports_upwards_or_in_a_cycle():
     assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
     assert import_cycle(graph) == []
     # relative imports are seen
-    assert graph["trainer"] == {"checkpoint_weights", "collate", "ema", "errors", "families", "optim", "postprocess"}
+    assert graph["trainer"] == {"boxes", "checkpoint_weights", "ema", "errors", "families", "normalise", "optim",
+                                "postprocess"}
     assert graph["plots"] == {"analysis", "coco_eval", "data.images", "draw"}
 
 

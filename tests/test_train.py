@@ -53,6 +53,28 @@ def test_two_steps_then_full_eval_and_a_hub_style_folder(demo_dir, tmp_path):
     assert found and {"score", "label", "box"} <= set(found[0])
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_on_the_cpu_the_loader_flips_and_resizes_not_the_batch(demo_dir, tmp_path, monkeypatch):
+    """Where the model runs on the CPU there is no device to offload to: the training transform flips and resizes
+    with cv2 in the loader (`batch_geometry=False`), the cheaper path (tests/test_collate.py: same draws, same
+    boxes)."""
+    import recipe.train
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(recipe.train, "build_datasets", stop)
+    with pytest.raises(_Stop):
+        run(*demo_args(demo_dir, tmp_path, "--max_steps", "1", "--use_cpu", "true"))
+    assert seen["batch_geometry"] is False
+
+
 @pytest.mark.slow
 def test_same_seed_same_loss_history_whatever_the_workers_other_seed_differs(demo_dir, tmp_path):
     """--seed fixes the augmentation too (per image and epoch, not per worker or fetch order): 3 steps over 2
