@@ -193,12 +193,11 @@ def test_layer_checks_name_an_upward_import_and_a_cycle():
 # ---------------------------------------------------------------- one home for per-family facts, modules of one idea
 
 MAX_MODULE_LINES = 300  # STYLE.md: "a module that passes ~300 lines probably holds two ideas"
-BEING_SPLIT = {"config.py", "collate.py"}  # issue #19: split on their own branches; drop them here once merged
 
 
 def test_no_recipe_module_over_300_lines():
     long = [f"{p.relative_to(ROOT)} ({n} lines)" for p in python_files("recipe")
-            if p.name not in BEING_SPLIT and (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
     assert long == [], "split these by job into cohesive modules:\n" + "\n".join(long)
 
 
