@@ -128,8 +128,8 @@ def _from_checkpoint(path: str, model_args, id2label):
         for key, value in values.items():
             setattr(config, key, value)
         train_backbone_norms(config, random_weights=model_args.random_init)
-    processor = load_processor(path, offline)
     if labels is not None and model_args.random_init:
+        processor = load_processor(path, offline)
         config.update(labels)
         logger.warning("*** RANDOM INITIALISATION of %s as asked (--random_init): no pretrained weights ***", path)
         model = AutoModelForObjectDetection.from_config(no_backbone_download(config))
@@ -137,6 +137,7 @@ def _from_checkpoint(path: str, model_args, id2label):
         return model, processor
     model, info = _pretrained(AutoModelForObjectDetection, path, offline, config=config, output_loading_info=True)
     check_loading_info(info, path)
+    processor = load_processor(path, offline)  # after the weights: a folder without them says that first
     if labels is not None:
         model = rehead(model, labels["id2label"])
     on_meta = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
