@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.images import IMAGE_SUFFIXES
 from .errors import ConfigError, DataError
 from .timing import stage
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def list_images(spec: str) -> list[Path]:

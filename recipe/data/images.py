@@ -21,6 +21,9 @@ from torchvision.io import ImageReadMode
 
 from ..errors import ImageError  # noqa: F401  (raised here; defined with the other user errors)
 
+# File suffixes read as images where a folder is listed (YOLO image folders, predict's inputs).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112

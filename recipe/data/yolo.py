@@ -21,8 +21,8 @@ from pathlib import Path
 from ..errors import DataError
 from .formats import DatasetOptions, Format, Split, hash_files
 from .image_check import default_workers
+from .images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 YAML_SPLITS = {"train": "train", "validation": "val"}
 
 
