@@ -27,7 +27,34 @@ def parse_model_config(text: str | None) -> dict | None:
     model_type = config.get("model_type", "deformable_detr")
     if model_type not in CONFIG_MAPPING:
         raise ConfigError(f"model_config: unknown model_type {model_type!r} (transformers has no such config)")
+    unread = unread_model_config_keys(config, CONFIG_MAPPING[model_type])
+    if unread:
+        raise ConfigError(_unread_message(unread, CONFIG_MAPPING[model_type], model_type))
     return config
+
+
+# Keys a config class takes without a field of its own: the legacy backbone keys that its __post_init__ folds into
+# backbone_config, the old name of `dtype`, a saved config's path, and the recipe's own `category_ids`.
+TAKEN_WITHOUT_FIELD = frozenset({"backbone", "use_timm_backbone", "use_pretrained_backbone", "backbone_kwargs",
+                                 "torch_dtype", "_name_or_path", "model_type", "category_ids"})
+
+
+def unread_model_config_keys(config: dict, config_class) -> list[str]:
+    """The keys of `config` that `config_class` neither has as a field nor maps to one: transformers' configs keep
+    any key as an attribute without a word, so a misspelt or other family's name (DAB-DETR's width is `hidden_size`,
+    not DETR's `d_model`) would build a model without it."""
+    known = {f.name for f in dataclasses.fields(config_class)} | set(getattr(config_class, "attribute_map", {}))
+    return sorted(k for k in config if k not in known and k not in TAKEN_WITHOUT_FIELD)
+
+
+def _unread_message(keys: list[str], config_class, model_type: str) -> str:
+    import difflib
+
+    fields = [f.name for f in dataclasses.fields(config_class)] + list(getattr(config_class, "attribute_map", {}))
+    hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, fields, n=1)) else k
+             for k in keys]
+    return (f"model_config: {', '.join(hints)} not read by transformers' {config_class.__name__} ({model_type}), so "
+            f"it would have no effect; remove it or use the config's own field")
 
 
 def local_model_type(name_or_path: str | None) -> str | None:

@@ -932,8 +932,8 @@ FAMILY_MODELS = {
 
 def family_model_config(hub_id: str | None) -> dict:
     """A `model_config` for one row of FAMILY_MODELS: the published structure at the tests' widths
-    (`shrunk_config`), with the demo's 50 queries and, for the DETR-era timm ResNet-50s, the demo's small HF ResNet
-    (configs/demo.yaml); None: the demo's own model."""
+    (`shrunk_config`) less the keys transformers no longer reads, with the demo's 50 queries and, for the DETR-era
+    timm ResNet-50s, the demo's small HF ResNet (configs/demo.yaml); None: the demo's own model."""
     import yaml
 
     demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())["model_config"]
@@ -944,4 +944,12 @@ def family_model_config(hub_id: str | None) -> dict:
         config.update(use_timm_backbone=False, backbone=None, use_pretrained_backbone=False,
                       backbone_config=demo["backbone_config"])
     config["num_detection_tokens" if config["model_type"] == "yolos" else "num_queries"] = demo["num_queries"]
+    # Keys the published file keeps that transformers 5 no longer reads (e.g. DETR's max_position_embeddings): a
+    # model_config holding them is an error (recipe.model_checks), and the model is the same without them.
+    from transformers import CONFIG_MAPPING
+
+    from recipe.model_checks import unread_model_config_keys
+
+    for key in unread_model_config_keys(config, CONFIG_MAPPING[config["model_type"]]):
+        del config[key]
     return config

@@ -433,3 +433,23 @@ def test_an_unreachable_hub_is_one_quick_line_or_the_cached_copy(monkeypatch, tm
     assert [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()] == [
         "the Hub cannot be reached ([Errno 111] Connection refused): using the cached copy of nobody/uncached (pass "
         "--offline to skip this check)"]
+
+
+def test_a_model_config_key_the_config_class_does_not_read_is_an_error():
+    # transformers keeps any key as an attribute: DETR's `d_model` given to DAB-DETR (whose width is `hidden_size`)
+    # built a model of the default width without a word.
+    with pytest.raises(ConfigError, match=r"^model_config: d_model not read by transformers' DabDetrConfig "
+                                          r"\(dab-detr\), so it would have no effect"):
+        parse_config(["--model_config", '{"model_type": "dab-detr", "d_model": 128}', "--train-img", "i",
+                      "--train-ann", "a.json"])
+    with pytest.raises(ConfigError, match=r"^model_config: decoder_layer \(did you mean decoder_layers\?\), "
+                                          r"num_querys \(did you mean num_queries\?\) not read by transformers' "
+                                          r"DetrConfig"):
+        parse_config(["--model_config", '{"model_type": "detr", "num_querys": 5, "decoder_layer": 2}'])
+    # Fields, mapped names (num_hidden_layers -> encoder_layers) and the legacy backbone keys, which the config
+    # folds into backbone_config, are read.
+    config = {"model_type": "detr", "num_queries": 5, "num_hidden_layers": 2, "backbone": "resnet50",
+              "use_timm_backbone": False, "use_pretrained_backbone": False, "torch_dtype": "float32"}
+    (_, model_args, _, _) = parse_config(["--model_config", json.dumps(config), "--train-img", "i", "--train-ann",
+                                          "a.json"])
+    assert json.loads(model_args.model_config) == config
