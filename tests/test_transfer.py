@@ -56,14 +56,16 @@ def scenes(tmp_path_factory):
     """Pretraining scenes (demo classes) and new scenes with RELABEL's classes."""
     root = tmp_path_factory.mktemp("transfer")
     make_demo_dataset(root / "pretrain", seed=5, num_train=32, num_val=4)
-    make_demo_dataset(root / "raw", seed=11, num_train=16, num_val=8)
+    # 24 new validation scenes: with 8, one class's AP moved the random arm's map_50 from 0.008 to 0.041 between
+    # two runs of the same code (and a pass into a failure).
+    make_demo_dataset(root / "raw", seed=11, num_train=16, num_val=24)
     relabelled(root / "raw", root / "new")
     return root
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="D-FINE pretrained 300 steps on 32 scenes does not transfer yet (map_50 0.075 vs 0.054 "
+    strict=True, reason="D-FINE pretrained 300 steps on 32 scenes does not transfer yet (map_50 0.038 vs 0.028 "
     "from random weights)")) if n == "d_fine" else n for n in STEPS])
 def test_learned_weights_beat_random_weights_on_new_classes(name, scenes, tmp_path, monkeypatch, caplog):
     from huggingface_hub import constants
@@ -94,6 +96,7 @@ def test_learned_weights_beat_random_weights_on_new_classes(name, scenes, tmp_pa
     assert saved["id2label"] == {"0": "vehicle", "1": "person", "2": "signal"} and saved["category_ids"] == [31, 32, 33]
     print(f"{name}: learned map {learned['eval_map']:.3f} / map_50 {learned['eval_map_50']:.3f}; random "
           f"{fresh['eval_map']:.3f} / {fresh['eval_map_50']:.3f}")
-    # Measured here (map_50 learned / random): demo 0.157 / 0.029, RT-DETR 0.267 / 0.027.
-    assert learned["eval_map_50"] >= max(2 * fresh["eval_map_50"], fresh["eval_map_50"] + 0.08), (learned, fresh)
+    # Measured here (map_50 learned / random, 24 new validation scenes): demo 0.087 / 0.003 (0.119 / 0.003 in a
+    # second run on one thread), RT-DETR 0.174 / 0.027, D-FINE 0.038 / 0.028 (expected failure).
+    assert learned["eval_map_50"] >= max(3 * fresh["eval_map_50"], fresh["eval_map_50"] + 0.05), (learned, fresh)
     assert learned["eval_map"] > fresh["eval_map"]
