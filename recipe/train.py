@@ -21,6 +21,7 @@ from .hub import push_folder
 from .metrics import CocoDetectionMetrics
 from .model_source import check_model_available, is_offline
 from .modeling import load_model_and_processor
+from .processor_size import canvas_of
 from .run_folder import prepare_output_dir
 from .run_outputs import save_outputs, take_hub_push
 from .runtime import check_world_size, resolve_precision
@@ -62,7 +63,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
                 len(eval_ds) if eval_ds is not None else 0)
     trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               data_collator=collator_for(model.config, processor, normalise_on_device=True),
+                               data_collator=run_collator(model.config, processor),
                                processing_class=processor, compute_metrics=metrics,
                                callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds),
                                           NoDuplicateFinalEvaluationCallback(),
@@ -106,6 +107,15 @@ def build_model(model_args, data_args, categories: list[dict]):
     return model, processor
 
 
+def run_collator(config, processor):
+    """The training and evaluation batches' collator: on the saved processor's canvas (`pad_size`, set by
+    `build_model` when the family needs sizes in multiples), so the model trains and is scored on the pixels that
+    predict / evaluate / pipeline() give it from the saved folder. A model that does not read the pixel mask sees
+    the padding: padded to each batch's own largest size, D-FINE's evaluation during training scored other numbers
+    than its folder did (tests/test_predict.py)."""
+    return collator_for(config, processor, normalise_on_device=True, pad_size=canvas_of(processor))
+
+
 def preflight(model, processor, train, data_args, model_args, train_args, eval_args) -> dict:
     """`--preflight_steps`: memorise a few training images first (`recipe.preflight`); its figures are added to
     data_report.json."""
@@ -113,7 +123,7 @@ def preflight(model, processor, train, data_args, model_args, train_args, eval_a
 
     result = run_preflight(
         model, processor, train, train_args, model_args, steps=train_args.preflight_steps,
-        collator_factory=lambda: collator_for(model.config, processor, normalise_on_device=True),
+        collator_factory=lambda: run_collator(model.config, processor),
         transform_factory=lambda: make_transform(evaluation_augmentation(processor)),
         metrics_factory=lambda subset: metrics_for(eval_args, subset, train.categories))
     if train_args.process_index == 0:
