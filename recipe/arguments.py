@@ -109,7 +109,7 @@ class ModelArguments:
     model_config: str | None = arg(None, help=(
         "A model config (JSON object, or a mapping in YAML) to build a randomly initialised model, or a family "
         "name (e.g. deformable_detr, d_fine: transformers' default architecture of that family); needs no Hub "
-        "file, so it trains from scratch offline."))
+        "file, so it trains from scratch offline. A key the family's config class does not read is an error."))
     random_init: bool = arg(False, help=(
         "Build model_name_or_path's architecture with random weights (explicit opt-in; said loudly)."))
     offline: bool = arg(False, help="Never touch the network (same as HF_HUB_OFFLINE=1).")
