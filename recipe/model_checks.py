@@ -6,6 +6,7 @@ transformers is imported only inside the checks, so the argument dataclasses sta
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -40,11 +41,17 @@ TAKEN_WITHOUT_FIELD = frozenset({"backbone", "use_timm_backbone", "use_pretraine
 
 
 def unread_model_config_keys(config: dict, config_class) -> list[str]:
-    """The keys of `config` that `config_class` neither has as a field nor maps to one: transformers' configs keep
-    any key as an attribute without a word, so a misspelt or other family's name (DAB-DETR's width is `hidden_size`,
-    not DETR's `d_model`) would build a model without it."""
-    known = {f.name for f in dataclasses.fields(config_class)} | set(getattr(config_class, "attribute_map", {}))
-    return sorted(k for k in config if k not in known and k not in TAKEN_WITHOUT_FIELD)
+    """The keys of `config` that `config_class` neither has as a field nor maps to one nor writes itself: transformers'
+    configs keep any key as an attribute without a word, so a misspelt or other family's name (DAB-DETR's width is
+    `hidden_size`, not DETR's `d_model`) would build a model without it. A saved config.json passes as it is: what
+    the class's own `to_dict()` writes (D-FINE's derived `head_dim`, the base class's `output_attentions`) is known."""
+    return sorted(k for k in config if k not in _known_keys(config_class) and k not in TAKEN_WITHOUT_FIELD)
+
+
+@functools.cache
+def _known_keys(config_class) -> frozenset[str]:
+    fields = {f.name for f in dataclasses.fields(config_class)} | set(getattr(config_class, "attribute_map", {}))
+    return frozenset(fields | set(config_class().to_dict()))
 
 
 def _unread_message(keys: list[str], config_class, model_type: str) -> str:

@@ -453,3 +453,19 @@ def test_a_model_config_key_the_config_class_does_not_read_is_an_error():
     (_, model_args, _, _) = parse_config(["--model_config", json.dumps(config), "--train-img", "i", "--train-ann",
                                           "a.json"])
     assert json.loads(model_args.model_config) == config
+
+
+@pytest.mark.parametrize("model_type", ["detr", "deformable_detr", "conditional_detr", "dab-detr", "table-transformer",
+                                        "yolos", "rt_detr", "rt_detr_v2", "d_fine", "deimv2", "lw_detr", "rf_detr"])
+def test_a_saved_config_json_passes_as_a_model_config(model_type):
+    # What a config class writes itself is read back: D-FINE's config.json holds `head_dim` and every saved config
+    # `output_attentions`, neither a dataclass field (a published D-FINE config copied into model_config was refused).
+    from transformers import CONFIG_MAPPING
+
+    from recipe.model_checks import parse_model_config, unread_model_config_keys
+
+    saved = json.loads(CONFIG_MAPPING[model_type]().to_json_string())
+    assert unread_model_config_keys(saved, CONFIG_MAPPING[model_type]) == []
+    assert parse_model_config(json.dumps(saved)) == saved
+    with pytest.raises(ConfigError, match=r"^model_config: hidden_dimension .*not read by"):
+        parse_model_config(json.dumps({**saved, "hidden_dimension": 8}))
