@@ -61,6 +61,20 @@ class ModelEma:
                 self.shadow[name].copy_(value)
         self.updates += 1
 
+    @torch.no_grad()
+    def synchronize(self) -> None:
+        """Several processes: every rank takes rank 0's EMA. The parameters agree (DDP averages the gradients), but
+        BatchNorm's running statistics are each rank's own between DDP's buffer broadcasts, so the averages drift
+        apart; called by every rank (a collective) before the EMA is evaluated or saved, so all ranks score and keep
+        one model. One process: nothing to do."""
+        from .distributed import _group
+
+        dist = _group()
+        if dist is None or dist.get_world_size() == 1:
+            return
+        for t in self.shadow.values():
+            dist.broadcast(t, src=0)
+
     @contextlib.contextmanager
     @torch.no_grad()
     def applied(self, model: torch.nn.Module):

@@ -48,6 +48,7 @@ class DetectionTrainer(Trainer):
         """With EMA: evaluated with the averaged weights (the originals evaluate their EMA model)."""
         if self.ema is None:
             return super().evaluate(*args, **kwargs)
+        self.ema.synchronize()
         with self.ema.applied(self.accelerator.unwrap_model(self.model)):
             return super().evaluate(*args, **kwargs)
 
@@ -56,6 +57,7 @@ class DetectionTrainer(Trainer):
         resumed run continues both; the final folder (and what is pushed) holds the EMA weights."""
         if self.ema is None:
             return super().save_model(output_dir, _internal_call)
+        self.ema.synchronize()  # every rank calls save_model
         if _internal_call:
             super().save_model(output_dir, _internal_call)
             if self.args.should_save:

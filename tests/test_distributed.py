@@ -109,3 +109,51 @@ def test_an_entry_point_closes_the_process_group_it_ran_in(tmp_path):
     with pytest.raises(SystemExit) as exit_info, main_guard():
         raise USER_ERRORS[0]("bad input")
     assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_and_save_one_identical_ema(demo_dir, tmp_path):
+    # D-FINE from random weights trains its backbone's BatchNorms: each rank's running statistics are its own batch's
+    # between DDP's buffer broadcasts, so the ranks' EMAs drift apart; every evaluation and save first takes rank 0's
+    # (ModelEma.synchronize). Each rank records a digest of its EMA before and after that step.
+    from published import FAMILY_MODELS, family_model_config
+
+    config = json.dumps(family_model_config(FAMILY_MODELS["d_fine"]))
+    script = tmp_path / "ema_ranks.py"
+    script.write_text(f"""
+import hashlib, json, sys
+sys.path.insert(0, {str(ROOT)!r})
+import torch.distributed as dist
+from recipe.config import parse_config
+from recipe.ema import ModelEma
+from recipe.train import run
+
+def digest(ema):
+    h = hashlib.sha256()
+    for name in sorted(ema.shadow):
+        h.update(name.encode()); h.update(ema.shadow[name].cpu().numpy().tobytes())
+    return h.hexdigest()
+
+original = ModelEma.synchronize
+def recorded(self):
+    before = digest(self)
+    original(self)
+    with open({str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.jsonl", "a") as f:
+        f.write(json.dumps({{"updates": self.updates, "before": before, "after": digest(self)}}) + "\\n")
+ModelEma.synchronize = recorded
+run(*parse_config([{str(ROOT / "configs" / "demo.yaml")!r}, "--model_config", {config!r},
+    "--train-img", "{demo_dir}/train/images", "--train-ann", "{demo_dir}/train/annotations.json",
+    "--val-img", "{demo_dir}/val/images", "--val-ann", "{demo_dir}/val/annotations.json",
+    "--output_dir", {str(tmp_path / "o")!r}, "--dataset_cache_dir", {str(tmp_path / "cache")!r},
+    "--dataloader_num_workers", "0", "--shortest_edges", "128", "--eval_size", "128", "--max_steps", "4",
+    "--per_device_train_batch_size", "2", "--use_ema", "true", "--ema_decay", "0.9", "--ema_warmup_steps", "0",
+    "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]))
+""")
+    proc = torchrun(str(script))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [[json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    # evaluation and checkpoint at step 2, the checkpoint at step 4, the final save and the final evaluation (the
+    # Trainer's own evaluation at the last step is skipped: NoDuplicateFinalEvaluationCallback)
+    assert [e["updates"] for e in ranks[0]] == [e["updates"] for e in ranks[1]] == [2, 2, 4, 4, 4]
+    assert any(a["before"] != b["before"] for a, b in zip(*ranks))  # the drift is real ...
+    assert all(a["after"] == b["after"] == a["before"] for a, b in zip(*ranks))  # ... and rank 0's EMA is everyone's
