@@ -14,7 +14,7 @@ from transformers import Trainer, TrainerCallback
 
 from .boxes import frame_sizes
 from .checkpoint_weights import load_checkpoint_weights
-from .ema import ModelEma
+from .ema import ModelEma, lag_warning
 from .errors import ConfigError
 from .families import family_of, uses_softmax, vit_depth
 from .normalise import normalise_batch
@@ -152,6 +152,11 @@ class EmaUpdateCallback(TrainerCallback):
 
     def __init__(self, ema: ModelEma):
         self.ema = ema
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        warning = lag_warning(self.ema.decay, self.ema.warmup_steps, state.max_steps)
+        if warning:
+            logger.warning(warning)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.ema.update(model)
