@@ -19,8 +19,10 @@ RELABEL = {"car": (31, "vehicle"), "truck": (31, "vehicle"), "pedestrian": (32, 
            "traffic light": (33, "signal"), "traffic sign": (33, "signal")}
 # Steps of (pretraining, fine-tuning) per family: Deformable DETR learns slowest (tests/test_memorise.py). RT-DETR
 # fine-tunes 60 steps: at 120 its random arm's map_50 was 0.051 here and 0.106 on CI's machine (learned 0.335 / 0.224),
-# a margin that moved with the machine; at 60 the random arm has not started to detect (0.000, learned 0.210).
-STEPS = {"demo (deformable, box refine)": (900, 150), "rt_detr": (300, 60), "d_fine": (300, 120)}
+# a margin that moved with the machine; at 60 the random arm has not started to detect (0.000, learned 0.210). D-FINE
+# pretrains 900 steps: after 300 it had learned nothing that carries over (learned 0.028 / random 0.035 map_50 after
+# 120 fine-tuning steps), after 600 0.124 / 0.035, after 900 0.174 / 0.035.
+STEPS = {"demo (deformable, box refine)": (900, 150), "rt_detr": (300, 60), "d_fine": (900, 120)}
 
 
 def common(data, out, cache, steps):
@@ -66,9 +68,7 @@ def scenes(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="D-FINE pretrained 300 steps on 32 scenes does not transfer yet (map_50 0.038 vs 0.028 "
-    "from random weights)")) if n == "d_fine" else n for n in STEPS])
+@pytest.mark.parametrize("name", list(STEPS))
 def test_learned_weights_beat_random_weights_on_new_classes(name, scenes, tmp_path, monkeypatch, caplog):
     from huggingface_hub import constants
 
@@ -99,7 +99,8 @@ def test_learned_weights_beat_random_weights_on_new_classes(name, scenes, tmp_pa
     print(f"{name}: learned map {learned['eval_map']:.3f} / map_50 {learned['eval_map_50']:.3f}; random "
           f"{fresh['eval_map']:.3f} / {fresh['eval_map_50']:.3f}")
     # Measured here (map_50 learned / random, 24 new validation scenes): demo 0.087 / 0.003 (0.119 / 0.003 in a
-    # second run on one thread), RT-DETR 0.210 / 0.000 (60 fine-tuning steps), D-FINE 0.038 / 0.028 (expected
-    # failure).
-    assert learned["eval_map_50"] >= max(3 * fresh["eval_map_50"], fresh["eval_map_50"] + 0.05), (learned, fresh)
+    # second run on one thread), RT-DETR 0.210 / 0.000, D-FINE 0.174 / 0.035. The margin: twice the random arm's
+    # map_50 and 0.05 above it (the random arm moves most between machines: RT-DETR's, at 120 steps, from 0.051 here
+    # to 0.106 on CI's).
+    assert learned["eval_map_50"] >= max(2 * fresh["eval_map_50"], fresh["eval_map_50"] + 0.05), (learned, fresh)
     assert learned["eval_map"] > fresh["eval_map"]
