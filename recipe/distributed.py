@@ -19,6 +19,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def broadcast_from_main(tensors) -> None:
+    """Every rank's `tensors` become rank 0's, in place (a collective: every rank calls it); no group or one process:
+    nothing to do."""
+    dist = _group()
+    if dist is None or dist.get_world_size() == 1:
+        return
+    for t in tensors:
+        dist.broadcast(t, src=0)
+
+
 def end_process_group() -> None:
     """A finished multi-process run (torchrun, accelerate launch) closes its process group itself, as
     torch.distributed asks, instead of leaving it to interpreter exit (NCCL warns that this can hang). Once in

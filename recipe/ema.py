@@ -18,6 +18,7 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
+from .distributed import broadcast_from_main
 from .errors import ConfigError
 
 EMA_FILE = "ema.safetensors"
@@ -93,13 +94,7 @@ class ModelEma:
         BatchNorm's running statistics are each rank's own between DDP's buffer broadcasts, so the averages drift
         apart; called by every rank (a collective) before the EMA is evaluated or saved, so all ranks score and keep
         one model. One process: nothing to do."""
-        from .distributed import _group
-
-        dist = _group()
-        if dist is None or dist.get_world_size() == 1:
-            return
-        for t in self.shadow.values():
-            dist.broadcast(t, src=0)
+        broadcast_from_main(self.shadow.values())
 
     @contextlib.contextmanager
     @torch.no_grad()
