@@ -4,7 +4,9 @@ Trains configs/demo.yaml (its data, model, lr, schedule, seed) for `--epochs` ep
 run, and prints one row per arm: steps, train seconds, final mAP and mAP@50 on the demo's validation set. Arms:
 baseline; EMA (decay 0.999, warm-up 100 steps: the demo's ~1,300 steps are far shorter than the originals' runs, for
 which 0.9999 / 2000 are set); EMA at decay 0.9923, the faster average the run's own warning suggests for 1,300 steps
-(recipe.ema.lag_warning); no_aug_epochs 2; both.
+(recipe.ema.lag_warning); no_aug_epochs 2; both; and the batch step in torch: on a CPU-only run the recipe flips and
+resizes in the loader (cv2), this arm forces the flip / resize / jitter on the batch in torch, as where the model
+runs on a GPU, so the two paths' wall times stand side by side (`--only baseline "batch step in torch"`).
 
 Then the EMA's cost: the median seconds of one `ModelEma.update` on the demo model against the median seconds of a
 demo training step (from the baseline arm), as a percentage.
@@ -18,13 +20,16 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from transformers import TrainerCallback  # noqa: E402
 
+import recipe.train  # noqa: E402
 from recipe.config import parse_config  # noqa: E402
 from recipe.train import run  # noqa: E402
 
@@ -36,7 +41,18 @@ ARMS = {
     "no_aug_epochs 2": ["--no_aug_epochs", "2"],
     "ema + no_aug_epochs 2": ["--use_ema", "true", "--ema_decay", "0.999", "--ema_warmup_steps", "100",
                               "--no_aug_epochs", "2"],
+    "batch step in torch": [],
 }
+
+
+def torch_batch_step():
+    """recipe.train with the batch step forced on (what a GPU run does), though the model runs on the CPU."""
+    build = recipe.train.build_datasets
+
+    def forced(*args, **kwargs):
+        return build(*args, **{**kwargs, "batch_geometry": True})
+
+    return mock.patch.object(recipe.train, "build_datasets", forced)
 
 
 class StepTimer(TrainerCallback):
@@ -82,18 +98,22 @@ def main(argv=None) -> None:
                      "--max_steps", "2"]
         for name in args.only or ARMS:
             timer = StepTimer()
-            final = run(*parse_config([str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")),
-                                       "--num_train_epochs", str(args.epochs), "--report_to", "none",
-                                       *ARMS[name], *extra]), callbacks=[timer])
-            rows.append({"arm": name, "steps": len(timer.seconds), "train_s": sum(timer.seconds),
+            start = time.perf_counter()
+            with torch_batch_step() if name == "batch step in torch" else nullcontext():
+                final = run(*parse_config([str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")),
+                                           "--num_train_epochs", str(args.epochs), "--report_to", "none",
+                                           *ARMS[name], *extra]), callbacks=[timer])
+            rows.append({"arm": name, "steps": len(timer.seconds), "wall_s": time.perf_counter() - start,
+                         "train_s": sum(timer.seconds),
                          "s_per_step": statistics.median(timer.seconds), "map": final["eval_map"],
                          "map_50": final["eval_map_50"]})
             print(json.dumps(rows[-1]), flush=True)
             if name == "baseline":
                 baseline_timer = timer
-    print(f"\n{'arm':24s} {'steps':>6s} {'train s':>8s} {'mAP':>6s} {'mAP@50':>7s}")
+    print(f"\n{'arm':24s} {'steps':>6s} {'wall s':>7s} {'train s':>8s} {'mAP':>6s} {'mAP@50':>7s}")
     for r in rows:
-        print(f"{r['arm']:24s} {r['steps']:6d} {r['train_s']:8.1f} {r['map']:6.3f} {r['map_50']:7.3f}")
+        print(f"{r['arm']:24s} {r['steps']:6d} {r['wall_s']:7.1f} {r['train_s']:8.1f} {r['map']:6.3f} "
+              f"{r['map_50']:7.3f}")
     if baseline_timer is not None and baseline_timer.model is not None:
         update = ema_cost(baseline_timer.model)
         step = statistics.median(baseline_timer.seconds)

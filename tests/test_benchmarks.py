@@ -27,7 +27,7 @@ SMOKE_FIGURES = {
 }
 # Smoke runs past ~30 s of CPU (measured on the 2-core machine, user + sys of the run and its children): eval_memory
 # (four child processes, each loading torch and a model), export_speed (an ONNX export, 39 s), recipe_vs_defaults
-# (three trainings, 31 s), training_features (four trainings, 56 s). The others took 1 to 27 s.
+# (three trainings, 31 s), training_features (six short trainings). The others took 1 to 27 s.
 SLOW_SMOKE = {"eval_memory", "export_speed", "recipe_vs_defaults", "training_features"}
 
 
@@ -217,9 +217,22 @@ def test_training_features_benchmark_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # configs/demo.yaml names data/demo relative to the working folder
     (tmp_path / "data").mkdir()
     (tmp_path / "demo").rename(tmp_path / "data" / "demo")
-    bench.main(["--epochs", "2", "--only", "baseline", "ema", "--json", str(tmp_path / "rows.json")])
+    import recipe.train
+
+    build, geometry = recipe.train.build_datasets, []
+
+    def spy(*args, **kwargs):
+        geometry.append(kwargs["batch_geometry"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(recipe.train, "build_datasets", spy)
+    bench.main(["--epochs", "2", "--only", "baseline", "ema", "batch step in torch",
+                "--json", str(tmp_path / "rows.json")])
     rows = json.loads((tmp_path / "rows.json").read_text())
-    assert [r["arm"] for r in rows] == ["baseline", "ema"] and all(r["steps"] == 2 for r in rows)
+    assert [r["arm"] for r in rows] == ["baseline", "ema", "batch step in torch"]
+    assert all(r["steps"] == 2 and r["wall_s"] > r["train_s"] > 0 for r in rows)
+    # The CPU run's own path (cv2 in the loader) in the first two arms, the torch batch step in the third.
+    assert geometry == [False, False, True]
     assert "% of a step" in capsys.readouterr().out
 
 
