@@ -29,6 +29,19 @@ def broadcast_from_main(tensors) -> None:
         dist.broadcast(t, src=0)
 
 
+def any_rank(flag: bool, device="cpu") -> bool:
+    """Whether `flag` is true on any rank (a collective: every rank calls it); no group or one process: `flag`.
+    `device`: where the model runs (NCCL reduces CUDA tensors only; other backends use the CPU)."""
+    dist = _group()
+    if dist is None or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    tensor = torch.tensor([int(flag)], device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tensor)
+    return bool(tensor.item())
+
+
 def end_process_group() -> None:
     """A finished multi-process run (torchrun, accelerate launch) closes its process group itself, as
     torch.distributed asks, instead of leaving it to interpreter exit (NCCL warns that this can hang). Once in

@@ -14,6 +14,7 @@ from transformers import Trainer, TrainerCallback
 
 from .boxes import frame_sizes
 from .checkpoint_weights import load_checkpoint_weights
+from .distributed import any_rank
 from .ema import ModelEma, lag_warning
 from .errors import ConfigError
 from .families import family_of, uses_softmax, vit_depth
@@ -209,17 +210,8 @@ class InterruptCallback(TrainerCallback):
         logger.warning("%s received: finishing this step and saving a checkpoint (send it again to stop at once)",
                        signal.Signals(signum).name)
 
-    def _any_rank_received(self, args) -> bool:
-        flag = self.received is not None
-        if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            device = args.device if torch.distributed.get_backend() == "nccl" else "cpu"
-            tensor = torch.tensor([int(flag)], device=device)
-            torch.distributed.all_reduce(tensor)
-            flag = bool(tensor.item())
-        return flag
-
     def on_step_end(self, args, state, control, **kwargs):
-        if self._any_rank_received(args):
+        if any_rank(self.received is not None, args.device):
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT, demo_args, write_json
 from recipe.coco_eval import METRIC_KEYS
+from recipe.distributed import any_rank
 from recipe.evaluate import evaluate_checkpoint
 from recipe.train import run
 
@@ -157,3 +158,23 @@ run(*parse_config([{str(ROOT / "configs" / "demo.yaml")!r}, "--model_config", {c
     assert [e["updates"] for e in ranks[0]] == [e["updates"] for e in ranks[1]] == [2, 2, 4, 4, 4]
     assert any(a["before"] != b["before"] for a, b in zip(*ranks))  # the drift is real ...
     assert all(a["after"] == b["after"] == a["before"] for a, b in zip(*ranks))  # ... and rank 0's EMA is everyone's
+
+
+def test_any_rank_is_true_on_every_rank_when_one_rank_says_so(tmp_path):
+    """A signal that reaches one rank stops every rank at the same step (InterruptCallback asks `any_rank`)."""
+    script = tmp_path / "any_rank.py"
+    script.write_text(f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+import torch.distributed as dist
+from recipe.distributed import any_rank
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+print(json.dumps([rank, any_rank(rank == 1), any_rank(False), any_rank(True)]), flush=True)
+dist.destroy_process_group()
+""")
+    proc = torchrun(str(script))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = sorted(json.loads(line) for line in proc.stdout.splitlines() if line.startswith("["))
+    assert rows == [[0, True, False, True], [1, True, False, True]]
+    assert any_rank(True) is True and any_rank(False) is False  # no group: the flag itself
