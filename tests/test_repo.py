@@ -175,8 +175,8 @@ def test_no_recipe_module_imports_upwards_or_in_a_cycle():
     assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
     assert import_cycle(graph) == []
     # relative imports are seen
-    assert graph["trainer"] == {"boxes", "checkpoint_weights", "ema", "errors", "families", "normalise", "optim",
-                                "postprocess"}
+    assert graph["trainer"] == {"boxes", "checkpoint_weights", "distributed", "ema", "errors", "families", "normalise",
+                                "optim", "postprocess"}
     assert graph["plots"] == {"analysis", "coco_eval", "data.images", "draw"}
 
 
