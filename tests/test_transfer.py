@@ -26,8 +26,9 @@ STEPS = {"demo (deformable, box refine)": (900, 150), "rt_detr": (300, 60), "d_f
 # Pretraining as the family's original trains (D-FINE: an EMA of the weights, which the run saves and publishes), at
 # the decay the recipe's EMA-lag warning suggests for 900 steps (about 1 - 10 / 900). Without it the 900 steps ended
 # wherever the constant lr left the last batches: the learned arm's map_50 was 0.174 (seed 0 here), 0.058 (seed 0,
-# CI's machine), 0.110 (seed 1); with it 0.129 (seed 0, this test) and 0.141 / 0.165 / 0.257 (seeds 1-3, one thread),
-# random arm 0.025-0.035. Pretraining 1,800 steps with an EMA did not do better (0.115 / 0.197, seeds 1-2).
+# CI's machine), 0.110 (seed 1); with it 0.129 (seed 0, this test), 0.093 (the same on one thread) and 0.141 / 0.165 /
+# 0.257 (seeds 1-3, one thread), random arm 0.025-0.035. Pretraining 1,800 steps (0.115 / 0.197, seeds 1-2) or on 64
+# scenes (0.095 / 0.211, seeds 0-1), both with an EMA, did not do better.
 PRETRAIN = {"d_fine": ["--use_ema", "true", "--ema_decay", "0.99", "--ema_warmup_steps", "100"]}
 
 
