@@ -31,7 +31,6 @@ from transformers import TrainerCallback  # noqa: E402
 
 import recipe.train  # noqa: E402
 from recipe.config import parse_config  # noqa: E402
-from recipe.train import run  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
 ARMS = {
@@ -53,6 +52,10 @@ def torch_batch_step():
         return build(*args, **{**kwargs, "batch_geometry": True})
 
     return mock.patch.object(recipe.train, "build_datasets", forced)
+
+
+# Arms that change the run's code rather than its arguments: the patch each one runs under.
+PATCHES = {"batch step in torch": torch_batch_step}
 
 
 class StepTimer(TrainerCallback):
@@ -99,10 +102,10 @@ def main(argv=None) -> None:
         for name in args.only or ARMS:
             timer = StepTimer()
             start = time.perf_counter()
-            with torch_batch_step() if name == "batch step in torch" else nullcontext():
-                final = run(*parse_config([str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")),
-                                           "--num_train_epochs", str(args.epochs), "--report_to", "none",
-                                           *ARMS[name], *extra]), callbacks=[timer])
+            argv = [str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")), "--num_train_epochs",
+                    str(args.epochs), "--report_to", "none", *ARMS[name], *extra]
+            with PATCHES.get(name, nullcontext)():
+                final = recipe.train.run(*parse_config(argv), callbacks=[timer])
             rows.append({"arm": name, "steps": len(timer.seconds), "wall_s": time.perf_counter() - start,
                          "train_s": sum(timer.seconds),
                          "s_per_step": statistics.median(timer.seconds), "map": final["eval_map"],
