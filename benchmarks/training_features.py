@@ -54,6 +54,18 @@ def torch_batch_step():
     return mock.patch.object(recipe.train, "build_datasets", forced)
 
 
+def batch_paths(seen: list):
+    """recipe.train.build_datasets, its `batch_geometry` (True: the batch step in torch) appended to `seen` at each
+    call: the row says which path the arm took."""
+    build = recipe.train.build_datasets
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_geometry"])
+        return build(*args, **kwargs)
+
+    return mock.patch.object(recipe.train, "build_datasets", spy)
+
+
 # Arms that change the run's code rather than its arguments: the patch each one runs under.
 PATCHES = {"batch step in torch": torch_batch_step}
 
@@ -100,16 +112,16 @@ def main(argv=None) -> None:
             extra = [*SMOKE_TRAINING, *demo_data_flags(tiny_demo(Path(tmp) / "demo"), Path(tmp) / "cache"),
                      "--max_steps", "2"]
         for name in args.only or ARMS:
-            timer = StepTimer()
+            timer, paths = StepTimer(), []
             start = time.perf_counter()
             argv = [str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")), "--num_train_epochs",
                     str(args.epochs), "--report_to", "none", *ARMS[name], *extra]
-            with PATCHES.get(name, nullcontext)():
+            with batch_paths(paths), PATCHES.get(name, nullcontext)():
                 final = recipe.train.run(*parse_config(argv), callbacks=[timer])
             rows.append({"arm": name, "steps": len(timer.seconds), "wall_s": time.perf_counter() - start,
                          "train_s": sum(timer.seconds),
                          "s_per_step": statistics.median(timer.seconds), "map": final["eval_map"],
-                         "map_50": final["eval_map_50"]})
+                         "map_50": final["eval_map_50"], "batch_step_in_torch": paths == [True]})
             print(json.dumps(rows[-1]), flush=True)
             if name == "baseline":
                 baseline_timer = timer

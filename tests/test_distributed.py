@@ -8,11 +8,10 @@ import sys
 
 import pytest
 
-from conftest import ROOT, demo_args, write_json
+from conftest import ROOT, write_json
 from recipe.coco_eval import METRIC_KEYS
 from recipe.distributed import any_rank
 from recipe.evaluate import evaluate_checkpoint
-from recipe.train import run
 
 
 def torchrun(*args, cwd=None):
@@ -25,11 +24,10 @@ def torchrun(*args, cwd=None):
                           capture_output=True, text=True, env=env, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def trained(demo_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("trained")
-    run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2"))
-    return tmp / "out"
+@pytest.fixture
+def trained(trained_demo):
+    """conftest's 2-step demo run: its folder."""
+    return trained_demo[0]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +40,7 @@ def seven_images(demo_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_two_processes_evaluate_exactly_like_one(trained, seven_images, demo_dir, tmp_path):
     # 7 images, 2 processes x batch 2: the last batch is padded with repeats that must not count.
     one = evaluate_checkpoint(str(trained), str(demo_dir / "val" / "images"), str(seven_images), batch_size=2,
@@ -61,6 +60,7 @@ def test_two_processes_evaluate_exactly_like_one(trained, seven_images, demo_dir
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_cache_is_built_once_by_the_main_process(demo_dir, tmp_path):
     script = tmp_path / "load.py"
     script.write_text(f"""
@@ -84,6 +84,7 @@ print(json.dumps({{"rank": args.process_index, "world": args.world_size, "from_c
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_training_under_torchrun_uses_both_processes(demo_dir, tmp_path):
     proc = torchrun(str(ROOT / "scripts" / "train.py"), str(ROOT / "configs" / "demo.yaml"),
                     "--train-img", f"{demo_dir}/train/images", "--train-ann", f"{demo_dir}/train/annotations.json",
@@ -92,7 +93,15 @@ def test_training_under_torchrun_uses_both_processes(demo_dir, tmp_path):
                     "--dataset_cache_dir", str(tmp_path / "cache"), "--shortest_edges", "128", "--eval_size", "128")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "distributed run: 2 processes" in proc.stderr
-    assert json.loads((tmp_path / "o" / "eval_results.json").read_text())["eval_map"] >= 0.0
+    # Both processes took batches: 2 steps x 2 images x 2 processes of the 24 training scenes is a third of an epoch
+    # (one process would have seen a sixth).
+    state = json.loads((tmp_path / "o" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and state["log_history"][-1]["epoch"] == pytest.approx(8 / 24)
+    # The final evaluation, split over the two processes, scored the saved model as one process scores its folder.
+    metrics = json.loads((tmp_path / "o" / "eval_results.json").read_text())
+    one = evaluate_checkpoint(str(tmp_path / "o"), f"{demo_dir}/val/images", f"{demo_dir}/val/annotations.json",
+                              num_workers=0, dataset_cache_dir=str(tmp_path / "c1"))
+    assert all(metrics[f"eval_{k}"] == pytest.approx(one[k], rel=0, abs=1e-9) for k in METRIC_KEYS), (metrics, one)
 
 
 def test_an_entry_point_closes_the_process_group_it_ran_in(tmp_path):
@@ -113,6 +122,8 @@ def test_an_entry_point_closes_the_process_group_it_ran_in(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # D-FINE under torchrun, 4 steps with two evaluations; command 2 keeps one two-process run each
+@pytest.mark.timeout(600)  # of training and evaluation (above)
 def test_two_processes_evaluate_and_save_one_identical_ema(demo_dir, tmp_path):
     # D-FINE from random weights trains its backbone's BatchNorms: each rank's running statistics are its own batch's
     # between DDP's buffer broadcasts, so the ranks' EMAs drift apart; every evaluation and save first takes rank 0's

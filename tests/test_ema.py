@@ -71,6 +71,7 @@ def test_state_round_trips_and_a_foreign_file_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_run_with_ema_evaluates_and_saves_the_averaged_weights(demo_dir, tmp_path, caplog):
     """The final metrics are those of the saved (EMA) folder, which differs from the trained weights."""
     import logging

@@ -22,19 +22,16 @@ from recipe.onnx_detector import OnnxDetector, load_onnx_detector
 from recipe.predict import PredictArguments, load_detector, predict
 from recipe.predict_inputs import ImageFiles, collate_readable
 from recipe.processor_size import rule_of
-from recipe.train import run
-from test_train import demo_args
 
 # The demo scenes are 320x240; at the tests' eval size 128 they resize to 128x170, the batches' frame in PyTorch.
 FRAME = ["128", "170"]
 
 
 @pytest.fixture(scope="module")
-def trained(demo_dir, tmp_path_factory):
-    """A demo model trained 2 steps, its final evaluation's metrics, and its exports (batch 1, dynamic batch)."""
+def trained(trained_demo, tmp_path_factory):
+    """conftest's 2-step demo run, its final evaluation's metrics, and its exports (batch 1, dynamic batch)."""
     tmp = tmp_path_factory.mktemp("export-run")
-    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2"))
-    folder = tmp / "out"
+    folder, metrics = trained_demo
     export_main(["--model", str(folder), "--output", str(tmp / "demo.onnx"), "--image_size", *FRAME])
     export_main(["--model", str(folder), "--output", str(tmp / "demo_dynamic.onnx"), "--image_size", *FRAME,
                  "--dynamic_batch"])
@@ -211,6 +208,7 @@ def test_an_operator_onnx_lacks_is_one_line_naming_it(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_fp16_export_keeps_float32_inputs_and_outputs(trained, tmp_path):
     folder = trained[0]
     meta = export_onnx(ExportArguments(model=str(folder), output=str(tmp_path / "half.onnx"), fp16=True,
@@ -242,6 +240,8 @@ FRAME_AND_NOISE = {"rt_detr": (128, 0.3), "rt_detr_v2": (128, 0.3), "rf_detr": (
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # command 2's parity is the demo's (above); every family's structure here, 13-30 s each
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", FAMILY_ROWS)
 def test_each_familys_published_structure_exports_with_parity(name, tmp_path):
     meta, config = export_family_structure(name, tmp_path, *FRAME_AND_NOISE.get(name, (128, 0.1)))
@@ -260,6 +260,7 @@ def test_each_familys_published_structure_exports_with_parity(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_graph_without_parity_is_an_error_and_no_file(tmp_path):
     """RF-DETR at 168 x 168: ONNX Runtime's logits 0.38 and boxes 0.89 from PyTorch's (measured, fresh weights;
     112 x 112 agrees; cause not traced). Exported and silently wrong is what must not happen: one line, nothing

@@ -57,6 +57,7 @@ def check_labels(dataset, num_classes):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_bccd_voc_with_zero_size_boxes(tmp_path):
     torch.manual_seed(0)
     np.random.seed(0)
@@ -68,6 +69,7 @@ def test_bccd_voc_with_zero_size_boxes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_bccd_coco_export_all_splits(tmp_path):
     folder = shared("bccd", "coco_by_yukkyo_voc2coco")
     total = 0

@@ -17,6 +17,7 @@ def test_committed_without_outputs():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_runs_top_to_bottom_on_the_demo_cut_to_a_few_steps(demo_dir, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -16,8 +16,6 @@ from recipe.errors import DataError
 from recipe.predict import PredictArguments, predict
 from recipe.results_file import image_ids_by_file_name
 from recipe.score_results import evaluate_files
-from recipe.train import run
-from test_train import demo_args
 
 
 def close(pixel, colour, tol=40):
@@ -152,11 +150,10 @@ def test_any_detector_folder_even_a_checkpoint_without_its_processor(tmp_path):
     assert {r["category_id"] for r in results} == {0, 1} and {r["image_id"] for r in results} == {1}
 
 
-@pytest.fixture(scope="module")
-def trained(demo_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("predict-run")
-    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2"))
-    return tmp / "out", metrics
+@pytest.fixture
+def trained(trained_demo):
+    """conftest's 2-step demo run: (folder, final metrics)."""
+    return trained_demo
 
 
 def test_threshold_zero_results_score_as_the_final_evaluation(trained, demo_dir, tmp_path):
@@ -200,26 +197,22 @@ def test_training_saves_the_threshold_of_best_f1_for_predict_the_plots_and_the_c
 
 
 @pytest.mark.slow
-def test_a_mask_blind_model_trained_with_the_shortest_edge_resize_scores_as_its_final_evaluation(demo_dir, tmp_path):
+@pytest.mark.timeout(600)  # the shared D-FINE run trains here when no test asked for it before: about 2 min
+def test_a_mask_blind_model_trained_with_the_shortest_edge_resize_scores_as_its_final_evaluation(
+        memorised_mask_blind, memorise_scenes, tmp_path):
     # D-FINE never reads the pixel mask and needs sizes in multiples of 32, so the saved processor pads every image
-    # to one square canvas (here 192 x 192, from longest_edge 192); the training's evaluation padded each batch to
-    # its own largest size (144 x 192 for these scenes), so the model saw other pixels there than in predict /
-    # evaluate / pipeline() and the run reported other numbers than its folder gives.
-    from published import FAMILY_MODELS, family_model_config
-
-    config = json.dumps(family_model_config(FAMILY_MODELS["d_fine"]))
-    val = demo_dir / "val"  # trained on the scenes it is scored on, so that it detects something: map_50 0.503 here in
-    # 150 steps; 60 steps scored 0 on CI's machine, making the comparison below 0 == 0
-    metrics = run(*demo_args(demo_dir, tmp_path, "--model_config", config, "--train-img", str(val / "images"),
-                             "--train-ann", str(val / "annotations.json"), "--max_steps", "150",
-                             "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--warmup_steps", "5",
-                             "--shortest_edges", "144", "--eval_size", "144", "--longest_edge", "192",
-                             "--hflip_prob", "0", "--color_jitter_prob", "0"))
-    assert metrics["eval_map_50"] > 0 and metrics["eval_mar_100"] > 0  # it detects something: not 0 == 0
-    processor = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
-    assert processor["pad_size"] == {"height": 192, "width": 192}
-    predict(PredictArguments(model=str(tmp_path / "out"), images=str(demo_dir / "val" / "images"),
-                             output=str(tmp_path / "preds"), threshold=0.0))
-    scored = evaluate_files(str(demo_dir / "val" / "annotations.json"), str(tmp_path / "preds" / "predictions.json"))
+    # to one square canvas (from the longest edge); the training's evaluation padded each batch to its own largest
+    # size (240 x 320 for these scenes) before, so the model saw other pixels there than in predict / evaluate /
+    # pipeline() and the run reported other numbers than its folder gives. The model is conftest's memorised D-FINE,
+    # scored on the scenes it memorised, so that it detects something (tests/test_memorise.py checks its floor) and
+    # the comparison is not 0 == 0.
+    folder, metrics = memorised_mask_blind
+    assert metrics["eval_map_50"] > 0.5 and metrics["eval_mar_100"] > 0.5
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    canvas = processor["pad_size"]
+    assert canvas["height"] == canvas["width"] and (canvas["height"], canvas["width"]) != (240, 320), canvas
+    predict(PredictArguments(model=str(folder), images=str(memorise_scenes / "images"), output=str(tmp_path / "preds"),
+                             threshold=0.0))
+    scored = evaluate_files(str(memorise_scenes / "annotations.json"), str(tmp_path / "preds" / "predictions.json"))
     assert {k: scored[k] for k in METRIC_KEYS} == pytest.approx({k: metrics[f"eval_{k}"] for k in METRIC_KEYS},
                                                                 abs=1e-12)

@@ -15,7 +15,6 @@ import pytest
 import torch
 import transformers
 
-from conftest import demo_args
 from recipe.augment import eval_augmentation_for
 from recipe.errors import ConfigError
 from recipe.families import FAMILIES
@@ -115,18 +114,11 @@ FOLDER_SIZES = {
 }
 
 
-@pytest.fixture(scope="module")
-def trained(demo_dir, tmp_path_factory):
-    """The demo model fitted to the 8 validation images at their 320x240 (200 steps: mAP well above 0, so the
-    comparison means something; random weights score about 0), saved with its processor."""
-    from recipe.train import run
-
-    tmp, val = tmp_path_factory.mktemp("processor-size"), demo_dir / "val"
-    run(*demo_args(demo_dir, tmp, "--train-img", str(val / "images"), "--train-ann", str(val / "annotations.json"),
-                   "--shortest_edges", "240", "--eval_size", "240", "--hflip_prob", "0", "--color_jitter_prob", "0",
-                   "--max_steps", "200", "--warmup_steps", "5", "--lr_scheduler_type", "constant_with_warmup",
-                   "--per_device_train_batch_size", "4", "--logging_steps", "80"))
-    return tmp / "out"
+@pytest.fixture
+def trained(memorised_demo):
+    """conftest's demo model memorised on 8 scenes at their 320x240 (map_50 well above 0, so the comparison means
+    something; random weights score about 0), saved with its processor: its folder."""
+    return memorised_demo[0]
 
 
 def with_processor(trained, folder, **fields):
@@ -169,21 +161,23 @@ def transformers_map(folder, images_dir, ann) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # the shared memorised demo trains in the first test that asks for it: about 2 min
 @pytest.mark.parametrize("form", sorted(FOLDER_SIZES))
-def test_evaluate_a_folder_scores_as_transformers_does(form, trained, demo_dir, tmp_path):
+def test_evaluate_a_folder_scores_as_transformers_does(form, trained, memorise_scenes, tmp_path):
     from recipe.evaluate import evaluate_checkpoint
 
     folder = with_processor(trained, tmp_path / "model", **FOLDER_SIZES[form])
-    val = demo_dir / "val"
-    ours = evaluate_checkpoint(str(folder), str(val / "images"), str(val / "annotations.json"), num_workers=0,
+    images, ann = memorise_scenes / "images", memorise_scenes / "annotations.json"
+    ours = evaluate_checkpoint(str(folder), str(images), str(ann), num_workers=0,
                                dataset_cache_dir=str(tmp_path / "cache"))["map"]
-    theirs = transformers_map(folder, val / "images", val / "annotations.json")
+    theirs = transformers_map(folder, images, ann)
     print(f"{form}: map evaluate.py {ours:.6f}, transformers {theirs:.6f}")
-    assert ours > 0.03  # fitted: the comparison means something
+    assert ours > 0.3  # memorised (its map_50 floor is 0.8): the comparison means something
     assert ours == pytest.approx(theirs, abs=1e-6)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # as above
 def test_evaluate_and_predict_name_the_folder_of_a_size_they_cannot_follow(trained, demo_dir, tmp_path):
     from recipe.evaluate import evaluate_checkpoint
     from recipe.predict import PredictArguments, predict

@@ -174,10 +174,9 @@ def test_no_recipe_module_imports_upwards_or_in_a_cycle():
     graph = recipe_import_graph()
     assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
     assert import_cycle(graph) == []
-    # relative imports are seen
-    assert graph["trainer"] == {"boxes", "checkpoint_weights", "distributed", "ema", "errors", "families", "normalise",
-                                "optim", "postprocess"}
-    assert graph["plots"] == {"analysis", "coco_eval", "data.images", "draw"}
+    # The reader sees the package's imports at all (an empty graph would pass both checks): relative ones
+    # (`from .x import`, as recipe/ writes them; the forms are tested by hand below) in nearly every module.
+    assert sum(bool(targets) for targets in graph.values()) >= len(graph) * 3 // 4, graph
 
 
 def test_layer_checks_name_an_upward_import_and_a_cycle():
@@ -233,3 +232,56 @@ def test_model_type_check_sees_comparisons_and_lists():
     source = ('a = t == "yolos"\nb = t in ("rt_detr", "d_fine")\nc = {"yolos": 1}\nd = ["x", "deimv2", "yolos"]\n'
               'e = config.get("model_type", "yolos")\n')
     assert model_type_tests(source, {"yolos", "rt_detr", "d_fine", "deimv2"}) == [1, 2, 4]
+
+
+# ------------------------------------------------------------------ the suite's tiers: command 2 stays short
+
+# CONTRIBUTING.md "Tests": command 2's slow tests together, and each one (its shared trained models included when it
+# is the first to ask for them), in seconds on the 2-core machine. Set from the fresh clone's runs in
+# benchmarks/RESULTS.md "Test suite" with room for a loaded machine; command 2 in all must stay <= 20 minutes.
+COMMAND_2_SLOW_TOTAL_S = 780
+COMMAND_2_SLOW_EACH_S = 240
+
+
+def slow_command_2_durations(durations: dict) -> dict[str, float]:
+    """{test id: seconds} of the slow, not extended tests that ran, from the suite's own durations file."""
+    return {nodeid: entry["seconds"] for nodeid, entry in durations.items()
+            if entry.get("slow") and not entry.get("extended") and entry["outcome"] != "skipped"}
+
+
+def test_command_2_slow_tests_stay_within_their_budget():
+    """Read from the durations the suite itself wrote (tests/conftest.py DURATIONS) at the end of its last run:
+    skipped before any run, checked by .ci/run right after command 2."""
+    import json
+
+    import pytest
+
+    from conftest import DURATIONS
+
+    if not DURATIONS.is_file():
+        pytest.skip(f"{DURATIONS} not written yet: the suite writes it at the end of a run")
+    seconds = slow_command_2_durations(json.loads(DURATIONS.read_text()))
+    slowest = sorted(seconds.items(), key=lambda kv: -kv[1])
+    assert sum(seconds.values()) <= COMMAND_2_SLOW_TOTAL_S, slowest[:10]
+    assert [(k, v) for k, v in slowest if v > COMMAND_2_SLOW_EACH_S] == []
+
+
+def test_budget_check_counts_only_command_2s_slow_tests_that_ran():
+    durations = {"a": {"slow": True, "extended": False, "outcome": "passed", "seconds": 10.0},
+                 "b": {"slow": True, "extended": True, "outcome": "passed", "seconds": 500.0},
+                 "c": {"slow": False, "extended": False, "outcome": "passed", "seconds": 7.0},
+                 "d": {"slow": True, "extended": False, "outcome": "failed", "seconds": 3.5},
+                 "e": {"slow": True, "extended": False, "outcome": "skipped", "seconds": 0.1}}
+    assert slow_command_2_durations(durations) == {"a": 10.0, "d": 3.5}
+
+
+def test_every_slow_test_states_its_time_limit():
+    """A slow test names its own pytest-timeout limit (the default, [tool:pytest] timeout, is for fast tests)."""
+    missing = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                marks = [ast.unparse(d) for d in node.decorator_list]
+                if any("mark.slow" in m for m in marks) and not any("mark.timeout(" in m for m in marks):
+                    missing.append(f"{path.name}::{node.name}")
+    assert missing == []

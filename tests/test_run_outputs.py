@@ -25,14 +25,10 @@ from recipe.trainer import LossTermAverager
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
 
-@pytest.fixture(scope="module")
-def trained(demo_dir, tmp_path_factory):
-    """A 2-step demo run with a log at every step and a final evaluation: (output folder, final metrics).
-    It also reports to TensorBoard where that is installed (the test extra brings it), so one run serves all."""
-    tmp = tmp_path_factory.mktemp("run")
-    report = ["--report_to", "tensorboard"] if HAS_TENSORBOARD else []
-    metrics = run(*demo_args(demo_dir, tmp, "--max_steps", "2", "--per_device_train_batch_size", "2", *report))
-    return tmp / "out", metrics
+@pytest.fixture
+def trained(trained_demo):
+    """conftest's 2-step demo run (a log at every step, a final evaluation, TensorBoard where installed)."""
+    return trained_demo
 
 
 def test_history_with_loss_terms_is_in_the_output_folder(trained):
@@ -164,6 +160,7 @@ def assert_same_tensors(tensors: dict, folder) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_resumed_run_restores_every_tensor_and_continues_from_the_newest_checkpoint(demo_dir, tmp_path):
     common = ("--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "1",
               "--save_total_limit", "3", "--eval_strategy", "steps", "--eval_steps", "1",
@@ -203,8 +200,11 @@ def step_logs(out) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("features", [(), ("--use_ema", "true", "--ema_warmup_steps", "2", "--no_aug_epochs", "1")],
-                         ids=["plain", "ema_and_no_aug_phase"])
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("features", [
+    # Without EMA or a final phase: the same proof on less state (the EMA case restores all of it and more).
+    pytest.param((), marks=pytest.mark.extended, id="plain"),
+    pytest.param(("--use_ema", "true", "--ema_warmup_steps", "2", "--no_aug_epochs", "1"), id="ema_and_no_aug_phase")])
 def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_path, features):
     """SIGKILL once checkpoint-2 is written (mid-epoch: the dataloader, RNG and augmentation state must all come
     back), `--resume_from_checkpoint last`: the same losses at every step and the same final metrics. With EMA
@@ -241,17 +241,28 @@ def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_pa
     assert saved[0].keys() == saved[1].keys() and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
 
 
+# 6 images, batch 1: the 5 steps are all in the first epoch; no checkpoint strategy; EMA on.
+SIGNAL_RUN = ("--per_device_train_batch_size", "1", "--save_strategy", "no", "--use_ema", "true",
+              "--ema_warmup_steps", "2")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_signal_run(demo_dir, tmp_path_factory):
+    """The reference both signal tests resume towards: SIGNAL_RUN trained to its end, uninterrupted (folder)."""
+    tmp = tmp_path_factory.mktemp("signal-reference")
+    subprocess.run(train_command(demo_dir, tmp, tmp / "whole", *SIGNAL_RUN), check=True, capture_output=True)
+    return tmp / "whole"
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_saves_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(demo_dir, tmp_path, sig):
+def test_a_signal_saves_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(
+        demo_dir, tmp_path, sig, uninterrupted_signal_run):
     """Preemption (SIGTERM) or Ctrl-C (SIGINT) mid-epoch, with no checkpoint strategy at all: the step finishes, a
     complete checkpoint is saved, one line says how to resume, the exit code is 128 + the signal; resuming ends
     with the uninterrupted run's losses, metrics and weights. With EMA on (its state is in the checkpoint)."""
-    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
-    # 6 images, batch 1: the 5 steps are all in the first epoch.
-    extra = ("--per_device_train_batch_size", "1", "--save_strategy", "no", "--use_ema", "true",
-             "--ema_warmup_steps", "2")
-    subprocess.run(train_command(demo_dir, tmp_path, whole, *extra), check=True, capture_output=True)
+    whole, stopped, extra = uninterrupted_signal_run, tmp_path / "stopped", SIGNAL_RUN
     proc = subprocess.Popen(train_command(demo_dir, tmp_path, stopped, *extra), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = []
