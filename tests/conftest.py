@@ -55,9 +55,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# Each test's seconds (setup + call + teardown) and tier, from the last run that ran it, written at the end of every
-# run: tests/test_repo.py holds command 2's slow tests to their stated total with these figures (.ci/run asks it
-# again after command 2, so CI checks its own run).
+# Each test's seconds (setup + call + teardown) and tier in the last run, written at the end of every run (the file
+# holds that run only): tests/test_repo.py holds command 2's slow tests to their stated total with these figures when
+# .ci/run asks it right after command 2, so CI checks its own run.
 DURATIONS = Path(os.environ.get("RECIPE_TEST_DURATIONS", ROOT / "outputs" / "test_durations.json"))
 _tiers: dict[str, dict] = {}
 _seconds: dict[str, dict] = {}
@@ -79,14 +79,10 @@ def pytest_runtest_logreport(report):
 def pytest_sessionfinish(session):
     if not _seconds or hasattr(session.config, "workerinput"):
         return
-    try:
-        known = json.loads(DURATIONS.read_text())
-    except (OSError, ValueError):
-        known = {}
-    for nodeid, entry in _seconds.items():
-        known[nodeid] = {**_tiers.get(nodeid, {}), **entry, "seconds": round(entry["seconds"], 2), "threads": THREADS}
+    ran = {nodeid: {**_tiers.get(nodeid, {}), **entry, "seconds": round(entry["seconds"], 2), "threads": THREADS}
+           for nodeid, entry in _seconds.items()}
     DURATIONS.parent.mkdir(parents=True, exist_ok=True)
-    DURATIONS.write_text(json.dumps(known, indent=0, sort_keys=True))
+    DURATIONS.write_text(json.dumps(ran, indent=0, sort_keys=True))
 
 
 @pytest.fixture

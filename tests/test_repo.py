@@ -250,16 +250,18 @@ def slow_command_2_durations(durations: dict) -> dict[str, float]:
 
 
 def test_command_2_slow_tests_stay_within_their_budget():
-    """Read from the durations the suite itself wrote (tests/conftest.py DURATIONS) at the end of its last run:
-    skipped before any run, checked by .ci/run right after command 2."""
+    """Read from the durations the suite itself wrote (tests/conftest.py DURATIONS) at the end of its last run, when
+    that run was command 2: .ci/run asks (RECIPE_CHECK_BUDGET=1) right after it. Inside command 2 the file holds an
+    older run, perhaps a partial one or one on a loaded machine, so the check waits to be asked."""
     import json
+    import os
 
     import pytest
 
     from conftest import DURATIONS
 
-    if not DURATIONS.is_file():
-        pytest.skip(f"{DURATIONS} not written yet: the suite writes it at the end of a run")
+    if os.environ.get("RECIPE_CHECK_BUDGET") != "1":
+        pytest.skip("checked by .ci/run right after command 2 (RECIPE_CHECK_BUDGET=1), on that run's durations")
     seconds = slow_command_2_durations(json.loads(DURATIONS.read_text()))
     slowest = sorted(seconds.items(), key=lambda kv: -kv[1])
     assert sum(seconds.values()) <= COMMAND_2_SLOW_TOTAL_S, slowest[:10]
