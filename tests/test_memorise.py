@@ -20,13 +20,13 @@ from conftest import memorise
 # benchmarks/RESULTS.md "Memorisation"). The two rows of command 2 (one per training path) were measured again on
 # seeds 0-2 and 1 / 2 threads: their spread is in the comment, the floor under its lowest.
 FLOORS = {
-    "demo (deformable, box refine)": 0.8,   # 0.966; SPREAD_DEMO
+    "demo (deformable, box refine)": 0.8,   # 0.966; seeds 0-2 x 1 / 2 threads: 0.837-0.966 (2026-12-06)
     "deformable_detr": 0.4,                 # 0.706
     "deformable_detr box refine": 0.6,      # 0.779
     "deformable_detr two-stage": 0.8,       # 0.889
     "rt_detr": 0.8,                         # 0.888
     "rt_detr_v2": 0.6,                      # 0.954
-    "d_fine": 0.8,                          # 0.960; SPREAD_DFINE
+    "d_fine": 0.8,                          # 0.960; seeds 0-2 x 1 / 2 threads: 0.911-1.000 (2026-12-06)
     "deimv2": 0.7,                          # 0.923
     "lw_detr": 0.5,                         # 0.820
     "rf_detr": 0.25,                        # 0.341: a zero-initialised decoder box head starts from the encoder's

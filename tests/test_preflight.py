@@ -8,6 +8,7 @@ import pytest
 
 from conftest import SEED, demo_args
 from recipe.errors import DataError
+from recipe.preflight import PREFLIGHT_MIN_GAIN
 from recipe.train import run
 
 
@@ -20,7 +21,8 @@ def test_a_healthy_model_passes_and_the_figures_are_reported(demo_dir, tmp_path,
     check = report["preflight"]
     record_figure(map_50=check["map_50"], map_50_blank_images=check["map_50_blank_images"])
     assert check["images"] == 8 and check["steps"] == 150 and check["map_50"] >= 0.05
-    assert check["map_50"] - check["map_50_blank_images"] >= 0.05
+    # seeds 0-2, 1 / 2 threads: map_50 0.164-0.324, gain over blanked images 0.038-0.170 (RESULTS "Test suite: margins")
+    assert check["map_50"] - check["map_50_blank_images"] >= PREFLIGHT_MIN_GAIN
     assert {"train", "validation"} <= report.keys()
 
 

@@ -172,7 +172,7 @@ def test_evaluate_a_folder_scores_as_transformers_does(form, trained, memorise_s
                                dataset_cache_dir=str(tmp_path / "cache"))["map"]
     theirs = transformers_map(folder, images, ann)
     print(f"{form}: map evaluate.py {ours:.6f}, transformers {theirs:.6f}")
-    assert ours > 0.3  # memorised (its map_50 floor is 0.8): the comparison means something
+    assert ours > 0.3  # memorised (map 0.428-0.677 over seeds 0-2 and 1 / 2 threads): the comparison means something
     assert ours == pytest.approx(theirs, abs=1e-6)
 
 
