@@ -237,9 +237,10 @@ def test_model_type_check_sees_comparisons_and_lists():
 # ------------------------------------------------------------------ the suite's tiers: command 2 stays short
 
 # CONTRIBUTING.md "Tests": command 2's slow tests together, and each one (its shared trained models included when it
-# is the first to ask for them), in seconds on the 2-core machine. Set from the fresh clone's runs in
-# benchmarks/RESULTS.md "Test suite" with room for a loaded machine; command 2 in all must stay <= 20 minutes.
-COMMAND_2_SLOW_TOTAL_S = 780
+# is the first to ask for them), in seconds on the 2-core machine. The fresh clone's run (benchmarks/RESULTS.md "Test
+# suite", 2026-12-06): 38 slow tests in about 600-650 s, the slowest 86 s; command 2 in all 15.5 min plus 2.5 of
+# install. The totals leave room for another machine and catch a new multi-minute test.
+COMMAND_2_SLOW_TOTAL_S = 840
 COMMAND_2_SLOW_EACH_S = 240
 
 
