@@ -42,12 +42,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from recipe.augment import build_augmentation  # noqa: E402
-from recipe.collate import DetectionCollator  # noqa: E402
 from recipe.data.builder import load_detection_dataset  # noqa: E402
 from recipe.data.images import _decode  # noqa: E402
-from recipe.normalise import normalise_batch  # noqa: E402
-from recipe.transforms import AugmentationSeeds, StageTimer, make_transform  # noqa: E402
+from recipe.pipeline.augment import build_augmentation  # noqa: E402
+from recipe.pipeline.collate import DetectionCollator  # noqa: E402
+from recipe.pipeline.device_batch import normalise_batch  # noqa: E402
+from recipe.pipeline.transforms import AugmentationSeeds, StageTimer, make_transform  # noqa: E402
 
 CLASSES = ["RBC", "WBC", "Platelets"]
 DEVICE_STAGE = "flip+resize+jitter+normalise (on the device; this CPU here)"

@@ -37,16 +37,16 @@ def eval_memory_run(mode: str, ann: str, images: str, num_images: int, cache_dir
     does); mode "trainer_default": the Trainer keeps every model output and scores at the end."""
     from transformers import Trainer
 
-    from recipe.augment import build_augmentation
-    from recipe.coco_eval import gt_from_table
-    from recipe.collate import DetectionCollator
-    from recipe.config import parse_config
+    from recipe.config.load import parse_config
     from recipe.data.builder import load_detection_dataset
-    from recipe.metrics import CocoDetectionMetrics
-    from recipe.modeling import load_model_and_processor
-    from recipe.postprocess import postprocess_detections
-    from recipe.trainer import DetectionTrainer
-    from recipe.transforms import make_transform
+    from recipe.engine.trainer import DetectionTrainer
+    from recipe.evaluation.coco_eval import gt_from_table
+    from recipe.evaluation.metrics import CocoDetectionMetrics
+    from recipe.models.loading import load_model_and_processor
+    from recipe.models.postprocess import postprocess_detections
+    from recipe.pipeline.augment import build_augmentation
+    from recipe.pipeline.collate import DetectionCollator
+    from recipe.pipeline.transforms import make_transform
 
     data_args, model_args, train_args, _ = parse_config([
         "configs/demo.yaml", "--output_dir", tempfile.mkdtemp(), "--dataloader_num_workers", "0",

@@ -4,7 +4,7 @@ On the demo val set (50 synthetic 320x240 scenes, generated into data/demo when 
 interleaved rounds and through the entry points' own parsers and functions,
   evaluate  `scripts/evaluate.py --model DIR --images ... --ann ...` (batch 8),
   predict   `scripts/predict.py --model DIR --images ...` (its defaults: threshold 0.3, batch 8, drawn images),
-both with 0 dataloader workers so that the recipe's stage marks (recipe/timing.py) see every stage, and
+both with 0 dataloader workers so that the recipe's stage marks (recipe/core/stage_timer.py) see every stage, and
 prints images/s (median of the rounds, over the whole call) and each stage's share of the wall time:
   pre       decode, resize, normalise and pad (evaluate: the transform and the collator);
   forward   the model (evaluate: its loss, the Hungarian matching, inside it: `loss` says how much);
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from recipe import timing  # noqa: E402
+from recipe.core import stage_timer  # noqa: E402
 
 STAGES = {"pre": ("decode", "augment", "labels", "normalise", "collate"), "forward": ("forward",),
           "post": ("postprocess",), "cocoeval": ("cocoeval",), "draw": ("draw",)}
@@ -42,8 +42,8 @@ FULL_SIZE = {"model_type": "deformable_detr", "use_pretrained_backbone": False}
 
 def train_tiny_model(demo: Path, out: Path, steps: int, model_config: dict | None = None) -> str:
     """The demo config (or its data with `model_config`) trained for `steps` steps into `out` -> the folder."""
-    from recipe.config import parse_config
-    from recipe.train import run
+    from recipe.config.load import parse_config
+    from recipe.training.run import run
 
     paths = [item for split, name in (("train", "train"), ("val", "val")) for item in (
         f"--{name}-img", str(demo / split / "images"), f"--{name}-ann", str(demo / split / "annotations.json"))]
@@ -56,7 +56,7 @@ def train_tiny_model(demo: Path, out: Path, steps: int, model_config: dict | Non
 
 def timed(call) -> dict:
     """Run `call()` -> its result, wall seconds and the seconds of each marked stage."""
-    with timing.record() as times:
+    with stage_timer.record() as times:
         start = time.perf_counter()
         result = call()
         seconds = time.perf_counter() - start
@@ -64,8 +64,8 @@ def timed(call) -> dict:
 
 
 def evaluate_call(model: str, demo: Path, cache: str):
-    from recipe.cli import evaluate
-    from recipe.config import parse_evaluate_args
+    from recipe.cli.main import evaluate
+    from recipe.config.load import parse_evaluate_args
 
     argv = ["--model", model, "--images", str(demo / "val" / "images"), "--ann", str(demo / "val" / "annotations.json"),
             "--dataloader_num_workers", "0", "--dataset_cache_dir", cache]
@@ -73,8 +73,8 @@ def evaluate_call(model: str, demo: Path, cache: str):
 
 
 def predict_call(model: str, demo: Path, out: str):
-    from recipe.config import parse_args
-    from recipe.predict import PredictArguments, predict
+    from recipe.config.load import parse_args
+    from recipe.inference.predict import PredictArguments, predict
 
     (args,) = parse_args(["--model", model, "--images", str(demo / "val" / "images"), "--output", out],
                          (PredictArguments,), prog="detr-predict")

@@ -1,6 +1,6 @@
 """ONNX Runtime (CPU) against PyTorch eager: python benchmarks/export_speed.py [--rounds 3] [--batch_sizes 1 8]
 
-Exports each model with `detr-export --dynamic_batch` (recipe/export.py) and times the forward pass alone (the
+Exports each model with `detr-export --dynamic_batch` (recipe/inference/export.py) and times the forward pass alone (the
 recipe's pre- and post-processing are the same code for both) on random pixels of the graph's frame:
   demo             configs/demo.yaml's model (1.1M parameters) at the demo's eval frame, 240x320 (--demo_frame);
   deformable_detr  Deformable DETR at its published size (transformers' default DeformableDetrConfig: ResNet-50,
@@ -34,8 +34,8 @@ def build_folder(name: str, folder: Path, frame: tuple[int, int]) -> Path:
     import transformers
     import yaml
 
-    from recipe.config import ModelArguments
-    from recipe.modeling import load_model_and_processor
+    from recipe.config.load import ModelArguments
+    from recipe.models.loading import load_model_and_processor
 
     torch.manual_seed(0)
     labels = {i: f"class{i}" for i in range(5)}
@@ -60,9 +60,9 @@ def time_call(call) -> float:
 
 def measure(name: str, frame: tuple[int, int], batch_sizes: list[int], rounds: int, workdir: Path) -> list[dict]:
     """One row per batch size: images/s of PyTorch eager and ONNX Runtime, interleaved rounds."""
-    from recipe.export import ExportArguments, export_onnx
-    from recipe.onnx_detector import OnnxDetector
-    from recipe.predict import load_detector
+    from recipe.inference.export import ExportArguments, export_onnx
+    from recipe.inference.predict import load_detector
+    from recipe.models.onnx_detector import OnnxDetector
 
     folder = build_folder(name, workdir / name, frame)
     start = time.perf_counter()

@@ -7,7 +7,7 @@ demo's validation set, and prints one row per model: parameters, steps, s/step, 
 Each model is the structure of its published checkpoint (the configs of tests/published.py: tied or untied heads,
 two-stage, denoising, group-DETR, windowed ViT) at the widths the tests use, with two changes so that the rows are
 comparable: 50 queries (the demo's), and the demo's small HF ResNet in place of the full-size timm ResNet-50 the
-DETR-era checkpoints name. The family's own loss weights, matcher costs and lr groups apply (recipe/families.py).
+DETR-era checkpoints name. The family's own loss weights, matcher costs and lr groups apply (recipe/models/families.py).
 
 The budget is met by timing a short probe run (median s/step, the first step left out) and then training
 `budget / (s/step)` steps, so every schedule (warm-up, linear decay) runs to its end. s/step is the median of the
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the published configs
 from transformers import TrainerCallback  # noqa: E402
 
 from published import FAMILY_MODELS, family_model_config  # noqa: E402
-from recipe.config import parse_config  # noqa: E402
-from recipe.train import run  # noqa: E402
+from recipe.config.load import parse_config  # noqa: E402
+from recipe.training.run import run  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
 MODELS = FAMILY_MODELS

@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from recipe.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
+from recipe.evaluation.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
 
 
 def synthetic(images: int, dets: int, seed: int = 0):

@@ -1,7 +1,7 @@
 """What the recipe's defaults are worth: python benchmarks/recipe_vs_defaults.py [--quick] [--config configs/demo.yaml]
 
 Trains the demo config three times on the same budget (model, data, schedule, seed), through the recipe's own
-config path (`parse_config` + `recipe.train.run`):
+config path (`parse_config` + `recipe.training.run.run`):
   recipe        the config as it is;
   transformers  transformers' defaults wherever the recipe differs: the knobs of `TRANSFORMERS_DEFAULTS`
                 (auxiliary loss off, class cost 1, class loss weight 1, one lr for all parameters, weight
@@ -56,15 +56,15 @@ def backbone_as_transformers_leaves_it(arm: str):
     if not ARMS[arm][1]:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    stack.enter_context(mock.patch("recipe.modeling.set_backbone_trainable", return_value=None))
-    stack.enter_context(mock.patch("recipe.modeling.init_random_weights", return_value=None))
+    stack.enter_context(mock.patch("recipe.models.loading.set_backbone_trainable", return_value=None))
+    stack.enter_context(mock.patch("recipe.models.loading.init_random_weights", return_value=None))
     return stack
 
 
 def train_arm(arm: str, argv: list[str]) -> tuple[dict, float]:
     """-> (final eval metrics, wall seconds) of one training run."""
-    from recipe.config import parse_config
-    from recipe.train import run
+    from recipe.config.load import parse_config
+    from recipe.training.run import run
 
     start = time.perf_counter()
     with backbone_as_transformers_leaves_it(arm):

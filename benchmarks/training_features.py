@@ -4,7 +4,8 @@ Trains configs/demo.yaml (its data, model, lr, schedule, seed) for `--epochs` ep
 run, and prints one row per arm: steps, train seconds, final mAP and mAP@50 on the demo's validation set. Arms:
 baseline; EMA (decay 0.999, warm-up 100 steps: the demo's ~1,300 steps are far shorter than the originals' runs, for
 which 0.9999 / 2000 are set); EMA at decay 0.9923, the faster average the run's own warning suggests for 1,300 steps
-(recipe.ema.lag_warning); no_aug_epochs 2; both; and the batch step in torch: on a CPU-only run the recipe flips and
+(recipe.engine.ema.lag_warning); no_aug_epochs 2; both; and the batch step in torch: on a CPU-only run the recipe
+flips and
 resizes in the loader (cv2), this arm forces the flip / resize / jitter on the batch in torch, as where the model
 runs on a GPU, so the two paths' wall times stand side by side (`--only baseline "batch step in torch"`).
 
@@ -29,8 +30,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from transformers import TrainerCallback  # noqa: E402
 
-import recipe.train  # noqa: E402
-from recipe.config import parse_config  # noqa: E402
+import recipe.training.run  # noqa: E402
+from recipe.config.load import parse_config  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
 ARMS = {
@@ -45,25 +46,25 @@ ARMS = {
 
 
 def torch_batch_step():
-    """recipe.train with the batch step forced on (what a GPU run does), though the model runs on the CPU."""
-    build = recipe.train.build_datasets
+    """recipe.training.run with the batch step forced on (what a GPU run does), though the model runs on the CPU."""
+    build = recipe.training.run.build_datasets
 
     def forced(*args, **kwargs):
         return build(*args, **{**kwargs, "batch_geometry": True})
 
-    return mock.patch.object(recipe.train, "build_datasets", forced)
+    return mock.patch.object(recipe.training.run, "build_datasets", forced)
 
 
 def batch_paths(seen: list):
-    """recipe.train.build_datasets, its `batch_geometry` (True: the batch step in torch) appended to `seen` at each
-    call: the row says which path the arm took."""
-    build = recipe.train.build_datasets
+    """recipe.training.run.build_datasets, its `batch_geometry` (True: the batch step in torch) appended to `seen` at
+    each call: the row says which path the arm took."""
+    build = recipe.training.run.build_datasets
 
     def spy(*args, **kwargs):
         seen.append(kwargs["batch_geometry"])
         return build(*args, **kwargs)
 
-    return mock.patch.object(recipe.train, "build_datasets", spy)
+    return mock.patch.object(recipe.training.run, "build_datasets", spy)
 
 
 # Arms that change the run's code rather than its arguments: the patch each one runs under.
@@ -85,7 +86,7 @@ class StepTimer(TrainerCallback):
 
 def ema_cost(model, repeats: int = 200) -> float:
     """Median seconds of one EMA update of `model`."""
-    from recipe.ema import ModelEma
+    from recipe.engine.ema import ModelEma
 
     ema = ModelEma(model, decay=0.999, warmup_steps=100)
     times = []
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
             argv = [str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")), "--num_train_epochs",
                     str(args.epochs), "--report_to", "none", *ARMS[name], *extra]
             with batch_paths(paths), PATCHES.get(name, nullcontext)():
-                final = recipe.train.run(*parse_config(argv), callbacks=[timer])
+                final = recipe.training.run.run(*parse_config(argv), callbacks=[timer])
             rows.append({"arm": name, "steps": len(timer.seconds), "wall_s": time.perf_counter() - start,
                          "train_s": sum(timer.seconds),
                          "s_per_step": statistics.median(timer.seconds), "map": final["eval_map"],

@@ -4,7 +4,7 @@ python scripts/browse_dataset.py --ann data/demo/train/annotations.json --images
     [--augment configs/demo.yaml] [--num_images 12] --output grid.jpg
 """
 
-from recipe.cli import browse_dataset_main
+from recipe.cli.main import browse_dataset_main
 
 if __name__ == "__main__":
     browse_dataset_main()

@@ -6,7 +6,7 @@ python scripts/evaluate.py --model DIR --images IMG_DIR --ann ANN.json --output 
 Either mode takes --plots DIR: the error-analysis figures training writes, each with its numbers as JSON.
 """
 
-from recipe.cli import evaluate_main
+from recipe.cli.main import evaluate_main
 
 if __name__ == "__main__":
     evaluate_main()

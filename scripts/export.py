@@ -7,7 +7,7 @@ Writes demo.onnx and demo.onnx.json; `scripts/predict.py --model demo.onnx` and 
 demo.onnx` run it with ONNX Runtime.
 """
 
-from recipe.cli import export_main
+from recipe.cli.main import export_main
 
 if __name__ == "__main__":
     export_main()

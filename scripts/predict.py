@@ -7,7 +7,7 @@ Writes preds/predictions.json (COCO results with file names, or a BDD100K frame 
 with the boxes drawn. With --threshold 0 the results file scores (scripts/evaluate.py) as the evaluation does.
 """
 
-from recipe.cli import predict_main
+from recipe.cli.main import predict_main
 
 if __name__ == "__main__":
     predict_main()

@@ -133,7 +133,7 @@ def trained_demo(demo_dir, tmp_path_factory):
     export, plots and distributed tests; each copies the folder before changing anything in it."""
     import importlib.util
 
-    from recipe.train import run
+    from recipe.training.run import run
 
     tmp = tmp_path_factory.mktemp("trained-demo")
     report = ["--report_to", "tensorboard"] if importlib.util.find_spec("tensorboard") else []
@@ -158,8 +158,8 @@ def memorise(name: str, scenes: Path, out: Path, *, overrides: dict | None = Non
     (240 px, no augmentation, batch 4, constant lr after 20 warm-up steps, seed SEED) and evaluate it on them; -> the
     final metrics. The model folder is `out`."""
     from published import FAMILY_MODELS, family_model_config
-    from recipe.config import parse_config
-    from recipe.train import run
+    from recipe.config.load import parse_config
+    from recipe.training.run import run
 
     config = json.dumps({**family_model_config(FAMILY_MODELS[name]), **(overrides or {})})
     return run(*parse_config([
@@ -200,7 +200,7 @@ DEMO = str(ROOT / "configs" / "demo.yaml")
 
 def demo_args(demo_dir, tmp_path, *extra):
     """configs/demo.yaml on the `demo_dir` data, small images, no workers: `run(*demo_args(...))`."""
-    from recipe.config import parse_config
+    from recipe.config.load import parse_config
 
     return parse_config([DEMO, "--train-img", f"{demo_dir}/train/images", "--train-ann",
                          f"{demo_dir}/train/annotations.json", "--val-img", f"{demo_dir}/val/images",
@@ -213,7 +213,7 @@ def tiny_model_args(**overrides):
     """ModelArguments for the demo's tiny model config, from configs/demo.yaml."""
     import yaml
 
-    from recipe.config import ModelArguments
+    from recipe.config.load import ModelArguments
 
     cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["model_config"]
     return ModelArguments(model_config=json.dumps(cfg), **overrides)

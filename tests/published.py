@@ -945,10 +945,10 @@ def family_model_config(hub_id: str | None) -> dict:
                       backbone_config=demo["backbone_config"])
     config["num_detection_tokens" if config["model_type"] == "yolos" else "num_queries"] = demo["num_queries"]
     # Keys the published file keeps that transformers 5 no longer reads (e.g. DETR's max_position_embeddings): a
-    # model_config holding them is an error (recipe.model_checks), and the model is the same without them.
+    # model_config holding them is an error (recipe.config.model_config), and the model is the same without them.
     from transformers import CONFIG_MAPPING
 
-    from recipe.model_checks import unread_model_config_keys
+    from recipe.config.model_config import unread_model_config_keys
 
     for key in unread_model_config_keys(config, CONFIG_MAPPING[config["model_type"]]):
         del config[key]

@@ -6,7 +6,6 @@ from collections import Counter
 import pytest
 
 from conftest import ROOT, shared, write_json
-from recipe.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
 from recipe.data.bdd100k import (
     BDD_CATEGORIES,
     bdd_predictions_to_coco_results,
@@ -19,6 +18,7 @@ from recipe.data.bdd100k import (
 )
 from recipe.data.coco import DataError, read_coco
 from recipe.data.sanitize import sanitize_records
+from recipe.evaluation.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
 
 NAMES = ["pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "traffic light",
          "traffic sign"]

@@ -8,13 +8,13 @@ import sys
 import pytest
 
 from conftest import ROOT, shared, write_json
-from recipe.cli import evaluate_main
-from recipe.coco_eval import METRIC_KEYS, gt_from_table
-from recipe.config import parse_config
+from recipe.cli.main import evaluate_main
+from recipe.config.load import parse_config
 from recipe.data.bdd100k import BDD_CATEGORIES
 from recipe.data.builder import load_detection_dataset
 from recipe.data.synthetic import make_demo_dataset
-from recipe.train import run
+from recipe.evaluation.coco_eval import METRIC_KEYS, gt_from_table
+from recipe.training.run import run
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_evaluate_cli_scores_bdd_frame_lists(tmp_path):
 def test_fine_tune_a_local_checkpoint_with_other_classes_and_export_bdd_predictions(tmp_path, bdd_demo, demo_dir):
     """A local folder as model_name_or_path (offline): 5 demo classes -> 10 BDD classes (head re-initialised);
     then the saved model's predictions exported as a BDD frame list score like the evaluator says."""
-    from recipe.evaluate import evaluate_checkpoint
-    from recipe.score_results import evaluate_files
+    from recipe.evaluation.evaluate import evaluate_checkpoint
+    from recipe.evaluation.score_results import evaluate_files
 
     common = ["--dataset_cache_dir", str(tmp_path / "cache"), "--dataloader_num_workers", "0",
               "--shortest_edges", "128", "--eval_size", "128", "--per_device_train_batch_size", "2"]

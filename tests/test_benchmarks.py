@@ -109,7 +109,7 @@ def test_families_benchmark_models_build_without_timm_with_the_demo_queries():
         queries = config.num_detection_tokens if cfg["model_type"] == "yolos" else config.num_queries
         assert queries == 50, name
         built.add(AutoModelForObjectDetection.from_config(config).config.model_type)
-    from recipe.families import FAMILIES
+    from recipe.models.families import FAMILIES
 
     assert built == set(FAMILIES)  # every family the recipe supports has a row
 
@@ -122,10 +122,10 @@ def test_recipe_vs_defaults_arms_resolve_to_their_defaults(tmp_path):
     from transformers import AutoModelForObjectDetection, DeformableDetrConfig, TrainingArguments
 
     from conftest import DEMO
-    from recipe.config import parse_config
-    from recipe.families import family_of, loss_weights
-    from recipe.modeling import load_model_and_processor
-    from recipe.trainer import DetectionTrainer
+    from recipe.config.load import parse_config
+    from recipe.engine.trainer import DetectionTrainer
+    from recipe.models.families import family_of, loss_weights
+    from recipe.models.loading import load_model_and_processor
 
     bench = _load("recipe_vs_defaults")
     hf_config, hf_args = DeformableDetrConfig(), TrainingArguments(output_dir=str(tmp_path / "hf"))
@@ -175,8 +175,8 @@ def test_stage_marks_record_only_inside_record():
     """The timer seam the benchmarks read: marked stages are summed inside `record()` and cost nothing outside."""
     import torch
 
-    from recipe import timing
-    from recipe.postprocess import postprocess_detections
+    from recipe.core import stage_timer as timing
+    from recipe.models.postprocess import postprocess_detections
 
     calls = [lambda: postprocess_detections(torch.zeros(1, 5, 3), torch.full((1, 5, 4), 0.5),
                                             torch.tensor([[10, 20]]), top_k=4)]

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from recipe.boxes import clamp_xywh_abs, cxcywh_norm_to_xywh_abs, xywh_abs_to_cxcywh_norm
+from recipe.core.boxes import clamp_xywh_abs, cxcywh_norm_to_xywh_abs, xywh_abs_to_cxcywh_norm
 
 
 def test_clamp_inside_is_unchanged():

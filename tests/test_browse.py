@@ -5,7 +5,7 @@ import json
 from PIL import Image
 
 from conftest import ROOT
-from recipe.browse import BrowseArguments, browse_dataset
+from recipe.tools.browse import BrowseArguments, browse_dataset
 
 
 def browse(demo_dir, tmp_path, **kw):

@@ -13,12 +13,12 @@ import pytest
 import torch
 import transformers
 
-from recipe.boxes import canvas_frame_size, labels_on_canvas
-from recipe.collate import DetectionCollator
-from recipe.families import ignores_pixel_mask
-from recipe.postprocess import DET_BOX, postprocess_detections
-from recipe.predict import detect
-from recipe.transforms import make_labels
+from recipe.core.boxes import canvas_frame_size, labels_on_canvas
+from recipe.inference.predict import detect
+from recipe.models.families import ignores_pixel_mask
+from recipe.models.postprocess import DET_BOX, postprocess_detections
+from recipe.pipeline.collate import DetectionCollator
+from recipe.pipeline.transforms import make_labels
 
 ORIG_HW = (480, 640)  # the file's image; resized to 240x320 below, padded to 256x352 by a larger neighbour
 BOX_ORIG = (80.0, 120.0, 160.0, 240.0)  # xywh_abs in the original image
@@ -82,7 +82,7 @@ def test_without_the_canvas_frame_the_targets_disagree():
 
 
 def test_predict_maps_canvas_boxes_to_the_original_image():
-    from recipe.predict_inputs import collate_readable
+    from recipe.inference.inputs import collate_readable
 
     features = _features()
     collate = collate_readable(CanvasDetector.config, transformers.DeformableDetrImageProcessor())
@@ -108,7 +108,7 @@ def test_which_families_ignore_the_pixel_mask(model_type):
     from transformers import AutoConfig, AutoModelForObjectDetection
 
     from published import shrunk_config
-    from recipe.families import size_multiple
+    from recipe.models.families import size_multiple
 
     config = AutoConfig.for_model(**shrunk_config(_one_checkpoint_per_family()[model_type]))
     torch.manual_seed(0)

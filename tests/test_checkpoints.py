@@ -14,12 +14,12 @@ from transformers import AutoModelForObjectDetection
 
 from conftest import ROOT
 from published import PUBLISHED
-from recipe.config import ModelArguments, parse_config
-from recipe.errors import ModelNotAvailable
-from recipe.families import family_of, size_multiple
-from recipe.model_source import check_model_available
-from recipe.modeling import load_model_and_processor
-from recipe.train import run
+from recipe.config.load import ModelArguments, parse_config
+from recipe.core.errors import ModelNotAvailable
+from recipe.models.families import family_of, size_multiple
+from recipe.models.loading import load_model_and_processor
+from recipe.models.sources import check_model_available
+from recipe.training.run import run
 
 CONFIG_OF = {"deformable_detr": "deformable_detr_coco", "table-transformer": "table_transformer",
              "dab-detr": "dab_detr"}

@@ -6,9 +6,9 @@ import torch
 import transformers
 from PIL import Image
 
-from recipe.augment import build_augmentation
-from recipe.collate import DetectionCollator
-from recipe.transforms import make_labels, make_transform
+from recipe.pipeline.augment import build_augmentation
+from recipe.pipeline.collate import DetectionCollator
+from recipe.pipeline.transforms import make_labels, make_transform
 
 PROCESSORS = [
     ("DeformableDetrImageProcessor", {}),
@@ -142,7 +142,7 @@ def test_pads_to_the_multiple_with_zeros_and_masks_only_real_pixels(dtype):
 def test_normalised_on_device_equals_the_collator_bit_for_bit(name, overrides):
     """The training batch leaves the loader uint8 (uint8 mask); `normalise_batch`, where the model runs, gives
     the CPU collator's float32 values exactly, zero padding and the int64 mask."""
-    from recipe.normalise import normalise_batch
+    from recipe.pipeline.device_batch import normalise_batch
 
     processor = getattr(transformers, name)(**overrides)
     generator = torch.Generator().manual_seed(0)
@@ -158,7 +158,7 @@ def test_normalised_on_device_equals_the_collator_bit_for_bit(name, overrides):
     assert torch.equal(normalised["pixel_mask"], on_cpu["pixel_mask"])
     assert normalise_batch(on_cpu, processor) is on_cpu  # a float batch passes as it is
     # the torch path (a GPU's), run here on the CPU
-    from recipe.normalise import normalise_with_torch, processor_normalisation
+    from recipe.pipeline.device_batch import normalise_with_torch, processor_normalisation
 
     on_torch = normalise_with_torch(shipped["pixel_values"], shipped["pixel_mask"],
                                      *processor_normalisation(processor))
@@ -171,8 +171,8 @@ def test_jittered_images_normalised_alike_on_every_path(name, overrides):
     path and its torch path (a GPU's) give the same values; the jittered image is the processor's
     normalisation of `color_jitter` applied to it alone, the other is untouched, padding stays 0 and the
     factors do not reach the model."""
-    from recipe.color import color_jitter
-    from recipe.normalise import normalise_batch, normalise_with_torch, processor_normalisation
+    from recipe.pipeline.color_jitter import color_jitter
+    from recipe.pipeline.device_batch import normalise_batch, normalise_with_torch, processor_normalisation
 
     processor = getattr(transformers, name)(**overrides)
     generator = torch.Generator().manual_seed(1)
@@ -206,7 +206,7 @@ def test_jittered_images_normalised_alike_on_every_path(name, overrides):
 
 
 def test_packed_labels_are_equal_views_of_one_storage_per_field():
-    from recipe.worker_transport import pack_labels
+    from recipe.pipeline.worker_transport import pack_labels
 
     labels = [{"boxes": torch.rand(n, 4), "class_labels": torch.arange(n), "image_id": torch.tensor([i]),
                "size": torch.tensor([10, 20]), "note": "kept"} for i, n in enumerate((3, 0, 2))]
@@ -266,7 +266,7 @@ def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(t
     held (every third here, or all of them: list(loader)) are never overwritten: each batch equals the one
     collated in this process, whatever is held. Training batches (uint8, `geometry`, jitter rows), evaluation
     batches (uint8 and mask) and batches normalised in the worker (float32) alike."""
-    from recipe.transforms import AugmentationSeeds
+    from recipe.pipeline.transforms import AugmentationSeeds
 
     processor = transformers.DeformableDetrImageProcessor()
     rows = _rows(tmp_path)
@@ -298,7 +298,7 @@ def test_worker_buffers_are_reused_but_never_while_the_main_process_holds_them(t
 
 
 def test_shared_slots_lend_free_buffers_grow_them_and_give_none_when_all_are_leased():
-    from recipe.worker_transport import _SharedSlots
+    from recipe.pipeline.worker_transport import _SharedSlots
 
     slots = _SharedSlots(size=2)
     first, lease_a = slots.take(100)
@@ -323,8 +323,8 @@ def test_batch_geometry_equals_the_loader_path(tmp_path, boxes_on_canvas):
     """Training defers flip and resize to the batch (`batch_geometry`): same labels, mask and sizes as the
     loader doing them with cv2; pixels differ only by cv2's 8-bit rounding (float here, by design): < 1 level
     of 255 everywhere, 0.25 on average; the CPU collator applies the geometry too."""
-    from recipe.normalise import normalise_batch
-    from recipe.transforms import AugmentationSeeds
+    from recipe.pipeline.device_batch import normalise_batch
+    from recipe.pipeline.transforms import AugmentationSeeds
 
     processor = transformers.DeformableDetrImageProcessor()
     rows = _rows(tmp_path)
@@ -360,8 +360,8 @@ def test_the_cpu_training_path_draws_the_same_jitter_and_boxes_as_the_batch_path
     """Training on the CPU flips and resizes in the loader (cv2, `batch_geometry=False`, train.build_datasets);
     with a device, on the batch. For the same seed: the same flips, sizes, jitter factors and boxes; the pixels
     differ by cv2's 8-bit rounding before the jitter: under 2.5 levels of 255 everywhere, 0.25 on average."""
-    from recipe.normalise import normalise_batch
-    from recipe.transforms import AugmentationSeeds
+    from recipe.pipeline.device_batch import normalise_batch
+    from recipe.pipeline.transforms import AugmentationSeeds
 
     processor = transformers.DeformableDetrImageProcessor()
     rows = {k: v * 2 for k, v in _rows(tmp_path).items()}

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as F
 
-from recipe.augment import MultiScaleResize, RandomSquareResize, _bbox_params, build_augmentation, reseed
-from recipe.color import color_jitter, hsv_to_rgb, rgb_to_hsv
 from recipe.data.images import read_image
+from recipe.pipeline.augment import MultiScaleResize, RandomSquareResize, _bbox_params, build_augmentation, reseed
+from recipe.pipeline.color_jitter import color_jitter, hsv_to_rgb, rgb_to_hsv
 from tests.conftest import shared
 
 
@@ -123,7 +123,7 @@ def test_batch_jitter_differs_from_the_uint8_jitter_only_by_8_bit_rounding():
 def test_transform_ships_factors_only_for_jittered_images(tmp_path, square):
     from PIL import Image
 
-    from recipe.transforms import make_transform
+    from recipe.pipeline.transforms import make_transform
 
     rows = {"image_id": [], "image_path": [], "height": [], "width": [], "objects": []}
     for i in range(6):

@@ -1,15 +1,16 @@
-"""docs/config.md is what `python -m recipe.configdoc` writes from the dataclasses today, and names every option."""
+"""docs/config.md is what `python -m recipe.cli.config_doc` writes from the dataclasses today, and names every
+option."""
 
 import dataclasses
 
 from conftest import ROOT
-from recipe.cli_help import COMMANDS
-from recipe.configdoc import render
+from recipe.cli.commands import COMMANDS
+from recipe.cli.config_doc import render
 
 
 def test_config_reference_is_current():
     committed = (ROOT / "docs" / "config.md").read_text()
-    assert committed == render(), "regenerate it: python -m recipe.configdoc > docs/config.md"
+    assert committed == render(), "regenerate it: python -m recipe.cli.config_doc > docs/config.md"
 
 
 def test_config_reference_names_every_option_of_every_command():

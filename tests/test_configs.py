@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from recipe.cli import evaluate_main, train_main
-from recipe.config import (
+from recipe.cli.main import evaluate_main, train_main
+from recipe.config.load import (
     EVALUATE_DATACLASSES,
     ConfigError,
     DataArguments,
@@ -56,7 +56,7 @@ def test_original_dashed_flags_are_accepted():
 
 
 def test_recipe_defaults_follow_the_original_deformable_detr():
-    from recipe.families import FAMILIES, config_overrides, loss_weights
+    from recipe.models.families import FAMILIES, config_overrides, loss_weights
 
     _, model_args, train_args, eval_args = parse_config([])
     family = FAMILIES["deformable_detr"]
@@ -228,7 +228,7 @@ def test_evaluate_user_errors_are_one_line(argv, message, error_files, capsys):
 
 
 def test_other_entry_points_check_their_arguments(error_files, capsys):
-    from recipe.cli import convert_bdd100k_main, make_demo_data_main
+    from recipe.cli.main import convert_bdd100k_main, make_demo_data_main
 
     assert _run_main(convert_bdd100k_main, ["--labels", "x.json"], capsys) == (
         2, ["error: output is required: pass --output VALUE or set it in the YAML file"])
@@ -279,15 +279,15 @@ def test_console_entry_points_resolve_to_functions():
         module, _, attr = line.split("=")[1].strip().partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), line
         targets.add(attr)
-    import recipe.cli
+    import recipe.cli.main
 
-    assert targets == {n for n in vars(recipe.cli) if n.endswith("_main")}  # every entry point has its command
+    assert targets == {n for n in vars(recipe.cli.main) if n.endswith("_main")}  # every entry point has its command
 
 
 def test_scripts_need_no_sys_path_lines():
     for path in sorted((ROOT / "scripts").glob("*.py")):
         text = path.read_text()
-        assert "sys.path" not in text and "from recipe.cli import" in text, path.name
+        assert "sys.path" not in text and "from recipe.cli.main import" in text, path.name
 
 
 ACCELERATE = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
@@ -310,7 +310,7 @@ def test_accelerate_configs_load_with_accelerates_own_loader(path):
 def test_image_check_choices_are_the_checks_the_builder_knows():
     import dataclasses
 
-    from recipe.config import DataArguments
+    from recipe.config.load import DataArguments
     from recipe.data.image_check import IMAGE_CHECKS
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["image_check"]
@@ -320,8 +320,8 @@ def test_image_check_choices_are_the_checks_the_builder_knows():
 def test_resize_choices_are_the_resizes_the_transforms_know():
     import dataclasses
 
-    from recipe.augment import RESIZES
-    from recipe.config import DataArguments
+    from recipe.config.load import DataArguments
+    from recipe.pipeline.augment import RESIZES
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["resize"]
     assert tuple(field.metadata["choices"]) == RESIZES
@@ -329,7 +329,7 @@ def test_resize_choices_are_the_resizes_the_transforms_know():
 
 def test_a_checkpoint_flag_beside_a_yaml_model_config_is_an_error_and_none_drops_it():
     """configs/demo.yaml builds its model from model_config: --pretrained typed beside it would be ignored."""
-    from recipe.config import parse_config
+    from recipe.config.load import parse_config
 
     with pytest.raises(ConfigError, match=r"^--model_name_or_path \(--pretrained\) would have no effect: "
                                           r"\S*configs/demo\.yaml sets model_config, which builds the model and wins; "
@@ -344,7 +344,7 @@ def test_a_checkpoint_flag_beside_a_yaml_model_config_is_an_error_and_none_drops
 
 
 def test_help_shows_each_commands_own_options_first_and_no_empty_section(capsys):
-    from recipe.cli import evaluate_main, predict_main
+    from recipe.cli.main import evaluate_main, predict_main
 
     with pytest.raises(SystemExit):
         evaluate_main(["--help"])
@@ -366,9 +366,9 @@ def test_a_family_name_as_model_config_builds_its_default_architecture_offline(m
     file; an unknown name is one line."""
     from huggingface_hub import constants
 
-    from recipe.families import FAMILIES
-    from recipe.model_source import check_model_available
-    from recipe.modeling import load_model_and_processor
+    from recipe.models.families import FAMILIES
+    from recipe.models.loading import load_model_and_processor
+    from recipe.models.sources import check_model_available
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     for name in FAMILIES:
@@ -384,8 +384,8 @@ def test_a_family_name_as_model_config_builds_its_default_architecture_offline(m
 def test_offline_without_the_checkpoint_never_suggests_a_flag_already_given(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
-    from recipe.errors import ModelNotAvailable
-    from recipe.model_source import check_model_available
+    from recipe.core.errors import ModelNotAvailable
+    from recipe.models.sources import check_model_available
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
@@ -410,9 +410,9 @@ def test_an_unreachable_hub_is_one_quick_line_or_the_cached_copy(monkeypatch, tm
 
     from huggingface_hub import constants
 
-    import recipe.model_source
-    from recipe.errors import ModelNotAvailable
-    from recipe.model_source import check_model_available, hub_unreachable_reason
+    import recipe.models.sources
+    from recipe.core.errors import ModelNotAvailable
+    from recipe.models.sources import check_model_available, hub_unreachable_reason
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -424,7 +424,7 @@ def test_an_unreachable_hub_is_one_quick_line_or_the_cached_copy(monkeypatch, tm
                                                 r"is not in the local cache. On a machine without network pass "
                                                 r"--offline"):
         check_model_available(model_args)
-    monkeypatch.setattr(recipe.model_source.AutoConfig, "from_pretrained",
+    monkeypatch.setattr(recipe.models.sources.AutoConfig, "from_pretrained",
                         lambda name, local_files_only=False: pytest.fail("not cached?") if not local_files_only
                         else __import__("transformers").DeformableDetrConfig())
     with caplog.at_level(logging.WARNING, logger="recipe"):
@@ -462,7 +462,7 @@ def test_a_saved_config_json_passes_as_a_model_config(model_type):
     # `output_attentions`, neither a dataclass field (a published D-FINE config copied into model_config was refused).
     from transformers import CONFIG_MAPPING
 
-    from recipe.model_checks import parse_model_config, unread_model_config_keys
+    from recipe.config.model_config import parse_model_config, unread_model_config_keys
 
     saved = json.loads(CONFIG_MAPPING[model_type]().to_json_string())
     assert unread_model_config_keys(saved, CONFIG_MAPPING[model_type]) == []

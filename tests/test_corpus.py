@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO, ROOT
+from recipe.core.errors import USER_ERRORS
 from recipe.data.bdd100k import convert_file
 from recipe.data.builder import load_detection_dataset
-from recipe.errors import USER_ERRORS
-from recipe.score_results import evaluate_files
+from recipe.evaluation.score_results import evaluate_files
 
 W, H = 40, 30  # every generated image, unless a case says otherwise
 
@@ -727,9 +727,9 @@ def test_corpus(name, ws):
 def test_bad_images_from_the_command_line(demo_dir, tmp_path, capsys):
     """By default a bad image stops the run in one line (before any model is built); --skip_bad_images true drops
     it and the data report counts and names it; --image_check exists looks only for the file."""
-    from recipe.cli import train_main
-    from recipe.config import parse_config
-    from recipe.train_data import load_splits, report_data
+    from recipe.cli.main import train_main
+    from recipe.config.load import parse_config
+    from recipe.training.data import load_splits, report_data
 
     shutil.copytree(demo_dir / "train", tmp_path / "train")
     (tmp_path / "train" / "images" / "000003.jpg").write_bytes(b"")
@@ -764,7 +764,7 @@ def _check_data(*args):
 
 def test_check_data_exit_codes(ws):
     """0 clean, 1 problems (listed, with the report), 2 unusable (one line)."""
-    from recipe.check import CheckDataArguments, check_data
+    from recipe.tools.check_dataset import CheckDataArguments, check_data
 
     ann = ws.coco(annotations=[_ann(1)])
     assert check_data(CheckDataArguments(ann=str(ann), images=str(ws.img))) == 0

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import DEMO, demo_as_parquet, demo_as_voc, demo_as_yolo
-from recipe.coco_eval import METRIC_KEYS
-from recipe.config import parse_config, parse_evaluate_args
+from recipe.config.load import parse_config, parse_evaluate_args
+from recipe.core.errors import ConfigError, DataError
 from recipe.data.splits import load_dataset_splits
-from recipe.errors import ConfigError, DataError
-from recipe.train import run
+from recipe.evaluation.coco_eval import METRIC_KEYS
+from recipe.training.run import run
 
 DEMO_CLASSES = ["car", "truck", "pedestrian", "traffic light", "traffic sign"]
 
@@ -58,7 +58,7 @@ def _train(dataset, tmp_path, *extra):
 
 
 def _evaluate(model, dataset, tmp_path, *extra):
-    from recipe.cli import evaluate
+    from recipe.cli.main import evaluate
 
     return evaluate(*parse_evaluate_args(["--model", str(model), "--dataset", str(dataset), "--dataset_cache_dir",
                                           str(tmp_path / "cache"), "--dataloader_num_workers", "0", *extra]))
@@ -119,7 +119,7 @@ def test_dataset_and_annotation_files_on_the_command_line_is_an_error(formats):
 
 
 def test_predict_check_and_browse_take_the_dataset_flag(formats, voc_model, tmp_path, capsys):
-    from recipe.cli import browse_dataset_main, check_data_main, predict_main
+    from recipe.cli.main import browse_dataset_main, check_data_main, predict_main
 
     out, _ = voc_model
     predict_main(["--model", str(out), "--dataset", str(formats["voc"]), "--output", str(tmp_path / "p"),

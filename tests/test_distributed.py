@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from conftest import ROOT, write_json
-from recipe.coco_eval import METRIC_KEYS
-from recipe.distributed import any_rank
-from recipe.evaluate import evaluate_checkpoint
+from recipe.core.distributed import any_rank
+from recipe.evaluation.coco_eval import METRIC_KEYS
+from recipe.evaluation.evaluate import evaluate_checkpoint
 
 
 def torchrun(*args, cwd=None):
@@ -66,7 +66,7 @@ def test_cache_is_built_once_by_the_main_process(demo_dir, tmp_path):
     script.write_text(f"""
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
-from recipe.config import parse_config
+from recipe.config.load import parse_config
 from recipe.data.builder import load_detection_dataset
 args = parse_config(["--output_dir", {str(tmp_path / "o")!r}]).training
 with args.main_process_first(desc="table"):
@@ -108,8 +108,8 @@ def test_an_entry_point_closes_the_process_group_it_ran_in(tmp_path):
     """`main_guard` (every console entry point) ends with the process group closed; a failing run exits 2 first."""
     import torch.distributed as dist
 
-    from recipe.cli import main_guard
-    from recipe.errors import USER_ERRORS
+    from recipe.cli.main import main_guard
+    from recipe.core.errors import USER_ERRORS
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     assert dist.is_initialized()
@@ -136,9 +136,9 @@ def test_two_processes_evaluate_and_save_one_identical_ema(demo_dir, tmp_path):
 import hashlib, json, sys
 sys.path.insert(0, {str(ROOT)!r})
 import torch.distributed as dist
-from recipe.config import parse_config
-from recipe.ema import ModelEma
-from recipe.train import run
+from recipe.config.load import parse_config
+from recipe.engine.ema import ModelEma
+from recipe.training.run import run
 
 def digest(ema):
     h = hashlib.sha256()
@@ -178,7 +178,7 @@ def test_any_rank_is_true_on_every_rank_when_one_rank_says_so(tmp_path):
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
 import torch.distributed as dist
-from recipe.distributed import any_rank
+from recipe.core.distributed import any_rank
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 row = [rank, any_rank(rank == 1), any_rank(False), any_rank(True)]

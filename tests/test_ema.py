@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForObjectDetection, TrainerCallback
 
 from conftest import demo_args
-from recipe.ema import ModelEma
-from recipe.errors import ConfigError
-from recipe.evaluate import evaluate_checkpoint
-from recipe.train import run
+from recipe.core.errors import ConfigError
+from recipe.engine.ema import ModelEma
+from recipe.evaluation.evaluate import evaluate_checkpoint
+from recipe.training.run import run
 
 
 class Tiny(torch.nn.Module):
@@ -112,7 +112,7 @@ def test_early_stopping_without_a_validation_set_is_one_line(demo_dir, tmp_path)
 
 
 def test_the_share_of_the_first_half_in_the_final_ema_and_the_warning_of_a_run_too_short():
-    from recipe.ema import early_share, lag_warning
+    from recipe.engine.ema import early_share, lag_warning
 
     assert early_share(0.5, 0, 4) == 0.25  # updates 2 and 3 each keep half of what came before
     assert early_share(0.9, 10, 4) == pytest.approx(0.9 * (1 - math.exp(-0.2)) * 0.9 * (1 - math.exp(-0.3)), abs=1e-15)

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from conftest import ROOT, shared, write_json
-from recipe.coco_eval import METRIC_KEYS
-from recipe.score_results import evaluate_files
+from recipe.evaluation.coco_eval import METRIC_KEYS
+from recipe.evaluation.score_results import evaluate_files
 
 
 def test_reproduces_pycocotools_reference_exactly(tmp_path):
@@ -51,8 +51,8 @@ def test_batch_by_batch_scoring_equals_one_cocoeval(batch):
     """The training-time evaluator matches batch by batch (flat memory); the numbers must not move."""
     import numpy as np
 
-    from recipe.coco_eval import coco_eval, metrics_from, quiet_coco
-    from recipe.cocoeval_stream import StreamingCocoEval
+    from recipe.evaluation.coco_eval import coco_eval, metrics_from, quiet_coco
+    from recipe.evaluation.cocoeval_stream import StreamingCocoEval
 
     folder = shared("coco-val2014-100")
     gt = json.loads((folder / "instances_val2014_100.json").read_text())
@@ -82,8 +82,8 @@ def test_list_matching_evaluate_img_equals_pycocotools_field_by_field():
     import numpy as np
     from pycocotools.cocoeval import COCOeval
 
-    from recipe.coco_eval import quiet_coco
-    from recipe.cocoeval_stream import ListMatchingCOCOeval
+    from recipe.evaluation.coco_eval import quiet_coco
+    from recipe.evaluation.cocoeval_stream import ListMatchingCOCOeval
 
     folder = shared("coco-val2014-100")
     gt = json.loads((folder / "instances_val2014_100.json").read_text())
@@ -119,8 +119,8 @@ def test_results_table_equals_load_res():
 
     import numpy as np
 
-    from recipe.coco_eval import quiet_coco
-    from recipe.cocoeval_stream import _results
+    from recipe.evaluation.coco_eval import quiet_coco
+    from recipe.evaluation.cocoeval_stream import _results
 
     folder = shared("coco-val2014-100")
     coco = quiet_coco(json.loads((folder / "instances_val2014_100.json").read_text()))

@@ -13,15 +13,15 @@ from PIL import Image
 
 from conftest import ROOT
 from published import FAMILY_MODELS, family_model_config
-from recipe.augment import eval_augmentation_for
-from recipe.cli import export_main, predict_main, train_main
-from recipe.coco_eval import METRIC_KEYS
-from recipe.evaluate import evaluate_checkpoint
-from recipe.export import ExportArguments, export_onnx
-from recipe.onnx_detector import OnnxDetector, load_onnx_detector
-from recipe.predict import PredictArguments, load_detector, predict
-from recipe.predict_inputs import ImageFiles, collate_readable
-from recipe.processor_size import rule_of
+from recipe.cli.main import export_main, predict_main, train_main
+from recipe.evaluation.coco_eval import METRIC_KEYS
+from recipe.evaluation.evaluate import evaluate_checkpoint
+from recipe.inference.export import ExportArguments, export_onnx
+from recipe.inference.inputs import ImageFiles, collate_readable
+from recipe.inference.predict import PredictArguments, load_detector, predict
+from recipe.models.onnx_detector import OnnxDetector, load_onnx_detector
+from recipe.pipeline.augment import eval_augmentation_for
+from recipe.pipeline.processor_size import rule_of
 
 # The demo scenes are 320x240; at the tests' eval size 128 they resize to 128x170, the batches' frame in PyTorch.
 FRAME = ["128", "170"]
@@ -192,8 +192,8 @@ def test_a_missing_sidecar_is_one_line(tmp_path, capsys):
 def test_an_operator_onnx_lacks_is_one_line_naming_it(tmp_path):
     from types import SimpleNamespace
 
-    from recipe.errors import ModelNotAvailable
-    from recipe.export import OnnxGraph, export_graph
+    from recipe.core.errors import ModelNotAvailable
+    from recipe.inference.export import OnnxGraph, export_graph
 
     class EigenDetector(torch.nn.Module):
         config = SimpleNamespace(model_type="detr")
@@ -247,7 +247,7 @@ def test_each_familys_published_structure_exports_with_parity(name, tmp_path):
     meta, config = export_family_structure(name, tmp_path, *FRAME_AND_NOISE.get(name, (128, 0.1)))
     print(f"{name}: opset {meta['opset']}, frame {meta['frame']}, inputs {meta['inputs']}, {meta['check']}")
     assert meta["check"]["logits_max_abs_diff"] <= 1e-4 and meta["check"]["pred_boxes_max_abs_diff"] <= 1e-4
-    from recipe.families import family_of, ignores_pixel_mask
+    from recipe.models.families import family_of, ignores_pixel_mask
 
     model_type = config["model_type"]
     # the exporter writes 18 and converts down with onnx's version converter, which lacks adapters for some ops
@@ -265,7 +265,7 @@ def test_a_graph_without_parity_is_an_error_and_no_file(tmp_path):
     """RF-DETR at 168 x 168: ONNX Runtime's logits 0.38 and boxes 0.89 from PyTorch's (measured, fresh weights;
     112 x 112 agrees; cause not traced). Exported and silently wrong is what must not happen: one line, nothing
     left to deploy."""
-    from recipe.errors import ModelNotAvailable
+    from recipe.core.errors import ModelNotAvailable
 
     with pytest.raises(ModelNotAvailable, match=r"m.onnx: not written: ONNX Runtime's outputs differ from PyTorch's "
                                                 r"by up to 0\.\d+ on a random batch \(limit 0.0001\)"):
@@ -276,8 +276,8 @@ def test_a_graph_without_parity_is_an_error_and_no_file(tmp_path):
 def export_family_structure(name: str, tmp_path, side: int, noise: float):
     """Build `name`'s published structure (tiny widths), save it with a side x side processor, export it with a
     dynamic batch. -> (sidecar with the exporter's parity check, model config)."""
-    from recipe.config import ModelArguments
-    from recipe.modeling import load_model_and_processor
+    from recipe.config.load import ModelArguments
+    from recipe.models.loading import load_model_and_processor
 
     torch.manual_seed(0)
     config = family_model_config(FAMILY_MODELS[name])

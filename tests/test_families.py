@@ -7,10 +7,10 @@ import pytest
 import torch
 import transformers
 
-from recipe.errors import ModelNotAvailable
-from recipe.families import FAMILIES, family_of
-from recipe.losses import encoder_proposal_loss
-from recipe.postprocess import DET_BOX, DET_LABEL, DET_SCORE, postprocess_detections
+from recipe.core.errors import ModelNotAvailable
+from recipe.models.families import FAMILIES, family_of
+from recipe.models.losses import encoder_proposal_loss
+from recipe.models.postprocess import DET_BOX, DET_LABEL, DET_SCORE, postprocess_detections
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
@@ -73,8 +73,8 @@ def test_encoder_proposal_loss_by_hand():
 
 
 def test_two_stage_deformable_detr_trains_its_encoder_proposals():
-    from recipe.config import ModelArguments
-    from recipe.modeling import load_model_and_processor
+    from recipe.config.load import ModelArguments
+    from recipe.models.loading import load_model_and_processor
 
     cfg = ('{"model_type": "deformable_detr", "d_model": 32, "encoder_layers": 1, "decoder_layers": 2, '
            '"encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "encoder_attention_heads": 2, "decoder_attention_heads": 2, '
@@ -95,7 +95,7 @@ def test_two_stage_deformable_detr_trains_its_encoder_proposals():
 
 def test_the_family_fields_that_replaced_model_type_lists_say_what_the_lists_said():
     """Each fact once lived as a model-type list outside families.py; the entries must give the same answers."""
-    from recipe.families import ignores_pixel_mask, size_multiple, trains_whole_backbone
+    from recipe.models.families import ignores_pixel_mask, size_multiple, trains_whole_backbone
 
     def having(attr):
         return {t for t, f in FAMILIES.items() if getattr(f, attr)}

@@ -15,13 +15,13 @@ from conftest import ROOT
 
 def _argument_dataclasses() -> list[type]:
     """The entry points' argument dataclasses, from their public import paths (not from any module's source)."""
-    import recipe.config
-    from recipe.browse import BrowseArguments
-    from recipe.check import CheckDataArguments
-    from recipe.export import ExportArguments
-    from recipe.predict import PredictArguments
+    import recipe.config.load
+    from recipe.inference.export import ExportArguments
+    from recipe.inference.predict import PredictArguments
+    from recipe.tools.browse import BrowseArguments
+    from recipe.tools.check_dataset import CheckDataArguments
 
-    in_config = [v for v in vars(recipe.config).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
+    in_config = [v for v in vars(recipe.config.load).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
                  and v.__name__.endswith("Arguments") and v.__module__.startswith("recipe")]
     return [*in_config, BrowseArguments, CheckDataArguments, ExportArguments, PredictArguments]
 
@@ -93,7 +93,7 @@ def test_unread_fields_are_reported():
 
 
 def test_the_argument_dataclasses_are_found():
-    """recipe.config keeps exporting each entry point's dataclasses (a module split must not hide one from the
+    """recipe.config.load keeps exporting each entry point's dataclasses (a module split must not hide one from the
     check above)."""
     assert {"DatasetArguments", "DatasetSplitArguments", "DataArguments", "ModelArguments", "EvalArguments",
             "EvaluateScriptArguments", "DetectionTrainingArguments", "DemoDataArguments",

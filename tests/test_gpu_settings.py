@@ -11,7 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 from conftest import demo_args
-from recipe.train import run
+from recipe.training.run import run
 
 # 8 steps of batch 4 on the demo's 24 training scenes, no warm-up, no evaluation.
 EIGHT_STEPS = ("--max_steps", "8", "--per_device_train_batch_size", "4", "--warmup_steps", "0", "--learning_rate",

@@ -1,5 +1,6 @@
 """`--help` of every entry point: printed without importing torch or transformers, the command's own options first,
-no empty section, and the very flags the real parser takes (the help is built apart from it, `recipe/cli_help.py`)."""
+no empty section, and the very flags the real parser takes (the help is built apart from it,
+`recipe/cli/commands.py`)."""
 
 import dataclasses
 import json
@@ -9,12 +10,12 @@ import sys
 
 import pytest
 
-import recipe.config
+import recipe.config.load
 from conftest import ROOT
-from recipe import cli
-from recipe.cli_help import COMMANDS, help_parser
-from recipe.command_args import ANNOTATION_FORMATS, IMAGE_CHECKS
-from recipe.fields import DASHED_ALIASES
+from recipe.cli import main as cli
+from recipe.cli.commands import COMMANDS, help_parser
+from recipe.config.command_arguments import ANNOTATION_FORMATS, IMAGE_CHECKS
+from recipe.config.fields import DASHED_ALIASES
 
 MAINS = {"detr-train": "train_main", "detr-evaluate": "evaluate_main", "detr-predict": "predict_main",
          "detr-check-data": "check_data_main", "detr-browse-dataset": "browse_dataset_main",
@@ -26,14 +27,14 @@ def test_every_entry_point_has_its_help():
     assert set(MAINS) == set(COMMANDS)
     setup_cfg = (ROOT / "setup.cfg").read_text()
     for prog, main in MAINS.items():
-        assert f"{prog} = recipe.cli:{main}" in setup_cfg
+        assert f"{prog} = recipe.cli.main:{main}" in setup_cfg
 
 
 def test_help_imports_neither_torch_nor_transformers_and_has_no_empty_section():
     """One fresh interpreter runs every entry point's --help, then lists what got imported."""
     script = f"""
 import contextlib, io, json, sys
-from recipe import cli
+from recipe.cli import main as cli
 out = {{}}
 for prog, main in {MAINS!r}.items():
     buffer = io.StringIO()
@@ -74,7 +75,7 @@ class _Parsed(Exception):
 def test_help_lists_exactly_the_flags_the_parser_takes(monkeypatch):
     """Each entry point's real call of `parse_args` (caught here) against its help: same dataclasses, aliases, fields
     and flags; for detr-train, the help's flags plus transformers' own TrainingArguments fields."""
-    from recipe.parsing import RecipeArgumentParser
+    from recipe.config.parser import RecipeArgumentParser
 
     calls = {}
 
@@ -82,20 +83,21 @@ def test_help_lists_exactly_the_flags_the_parser_takes(monkeypatch):
         calls[prog] = (dataclasses_, DASHED_ALIASES if aliases is None else aliases, only, defaults)
         raise _Parsed
 
-    monkeypatch.setattr(recipe.config, "parse_args", catch)
+    monkeypatch.setattr(recipe.config.load, "parse_args", catch)
     for main in MAINS.values():
         with pytest.raises(_Parsed):
             getattr(cli, main)([])
     for prog, command in COMMANDS.items():
         dataclasses_, aliases, only, defaults = calls[prog]
+        training_arguments = recipe.config.load.DetectionTrainingArguments
         assert [d.__name__ for d in command.dataclasses] == [
-            "TrainingOptions" if d is recipe.config.DetectionTrainingArguments else d.__name__ for d in dataclasses_]
+            "TrainingOptions" if d is training_arguments else d.__name__ for d in dataclasses_]
         assert (command.aliases, command.only, command.defaults) == (aliases, only and frozenset(only), defaults)
         real = set(RecipeArgumentParser(dataclasses_, only=only, alias_of=aliases)._option_string_actions)
         shown = set(help_parser(prog)._option_string_actions)
         assert shown <= real, prog
-        inherited = {f.name for f in dataclasses.fields(recipe.config.TrainingArguments)} - {
-            f.name for f in dataclasses.fields(recipe.config.TrainingOptions)}
+        inherited = {f.name for f in dataclasses.fields(recipe.config.load.TrainingArguments)} - {
+            f.name for f in dataclasses.fields(recipe.config.load.TrainingOptions)}
         missing = {flag.lstrip("-").removeprefix("no_").removeprefix("no-").replace("-", "_") for flag in real - shown}
         assert missing <= (inherited if prog == "detr-train" else set()), prog
 
@@ -105,6 +107,6 @@ def test_the_light_modules_spell_the_data_layers_names():
     from recipe.data.image_check import IMAGE_CHECKS as CHECKS
 
     assert (list(FORMATS), list(CHECKS)) == (ANNOTATION_FORMATS, IMAGE_CHECKS)
-    fields = {f.name: f for f in dataclasses.fields(recipe.config.DataArguments)}
+    fields = {f.name: f for f in dataclasses.fields(recipe.config.load.DataArguments)}
     assert fields["annotation_format"].metadata["choices"] == ANNOTATION_FORMATS
     assert fields["image_check"].metadata["choices"] == IMAGE_CHECKS

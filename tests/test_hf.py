@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from recipe.core.errors import DataError
 from recipe.data.formats import DatasetOptions, detect
 from recipe.data.images import read_image
 from recipe.data.splits import load_dataset_splits
-from recipe.errors import DataError
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import yaml
 from huggingface_hub.utils import filter_repo_objects
 
 from conftest import demo_args
-from recipe.train import run
+from recipe.training.run import run
 
 TOKEN = "hf_FAKEtokenDoNotLeak1234567890"
 
@@ -31,10 +31,10 @@ class FakeHfApi:
 
 def test_push_uploads_the_final_folder_once_and_the_token_is_never_written(demo_dir, tmp_path, monkeypatch,
                                                                           capsys):
-    import recipe.hub
+    import recipe.training.hub_push
 
     FakeHfApi.calls = []
-    monkeypatch.setattr(recipe.hub, "HfApi", FakeHfApi)
+    monkeypatch.setattr(recipe.training.hub_push, "HfApi", FakeHfApi)
     metrics = run(*demo_args(demo_dir, tmp_path, "--max_steps", "2", "--per_device_train_batch_size", "2",
                              "--save_strategy", "steps", "--save_steps", "1", "--push_to_hub", "true",
                              "--hub_model_id", "me/x", "--hub_token", TOKEN))

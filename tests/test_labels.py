@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import shared, write_json
-from recipe.augment import build_augmentation
 from recipe.data.builder import load_detection_dataset
-from recipe.transforms import AugmentationSeeds, make_labels, make_transform
+from recipe.pipeline.augment import build_augmentation
+from recipe.pipeline.transforms import AugmentationSeeds, make_labels, make_transform
 
 
 def voc_to_coco(annotation_dir, out_path):

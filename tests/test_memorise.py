@@ -58,7 +58,7 @@ SHARED_RUNS = {"demo (deformable, box refine)": "memorised_demo", "d_fine": "mem
 # and YOLOS's original never trains from random weights (hustvl/YOLOS fine-tunes an ImageNet-pretrained DeiT); a
 # blind detector scores under 0.05.
 # DAB-DETR's width is `hidden_size` (DabDetrConfig has no d_model: given one, it kept its width of 32, and that is
-# how it "did not memorise" before; recipe.model_checks now rejects such a key).
+# how it "did not memorise" before; recipe.config.model_config now rejects such a key).
 DETR_WIDTH = {"d_model": 128, "encoder_layers": 2, "decoder_layers": 4, "encoder_ffn_dim": 512,
               "decoder_ffn_dim": 512, "encoder_attention_heads": 8, "decoder_attention_heads": 8, "dropout": 0.0}
 DAB_WIDTH = {**{k: v for k, v in DETR_WIDTH.items() if k != "d_model"}, "hidden_size": 128}

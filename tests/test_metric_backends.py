@@ -5,8 +5,8 @@ import json
 import pytest
 
 from conftest import shared
-from recipe.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
 from recipe.data.bdd100k import bdd_predictions_to_coco_results, bdd_to_coco, load_frames
+from recipe.evaluation.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
 
 pytest.importorskip("faster_coco_eval", reason="optional extra: pip install -e '.[faster-coco-eval]'")
 

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from conftest import tiny_model_args
-from recipe.families import FAMILIES, loss_weights
-from recipe.losses import weighted_loss
-from recipe.modeling import load_model_and_processor
-from recipe.optim import build_param_groups
+from recipe.engine.optimizer_groups import build_param_groups
+from recipe.models.families import FAMILIES, loss_weights
+from recipe.models.loading import load_model_and_processor
+from recipe.models.losses import weighted_loss
 
 
 def test_parameter_groups_follow_the_original_recipe():
@@ -89,8 +89,8 @@ def test_vit_backbones_get_layer_wise_lr_decay_by_hand(hub_id):
     import json
 
     from published import family_model_config
-    from recipe.config import ModelArguments
-    from recipe.families import vit_depth
+    from recipe.config.load import ModelArguments
+    from recipe.models.families import vit_depth
 
     model, _ = load_model_and_processor(ModelArguments(model_config=json.dumps(family_model_config(hub_id))),
                                         {0: "a", 1: "b"})

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recipe import analysis
-from recipe.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
-from recipe.plots import PLOT_FILES, write_plots
+from recipe.evaluation import analysis
+from recipe.evaluation.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
+from recipe.evaluation.plots import PLOT_FILES, write_plots
 
 R = 101  # COCO's recall thresholds 0, .01, ..., 1
 
@@ -169,7 +169,7 @@ def results_list(rows: np.ndarray, image_ids=None) -> list[dict]:
 
 
 def test_evaluate_writes_the_error_analysis_of_a_results_file(tmp_path, capsys):
-    from recipe.cli import evaluate_main
+    from recipe.cli.main import evaluate_main
 
     gt, rows = error_case()
     (tmp_path / "gt.json").write_text(json.dumps(gt.dataset))  # categories with their supercategory
@@ -204,7 +204,7 @@ def test_evaluate_writes_the_error_analysis_of_a_results_file(tmp_path, capsys):
 
 
 def test_evaluate_plots_with_string_image_ids_match_the_metrics(tmp_path):
-    from recipe.score_results import evaluate_files
+    from recipe.evaluation.score_results import evaluate_files
 
     gt, rows = error_case()
     data = gt.dataset
@@ -220,8 +220,8 @@ def test_evaluate_plots_with_string_image_ids_match_the_metrics(tmp_path):
 
 
 def test_evaluate_plots_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
-    from recipe.errors import ConfigError
-    from recipe.score_results import evaluate_files
+    from recipe.core.errors import ConfigError
+    from recipe.evaluation.score_results import evaluate_files
 
     (tmp_path / "taken").write_text("")
     with pytest.raises(ConfigError, match=r"--plots .*taken: is a file; give a folder"):

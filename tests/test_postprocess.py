@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from recipe.metrics import CocoDetectionMetrics
-from recipe.postprocess import postprocess_detections
+from recipe.evaluation.metrics import CocoDetectionMetrics
+from recipe.models.postprocess import postprocess_detections
 
 
 def test_top_k_over_queries_and_classes_hand_computed():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_model_args
-from recipe.modeling import load_model_and_processor
+from recipe.models.loading import load_model_and_processor
 
 
 def _extreme_inputs():
@@ -55,8 +55,7 @@ class _Args:
 
 
 def test_amp_picks_bf16_on_cuda_that_supports_it(monkeypatch):
-    from recipe import runtime as train
-
+    from recipe.core import runtime as train
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     args = _Args()
@@ -64,8 +63,7 @@ def test_amp_picks_bf16_on_cuda_that_supports_it(monkeypatch):
 
 
 def test_amp_falls_back_to_fp16_on_older_cuda(monkeypatch):
-    from recipe import runtime as train
-
+    from recipe.core import runtime as train
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     args = _Args()
@@ -73,8 +71,7 @@ def test_amp_falls_back_to_fp16_on_older_cuda(monkeypatch):
 
 
 def test_amp_on_cpu_uses_bf16_if_available_else_warns_fp32(monkeypatch):
-    from recipe import runtime as train
-
+    from recipe.core import runtime as train
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(train, "cpu_supports_bf16", lambda: True)
     assert train.resolve_precision(_Args()) == "bf16"

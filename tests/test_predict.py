@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-import recipe.predict
-from recipe.coco_eval import METRIC_KEYS
-from recipe.draw import PALETTE, draw_boxes, line_width_for
-from recipe.errors import DataError
-from recipe.predict import PredictArguments, predict
-from recipe.results_file import image_ids_by_file_name
-from recipe.score_results import evaluate_files
+import recipe.inference.predict
+from recipe.core.draw import PALETTE, draw_boxes, line_width_for
+from recipe.core.errors import DataError
+from recipe.evaluation.coco_eval import METRIC_KEYS
+from recipe.evaluation.results_file import image_ids_by_file_name
+from recipe.evaluation.score_results import evaluate_files
+from recipe.inference.predict import PredictArguments, predict
 
 
 def close(pixel, colour, tol=40):
@@ -74,7 +74,7 @@ def bright_box_detector(monkeypatch):
     from transformers import DeformableDetrImageProcessor
 
     processor = DeformableDetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 128})
-    monkeypatch.setattr(recipe.predict, "load_detector", lambda model_id: (BrightBoxModel(), processor, [7]))
+    monkeypatch.setattr(recipe.inference.predict, "load_detector", lambda model_id: (BrightBoxModel(), processor, [7]))
 
 
 def test_exif_rotated_photo_gets_its_box_on_the_object(bright_box_detector, tmp_path, capsys):
@@ -172,9 +172,9 @@ def test_the_threshold_defaults_to_the_models_suggestion_and_an_empty_result_say
     scene(120, 80, (60, 10, 40, 30)).save(tmp_path / "a.png")
     summary = predict(PredictArguments(model="stub", images=str(tmp_path / "a.png"), output=str(tmp_path / "o1")))
     assert summary["threshold"] == 0.3 and summary["detections"] == 1  # no suggestion: the written-down default
-    model, processor, ids = recipe.predict.load_detector("stub")
+    model, processor, ids = recipe.inference.predict.load_detector("stub")
     model.config.suggested_threshold = 0.995  # BrightBoxModel scores sigmoid(5) = 0.9933
-    monkeypatch.setattr(recipe.predict, "load_detector", lambda model_id: (model, processor, ids))
+    monkeypatch.setattr(recipe.inference.predict, "load_detector", lambda model_id: (model, processor, ids))
     summary = predict(PredictArguments(model="stub", images=str(tmp_path / "a.png"), output=str(tmp_path / "o2")))
     assert summary["threshold"] == 0.995 and summary["detections"] == 0
     assert summary["best_score"] == pytest.approx(torch.sigmoid(torch.tensor(5.0)).item())

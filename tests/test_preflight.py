@@ -7,9 +7,9 @@ import re
 import pytest
 
 from conftest import SEED, demo_args
-from recipe.errors import DataError
-from recipe.preflight import PREFLIGHT_MIN_GAIN
-from recipe.train import run
+from recipe.core.errors import DataError
+from recipe.training.preflight import PREFLIGHT_MIN_GAIN
+from recipe.training.run import run
 
 
 @pytest.mark.slow

@@ -15,10 +15,10 @@ import pytest
 import torch
 import transformers
 
-from recipe.augment import eval_augmentation_for
-from recipe.errors import ConfigError
-from recipe.families import FAMILIES
-from recipe.processor_size import processor_resize, rule_of
+from recipe.core.errors import ConfigError
+from recipe.models.families import FAMILIES
+from recipe.pipeline.augment import eval_augmentation_for
+from recipe.pipeline.processor_size import processor_resize, rule_of
 
 PROCESSORS = sorted({f.processor_class for f in FAMILIES.values()})
 IMAGE_HW = [(240, 320), (320, 240), (480, 640), (640, 480), (375, 500), (500, 375), (333, 517), (100, 800)]
@@ -79,8 +79,8 @@ def test_the_families_processors_reject_a_single_edge_too(processor_class, size)
 
 def test_evaluation_pads_to_the_processors_pad_size():
     """A mask-reading model's outputs change with the canvas, so the collator pads as the processor does."""
-    from recipe.collate import DetectionCollator
-    from recipe.processor_size import canvas_of
+    from recipe.pipeline.collate import DetectionCollator
+    from recipe.pipeline.processor_size import canvas_of
 
     processor = transformers.DeformableDetrImageProcessor(size={"max_height": 320, "max_width": 320},
                                                           pad_size={"height": 320, "width": 320})
@@ -164,7 +164,7 @@ def transformers_map(folder, images_dir, ann) -> float:
 @pytest.mark.timeout(600)  # the shared memorised demo trains in the first test that asks for it: about 2 min
 @pytest.mark.parametrize("form", sorted(FOLDER_SIZES))
 def test_evaluate_a_folder_scores_as_transformers_does(form, trained, memorise_scenes, tmp_path):
-    from recipe.evaluate import evaluate_checkpoint
+    from recipe.evaluation.evaluate import evaluate_checkpoint
 
     folder = with_processor(trained, tmp_path / "model", **FOLDER_SIZES[form])
     images, ann = memorise_scenes / "images", memorise_scenes / "annotations.json"
@@ -179,8 +179,8 @@ def test_evaluate_a_folder_scores_as_transformers_does(form, trained, memorise_s
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # as above
 def test_evaluate_and_predict_name_the_folder_of_a_size_they_cannot_follow(trained, demo_dir, tmp_path):
-    from recipe.evaluate import evaluate_checkpoint
-    from recipe.predict import PredictArguments, predict
+    from recipe.evaluation.evaluate import evaluate_checkpoint
+    from recipe.inference.predict import PredictArguments, predict
 
     folder = with_processor(trained, tmp_path / "model", size={"longest_edge": 320})
     val = demo_dir / "val"

@@ -199,7 +199,7 @@ def test_training_forward_loss_terms(offline_hub, hub_id):  # noqa: F811 (pytest
 
 @pytest.mark.parametrize(("hub_id", "weights"), [(h, w) for h in IDS for w in _weight_files(h)])
 def test_new_class_count_current_behaviour(offline_hub, hub_id, weights):  # noqa: F811 (pytest fixture)
-    """Documents transformers 5.24: the recipe (recipe/modeling.py) must work around the listed crashes."""
+    """Documents transformers 5.24: the recipe (recipe/models/loading.py) must work around the listed crashes."""
     from transformers import AutoModelForObjectDetection
 
     kwargs = {"num_labels": 5, "ignore_mismatched_sizes": True, "use_safetensors": weights == "model.safetensors"}

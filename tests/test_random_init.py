@@ -10,9 +10,9 @@ from PIL import Image
 from transformers import AutoModelForObjectDetection
 
 from published import FAMILY_MODELS, family_model_config
-from recipe.config import ModelArguments
-from recipe.modeling import load_model_and_processor
-from recipe.random_init import BatchStatsNorm2d
+from recipe.config.load import ModelArguments
+from recipe.models.loading import load_model_and_processor
+from recipe.models.random_init import BatchStatsNorm2d
 
 
 def _random_model(name):

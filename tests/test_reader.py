@@ -117,8 +117,8 @@ def test_bccd_coco_export_string_ids_and_foreign_paths(tmp_path):
 
 
 def test_supercategory_is_kept_from_the_file_to_the_evaluation_ground_truth(tmp_path):
-    from recipe.coco_eval import gt_from_table
-    from recipe.score_results import validate_ground_truth
+    from recipe.evaluation.coco_eval import gt_from_table
+    from recipe.evaluation.score_results import validate_ground_truth
 
     root = _images(tmp_path / "img", ["x.jpg"])
     cats = [{"id": 7, "name": "a", "supercategory": "animal"}, {"id": 3, "name": "b"},

@@ -74,27 +74,21 @@ def test_long_function_check_counts_from_def_to_the_last_line():
     assert long_functions(source, "m.py") == ["m.py:53 too_long (51 lines)"]
 
 
-# The recipe's layers, lowest first. A module imports from its own layer or lower ones, never from a higher one,
-# and the imports form no cycle: files -> table -> model inputs and outputs -> model -> metrics -> trainer ->
-# the entry functions -> the command line.
-LAYERS = [
-    ("foundation", {"__init__", "errors", "distributed", "boxes", "runtime", "hub", "draw", "fields", "model_checks",
-                    "arguments", "command_args", "parsing", "config", "timing"}),
-    ("data", {"data", "data.images", "data.coco", "data.bdd100k", "data.image_check", "data.sanitize",
-              "data.builder", "data.synthetic", "data.formats", "data.files", "data.voc", "data.yolo", "data.hf",
-              "data.results", "data.splits"}),
-    ("model inputs and outputs", {"color", "processor_size", "augment", "transforms", "normalise", "worker_transport",
-                                  "collate", "postprocess", "coco_eval", "cocoeval_stream", "results_file"}),
-    ("families", {"families"}),
-    ("model", {"losses", "modeling", "model_source", "random_init", "checkpoint_weights", "optim", "ema",
-               "onnx_detector"}),
-    ("metrics and reports", {"metrics", "analysis", "plots", "card"}),
-    ("trainer", {"trainer"}),
-    ("entry functions", {"preflight", "train", "train_data", "run_folder", "run_outputs", "evaluate", "score_results",
-                         "predict", "predict_inputs", "check", "browse", "export"}),
-    ("command line", {"cli_help", "configdoc", "cli"}),
-]
-LAYER_OF = {module: n for n, (_, modules) in enumerate(LAYERS) for module in modules}
+# The recipe's packages, lowest layer first: a module imports from its own package or lower ones, never from a
+# higher one, and the imports form no cycle. Each package's __init__ says its job; `recipe/__init__.py` (the public
+# API) sits on top of all of them.
+LAYERS = ["core", "data", "config", "pipeline", "models", "engine", "evaluation", "training", "inference", "tools",
+          "cli", "__init__"]
+MAX_TOP_LEVEL_MODULES = 4  # besides __init__.py: everything else lives in a package of one job
+
+
+def package_of(module: str) -> str:
+    """'data.coco' -> 'data'; '__init__' -> '__init__'; a top-level module is its own package."""
+    return module.split(".", 1)[0]
+
+
+def layer_of(module: str) -> int:
+    return LAYERS.index(package_of(module))
 
 
 def recipe_modules() -> dict[str, Path]:
@@ -110,7 +104,7 @@ def recipe_modules() -> dict[str, Path]:
 
 def recipe_imports(source: str, package: list[str], known: set[str]) -> set[str]:
     """The recipe modules a source file imports (function-level imports too), relative or absolute;
-    `package`: the file's folder under recipe/ (['data'] for recipe/data/coco.py, [] for recipe/trainer.py)."""
+    `package`: the file's folder under recipe/ (['data'] for recipe/data/coco.py, [] for recipe/engine/trainer.py)."""
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -141,8 +135,8 @@ def recipe_import_graph() -> dict[str, set[str]]:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return [f"{m} ({LAYERS[LAYER_OF[m]][0]}) imports {t} ({LAYERS[LAYER_OF[t]][0]})"
-            for m, targets in sorted(graph.items()) for t in sorted(targets) if LAYER_OF[t] > LAYER_OF[m]]
+    return [f"{m} ({package_of(m)}) imports {t} ({package_of(t)})"
+            for m, targets in sorted(graph.items()) for t in sorted(targets) if layer_of(t) > layer_of(m)]
 
 
 def import_cycle(graph: dict[str, set[str]]) -> list[str]:
@@ -164,29 +158,43 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str]:
     return []
 
 
-def test_every_recipe_module_has_a_layer():
+def test_every_recipe_module_lives_in_a_package_with_a_layer():
     modules = set(recipe_modules())
-    assert sorted(modules - set(LAYER_OF)) == [], "place these modules in LAYERS (tests/test_repo.py)"
-    assert sorted(set(LAYER_OF) - modules) == [], "LAYERS names modules that no longer exist"
+    packages = {package_of(m) for m in modules}
+    assert sorted(packages - set(LAYERS)) == [], "place these packages in LAYERS (tests/test_repo.py)"
+    assert sorted(set(LAYERS) - packages) == [], "LAYERS names packages that no longer exist"
+    top_level = sorted(p.name for p in (ROOT / "recipe").glob("*.py") if p.name != "__init__.py")
+    assert len(top_level) <= MAX_TOP_LEVEL_MODULES, top_level
+
+
+def test_each_package_says_its_job():
+    for init in sorted((ROOT / "recipe").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert len(doc.split()) >= 8, f"{init.relative_to(ROOT)}: its docstring says the package's job"
 
 
 def test_no_recipe_module_imports_upwards_or_in_a_cycle():
     graph = recipe_import_graph()
     assert upward_imports(graph) == [], "an import against the data flow: move the code down a layer"
     assert import_cycle(graph) == []
-    # The reader sees the package's imports at all (an empty graph would pass both checks): relative ones
-    # (`from .x import`, as recipe/ writes them; the forms are tested by hand below) in nearly every module.
-    assert sum(bool(targets) for targets in graph.values()) >= len(graph) * 3 // 4, graph
+    # The reader sees the package's imports at all (an empty graph would pass both checks): absolute ones
+    # (`from recipe.core.errors import`, as recipe/ writes them; relative forms are tested by hand below) in nearly
+    # every module.
+    files = [m for m, path in recipe_modules().items() if path.name != "__init__.py"]
+    assert sum(bool(graph[m]) for m in files) >= len(files) * 3 // 4, graph
 
 
 def test_layer_checks_name_an_upward_import_and_a_cycle():
-    known = set(LAYER_OF)
-    graph = {"data.coco": recipe_imports("from ..errors import DataError\nfrom ..trainer import X\n", ["data"], known),
-             "losses": recipe_imports("def f():\n    from recipe import modeling\n", [], known),
-             "modeling": recipe_imports("import recipe.losses\nfrom .data import coco\n", [], known)}
-    assert graph == {"data.coco": {"errors", "trainer"}, "losses": {"modeling"}, "modeling": {"losses", "data.coco"}}
-    assert upward_imports(graph) == ["data.coco (data) imports trainer (trainer)"]
-    assert import_cycle(graph) == ["losses", "modeling", "losses"]
+    known = {"core.errors", "data.coco", "engine.trainer", "models", "models.losses", "models.loading"}
+    graph = {"data.coco": recipe_imports("from ..core.errors import DataError\nfrom ..engine.trainer import X\n",
+                                         ["data"], known),
+             "models.losses": recipe_imports("def f():\n    from recipe.models import loading\n", ["models"], known),
+             "models.loading": recipe_imports("import recipe.models.losses\nfrom ..data import coco\n", ["models"],
+                                              known)}
+    assert graph == {"data.coco": {"core.errors", "engine.trainer"}, "models.losses": {"models.loading"},
+                     "models.loading": {"models.losses", "data.coco"}}
+    assert upward_imports(graph) == ["data.coco (data) imports engine.trainer (engine)"]
+    assert import_cycle(graph) == ["models.loading", "models.losses", "models.loading"]
 
 
 # ---------------------------------------------------------------- one home for per-family facts, modules of one idea
@@ -219,13 +227,13 @@ NOT_MODEL_TYPES = {"families.py", "processor_size.py"}
 
 
 def test_per_family_facts_live_in_families_py():
-    """CONTRIBUTING: a new family is one entry in recipe/families.py (+ its config and tests). A model-type test
+    """CONTRIBUTING: a new family is one entry in recipe/models/families.py (+ its config and tests). A model-type test
     elsewhere is a family fact out of its home: make it a `Family` field."""
-    from recipe.families import FAMILIES
+    from recipe.models.families import FAMILIES
 
     found = [f"{p.relative_to(ROOT)}:{line}" for p in python_files("recipe") if p.name not in NOT_MODEL_TYPES
              for line in model_type_tests(p.read_text(), set(FAMILIES))]
-    assert found == [], "move these into the family's entry in recipe/families.py:\n" + "\n".join(found)
+    assert found == [], "move these into the family's entry in recipe/models/families.py:\n" + "\n".join(found)
 
 
 def test_model_type_check_sees_comparisons_and_lists():

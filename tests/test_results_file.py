@@ -1,4 +1,5 @@
-"""The one COCO results writer (`recipe/results_file.py`): exact values, no rounding, and a file that scores exactly
+"""The one COCO results writer (`recipe/evaluation/results_file.py`): exact values, no rounding, and a file that
+scores exactly
 as the rows it was written from."""
 
 import json
@@ -6,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from recipe.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
-from recipe.errors import DataError
-from recipe.results_file import (
+from recipe.core.errors import DataError
+from recipe.evaluation.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
+from recipe.evaluation.results_file import (
     image_ids_by_file_name,
     results_from_detections,
     results_from_rows,

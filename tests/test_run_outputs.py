@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForObjectDetection, TrainerCallback
 
 from conftest import DEMO, ROOT, demo_args
-from recipe.errors import ConfigError, ModelNotAvailable
-from recipe.plots import PLOT_FILES
-from recipe.run_folder import prepare_output_dir
-from recipe.train import run
-from recipe.trainer import LossTermAverager
+from recipe.core.errors import ConfigError, ModelNotAvailable
+from recipe.engine.trainer import LossTermAverager
+from recipe.evaluation.plots import PLOT_FILES
+from recipe.training.run import run
+from recipe.training.run_folder import prepare_output_dir
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
@@ -80,7 +80,7 @@ def test_plots_and_card_after_the_final_evaluation(trained):
 
 
 def test_evaluate_a_saved_model_writes_the_plots_of_training(trained, demo_dir, tmp_path):
-    from recipe.evaluate import evaluate_checkpoint
+    from recipe.evaluation.evaluate import evaluate_checkpoint
 
     out, _ = trained
     val = demo_dir / "val"
@@ -300,8 +300,8 @@ def test_a_checkpoint_that_does_not_match_the_model_is_an_error(demo_dir, tmp_pa
     """A key the model does not have (or lacks) would leave weights at random: one line, never a warning."""
     from safetensors.torch import load_file, save_file
 
-    from recipe.checkpoint_weights import load_checkpoint_weights
-    from recipe.train import build_model
+    from recipe.models.checkpoint_weights import load_checkpoint_weights
+    from recipe.training.run import build_model
 
     data, model_args, _, _ = demo_args(demo_dir, tmp_path)
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(["car", "truck", "pedestrian", "light", "sign"])]

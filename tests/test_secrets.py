@@ -5,7 +5,7 @@ import logging
 import torch
 
 from conftest import demo_args
-from recipe.train import run
+from recipe.training.run import run
 
 FAKE = "hf_FAKEtokenForTheTest0123456789"
 

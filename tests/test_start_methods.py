@@ -13,7 +13,7 @@ from conftest import DEMO, ROOT
 DRIVER = """
 import multiprocessing, sys
 multiprocessing.set_start_method(sys.argv[1], force=True)
-from recipe.cli import evaluate_main, train_main
+from recipe.cli.main import evaluate_main, train_main
 (train_main if sys.argv[2] == "train" else evaluate_main)(sys.argv[3:])
 """
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from conftest import DEMO, ROOT, demo_args, shared
-from recipe.coco_eval import METRIC_KEYS
-from recipe.config import parse_config
-from recipe.errors import ModelNotAvailable
-from recipe.train import run
+from recipe.config.load import parse_config
+from recipe.core.errors import ModelNotAvailable
+from recipe.evaluation.coco_eval import METRIC_KEYS
+from recipe.training.run import run
 
 
 def test_two_steps_then_full_eval_and_a_hub_style_folder(trained_demo, demo_dir, tmp_path):
@@ -36,7 +36,7 @@ def test_two_steps_then_full_eval_and_a_hub_style_folder(trained_demo, demo_dir,
     assert model.config.num_labels == 5
 
     # Standalone evaluation of the saved folder gives the training run's final numbers.
-    from recipe.evaluate import evaluate_checkpoint
+    from recipe.evaluation.evaluate import evaluate_checkpoint
 
     again = evaluate_checkpoint(str(out), f"{demo_dir}/val/images", f"{demo_dir}/val/annotations.json",
                                 output=str(tmp_path / "m.json"), predictions_out=str(tmp_path / "r.json"),
@@ -59,7 +59,7 @@ def test_on_the_cpu_the_loader_flips_and_resizes_not_the_batch(demo_dir, tmp_pat
     """Where the model runs on the CPU there is no device to offload to: the training transform flips and resizes
     with cv2 in the loader (`batch_geometry=False`), the cheaper path (tests/test_collate.py: same draws, same
     boxes)."""
-    import recipe.train
+    import recipe.training.run
 
     seen = {}
 
@@ -67,7 +67,7 @@ def test_on_the_cpu_the_loader_flips_and_resizes_not_the_batch(demo_dir, tmp_pat
         seen.update(kwargs)
         raise _Stop
 
-    monkeypatch.setattr(recipe.train, "build_datasets", stop)
+    monkeypatch.setattr(recipe.training.run, "build_datasets", stop)
     with pytest.raises(_Stop):
         run(*demo_args(demo_dir, tmp_path, "--max_steps", "1", "--use_cpu", "true"))
     assert seen["batch_geometry"] is False
@@ -143,7 +143,7 @@ def test_demo_data_is_generated_only_for_splits_that_read_it(tmp_path, monkeypat
     from types import SimpleNamespace
 
     import recipe.data.synthetic
-    from recipe.train_data import prepare_demo_data
+    from recipe.training.data import prepare_demo_data
 
     made = []
     monkeypatch.setattr(recipe.data.synthetic, "make_demo_dataset", lambda folder: made.append(folder))

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import DEMO, SEED
 from published import FAMILY_MODELS, family_model_config
-from recipe.config import parse_config
+from recipe.config.load import parse_config
 from recipe.data.synthetic import make_demo_dataset
-from recipe.train import run
+from recipe.training.run import run
 
 # The new task: same scenes, other classes: {old name: (new id, new name)}.
 RELABEL = {"car": (31, "vehicle"), "truck": (31, "vehicle"), "pedestrian": (32, "person"),

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from recipe.augment import build_augmentation, reseed
-from recipe.transforms import AugmentationSeeds, StageTimer, make_transform
+from recipe.pipeline.augment import build_augmentation, reseed
+from recipe.pipeline.transforms import AugmentationSeeds, StageTimer, make_transform
 
 AUG = dict(shortest_edges=[48, 56, 64], longest_edge=96, eval_size=64, crop_prob=0.5, color_jitter_prob=0.5)
 
@@ -152,7 +152,7 @@ def test_square_resize_train_sides_and_boxes():
 
 
 def test_eval_augmentation_for_each_processor_size():
-    from recipe.augment import eval_augmentation_for
+    from recipe.pipeline.augment import eval_augmentation_for
 
     image, box = np.zeros((100, 200, 3), np.uint8), np.array([[10.0, 20.0, 30.0, 40.0]])
     square = eval_augmentation_for({"height": 64, "width": 64})(image=image, bboxes=box, category=[1], iscrowd=[0])
@@ -172,7 +172,7 @@ def test_image_of_another_size_than_annotated_is_resized_once_with_a_warning(tmp
     file whose size differs from its annotation to the annotated size, with the same pixels, decoding it once."""
     from unittest import mock
 
-    import recipe.transforms as T
+    import recipe.pipeline.transforms as T
 
     path = str(tmp_path / "a.png")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)

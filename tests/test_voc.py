@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from conftest import shared
+from recipe.core.errors import DataError
 from recipe.data.formats import DatasetOptions, detect
 from recipe.data.sanitize import format_report
 from recipe.data.splits import load_dataset_splits
 from recipe.data.voc import voc_to_xywh
-from recipe.errors import DataError
 
 
 def _obj(name, box, difficult=0):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from recipe.core.errors import DataError
 from recipe.data.formats import detect
 from recipe.data.splits import load_dataset_splits
 from recipe.data.yolo import label_path
-from recipe.errors import DataError
 
 
 def _image(path, size=(40, 32)):

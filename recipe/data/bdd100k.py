@@ -21,7 +21,7 @@ import math
 import os
 from pathlib import Path
 
-from .coco import (
+from recipe.data.coco import (
     DataError,
     check_relative_name,
     is_finite_number,

@@ -22,10 +22,10 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 
-from .coco import DataError
-from .files import FORMATS, detect_format, file_split  # noqa: F401  (FORMATS, detect_format: re-exported)
-from .formats import Split
-from .image_check import (
+from recipe.data.coco import DataError
+from recipe.data.files import FORMATS, detect_format, file_split  # noqa: F401  (FORMATS, detect_format: re-exported)
+from recipe.data.formats import Split
+from recipe.data.image_check import (
     IMAGE_CHECKS,
     bad_images_error,
     changed_since,
@@ -33,7 +33,7 @@ from .image_check import (
     file_stats,
     find_bad_images,
 )
-from .sanitize import sanitize_records
+from recipe.data.sanitize import sanitize_records
 
 # Bump when the table's content or schema changes, so old caches are not reused.
 SCHEMA_VERSION = "4"  # 3: categories keep their supercategory; 4: built in Arrow batches

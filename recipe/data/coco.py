@@ -14,7 +14,7 @@ import math
 import os
 from pathlib import Path
 
-from ..errors import DataError
+from recipe.core.errors import DataError
 
 
 def load_json(path: str | os.PathLike) -> object:
@@ -267,7 +267,7 @@ def read_coco(annotation_file: str | os.PathLike, image_root: str | os.PathLike,
 
 
 def _image_size(path: str, what: str) -> tuple[int, int]:
-    from .images import ImageError, image_size
+    from recipe.data.images import ImageError, image_size
 
     try:
         return image_size(path)

@@ -8,10 +8,10 @@ import hashlib
 import os
 from pathlib import Path
 
-from .bdd100k import read_bdd100k
-from .coco import load_json, read_coco
-from .formats import Format, Split
-from ..errors import DataError
+from recipe.data.bdd100k import read_bdd100k
+from recipe.data.coco import load_json, read_coco
+from recipe.data.formats import Format, Split
+from recipe.core.errors import DataError
 
 # Bump when the way a file is read changes, so old caches are not reused.
 READ_VERSION = "1"

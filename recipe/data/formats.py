@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from recipe.core.errors import DataError
 
 # Detection order: the first reader whose `detect` says yes reads the dataset. A Hub id is what no path is, so
 # the Hugging Face reader comes last.

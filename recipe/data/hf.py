@@ -18,8 +18,8 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import DataError
-from .formats import DatasetOptions, Format, Split, hash_stats
+from recipe.core.errors import DataError
+from recipe.data.formats import DatasetOptions, Format, Split, hash_stats
 
 VALIDATION_NAMES = ("validation", "val", "valid", "test")
 CATEGORY_KEYS = ("category", "categories")
@@ -146,7 +146,7 @@ class HfDataset:
         import hashlib
 
         digest = hashlib.blake2b(self.fingerprint.encode(), digest_size=12).hexdigest()
-        from .builder import default_cache_dir
+        from recipe.data.builder import default_cache_dir
 
         self.image_dir = Path(options.cache_dir or default_cache_dir()) / "recipe_images" / digest
 

@@ -20,7 +20,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import DataError
+from recipe.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ MAX_NAMED = 10  # bad images named in an error message; the data report lists th
 
 def check_one(path: str, width: int, height: int, mode: str = "decode") -> tuple[int, int, str | None]:
     """-> (width, height, problem or None). A width/height of 0 means "unknown": take the image's."""
-    from .images import ImageError, image_size, read_image
+    from recipe.data.images import ImageError, image_size, read_image
 
     try:
         if mode == "exists" and width and height:

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode
 
-from ..errors import ImageError  # noqa: F401  (raised here; defined with the other user errors)
+from recipe.core.errors import ImageError  # noqa: F401  (raised here; defined with the other user errors)
 
 # File suffixes read as images where a folder is listed (YOLO image folders, predict's inputs).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

@@ -4,7 +4,7 @@ no format name is compared outside `recipe/data/`."""
 
 from __future__ import annotations
 
-from ..errors import DataError
+from recipe.core.errors import DataError
 
 RESULT_FORMATS = ("coco", "bdd100k")
 
@@ -20,7 +20,7 @@ def as_coco(fmt: str, gt_data, preds, box_convention: str, gt: str, predictions:
     check_result_format(fmt)
     if fmt == "coco":
         return gt_data, preds
-    from .bdd100k import bdd_predictions_to_coco_results, bdd_to_coco
+    from recipe.data.bdd100k import bdd_predictions_to_coco_results, bdd_to_coco
 
     if not isinstance(gt_data, list) or not isinstance(preds, list):
         raise DataError(f"{gt} / {predictions}: with --format bdd100k both files are BDD100K frame lists")
@@ -37,6 +37,6 @@ def payload(fmt: str, results: list[dict], *, names: dict[int, str], category_na
     check_result_format(fmt)
     if fmt == "coco":
         return results if coco is None else coco()
-    from .bdd100k import coco_results_to_bdd_frames
+    from recipe.data.bdd100k import coco_results_to_bdd_frames
 
     return coco_results_to_bdd_frames(results, names, category_names, box_convention)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..boxes import clamp_xywh_abs
+from recipe.core.boxes import clamp_xywh_abs
 
 REPORT_ROWS = [
     ("images", "images"),

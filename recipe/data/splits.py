@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pyarrow.compute as pc
 
-from ..errors import DataError
-from .builder import DetectionData, load_split
-from .formats import DatasetOptions, open_dataset
+from recipe.core.errors import DataError
+from recipe.data.builder import DetectionData, load_split
+from recipe.data.formats import DatasetOptions, open_dataset
 
 
 def load_dataset_splits(path_or_id: str, options: DatasetOptions | None = None, *, cache_dir: str | None = None,

@@ -17,9 +17,9 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..errors import DataError
-from .coco import resolve_image_path
-from .formats import DatasetOptions, Format, Split, category_list, hash_files, number_images
+from recipe.core.errors import DataError
+from recipe.data.coco import resolve_image_path
+from recipe.data.formats import DatasetOptions, Format, Split, category_list, hash_files, number_images
 
 SPLIT_FILES = {"train": "train.txt", "validation": "val.txt"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -18,10 +18,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import DataError
-from .formats import DatasetOptions, Format, Split, hash_files
-from .image_check import default_workers
-from .images import IMAGE_SUFFIXES
+from recipe.core.errors import DataError
+from recipe.data.formats import DatasetOptions, Format, Split, hash_files
+from recipe.data.image_check import default_workers
+from recipe.data.images import IMAGE_SUFFIXES
 
 YAML_SPLITS = {"train": "train", "validation": "val"}
 
@@ -152,7 +152,7 @@ class YoloDataset:
         return out
 
     def read(self, split: str):
-        from .images import ImageError, image_size
+        from recipe.data.images import ImageError, image_size
 
         paths = self.images[split]
         known = {c["id"] for c in self.categories}

@@ -1,0 +1,187 @@
+"""Console entry points (`detr-train`, `detr-evaluate`, ... in setup.cfg; `python scripts/X.py` calls the same).
+
+Each `*_main(argv=None)` answers `--help` from the argument dataclasses alone (`recipe/cli/commands.py`: no torch),
+else parses with the shared parser (`recipe.config.load.parse_args`) and calls one recipe function inside `main_guard`,
+which turns the recipe's own errors into one line on stderr and exit code 2.
+Logging is set up here, by the entry point, never by the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+
+from recipe.core.distributed import end_process_group
+from recipe.core.errors import USER_ERRORS, TrainingInterrupted
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+
+@contextlib.contextmanager
+def main_guard():
+    setup_logging()
+    try:
+        yield
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # outside a training loop (which saves and stops on its own): one line, no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    end_process_group()
+
+
+def help_if_asked(argv: list[str] | None, prog: str) -> None:
+    """-h / --help: print the command's help and exit 0, before torch or transformers are imported (seconds)."""
+    from recipe.cli.commands import asks_for_help, print_help_and_exit
+
+    if asks_for_help(argv):
+        print_help_and_exit(prog, argv)
+
+
+def train_main(argv: list[str] | None = None) -> None:
+    """detr-train [CONFIG.yaml] [--field value ...]: fine-tune, evaluate, write a Hub-style model folder."""
+    help_if_asked(argv, "detr-train")
+    with main_guard():
+        from recipe.config.load import parse_config
+        from recipe.training.run import run
+
+        run(*parse_config(argv))
+
+
+def evaluate_main(argv: list[str] | None = None) -> None:
+    """detr-evaluate: score a results file (--gt --predictions) or a saved model (--model --images --ann)."""
+    help_if_asked(argv, "detr-evaluate")
+    with main_guard():
+        from recipe.config.load import parse_evaluate_args
+
+        metrics = evaluate(*parse_evaluate_args(argv))
+        if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch
+            from recipe.evaluation.evaluate import print_metrics
+
+            print_metrics(metrics)
+
+
+def evaluate(data_args, model_args, eval_args, script_args) -> dict:
+    """Run the evaluation the parsed arguments ask for (see `parse_evaluate_args` for the two modes)."""
+    from recipe.evaluation.evaluate import evaluate_checkpoint
+    from recipe.evaluation.score_results import evaluate_files
+
+    if script_args.predictions:
+        from recipe.data.files import detect_format
+
+        auto = data_args.annotation_format == "auto"
+        fmt = detect_format(data_args.val_ann) if auto else data_args.annotation_format
+        return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
+                              data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
+    table, ann = None, data_args.val_ann
+    if data_args.dataset:
+        import functools
+
+        from recipe.data.splits import load_one
+        from recipe.models.sources import is_offline
+
+        table = functools.partial(load_one, data_args, script_args.split, offline=is_offline(model_args),
+                                  cache_dir=data_args.dataset_cache_dir, image_check=data_args.image_check,
+                                  skip_bad_images=data_args.skip_bad_images)
+        ann = f"{data_args.dataset} [{script_args.split}]"
+    return evaluate_checkpoint(
+        model_args.model_name_or_path, data_args.val_img, ann, script_args.output,
+        script_args.predictions_out, script_args.per_device_eval_batch_size, script_args.dataloader_num_workers,
+        annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
+        bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
+        top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
+        predictions_format=script_args.predictions_format, plots=script_args.plots,
+        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images, table=table)
+
+
+def convert_bdd100k_main(argv: list[str] | None = None) -> None:
+    """detr-convert-bdd100k --labels det_val.json --output det_val_coco.json [--box-convention exclusive]"""
+    help_if_asked(argv, "detr-convert-bdd100k")
+    with main_guard():
+        from recipe.config.load import ConvertArguments, parse_args
+        from recipe.data.bdd100k import convert_file
+
+        (args,) = parse_args(argv, (ConvertArguments,), prog="detr-convert-bdd100k")
+        counts = convert_file(args.labels, args.output, args.box_convention)
+        print(f"wrote {args.output}")
+        for key, value in counts.items():
+            print(f"  {key:<24} {value:>9,}")
+
+
+def make_demo_data_main(argv: list[str] | None = None) -> None:
+    """detr-make-demo-data --output DIR [--format bdd100k]: the synthetic traffic-scenes demo data."""
+    help_if_asked(argv, "detr-make-demo-data")
+    with main_guard():
+        from recipe.config.load import DemoDataArguments, parse_args
+        from recipe.data.synthetic import make_demo_dataset
+
+        (args,) = parse_args(argv, (DemoDataArguments,), prog="detr-make-demo-data")
+        start = time.perf_counter()
+        summary = make_demo_dataset(args.output, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
+                                    image_size=tuple(args.image_size), fmt=args.annotation_format)
+        for split, s in summary.items():
+            classes = ", ".join(f"{k}={v}" for k, v in s["per_class"].items())
+            print(f"{split}: {s['images']} images ({s['empty_images']} empty), {s['boxes']} boxes [{classes}]")
+        print(f"wrote {args.output} in {time.perf_counter() - start:.1f}s")
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    """detr-predict --model DIR_OR_ID (--images PATH_OR_FOLDER_OR_GLOB | --dataset X [--split S]) --output DIR"""
+    help_if_asked(argv, "detr-predict")
+    with main_guard():
+        from recipe.config.load import DatasetSplitArguments, parse_args
+        from recipe.inference.predict import PredictArguments, predict
+
+        args, dataset_args = parse_args(argv, (PredictArguments, DatasetSplitArguments), prog="detr-predict")
+        predict(args, dataset_args)
+
+
+def check_data_main(argv: list[str] | None = None) -> None:
+    """detr-check-data (--ann ANN --images DIR | --dataset X): exit 0 clean, 1 problems found, 2 unusable."""
+    help_if_asked(argv, "detr-check-data")
+    with main_guard():
+        from recipe.config.load import DatasetArguments, parse_args
+        from recipe.tools.check_dataset import CheckDataArguments, check_data
+
+        args, dataset_args = parse_args(argv, (CheckDataArguments, DatasetArguments), prog="detr-check-data")
+        sys.exit(check_data(args, dataset_args))
+
+
+def browse_dataset_main(argv: list[str] | None = None) -> None:
+    """detr-browse-dataset (--ann ANN --images DIR | --dataset X [--split S]) [--augment CONFIG] --output grid.jpg"""
+    help_if_asked(argv, "detr-browse-dataset")
+    with main_guard():
+        from recipe.config.load import DatasetSplitArguments, parse_args
+        from recipe.tools.browse import BrowseArguments, browse_dataset
+
+        args, dataset_args = parse_args(argv, (BrowseArguments, DatasetSplitArguments), prog="detr-browse-dataset")
+        browse_dataset(args, dataset_args)
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    """detr-export --model DIR_OR_ID --output model.onnx [--opset 17] [--dynamic_batch] [--fp16]"""
+    help_if_asked(argv, "detr-export")
+    with main_guard():
+        from recipe.config.load import parse_args
+        from recipe.inference.export import ExportArguments, export_onnx
+
+        (args,) = parse_args(argv, (ExportArguments,), prog="detr-export")
+        # The exporter's passes log every step, and the opset conversion's route (export_onnx reads back the opset
+        # written and says when it is not the one asked for).
+        for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        meta = export_onnx(args)
+        check = meta["check"]
+        print(f"wrote {args.output} ({meta['model_type']}, frame {meta['frame'][0]}x{meta['frame'][1]}, batch "
+              f"{meta['batch']}, {meta['dtype']}, opset {meta['opset']}) and {args.output}.json; ONNX Runtime vs "
+              f"PyTorch on a random batch: max |diff| logits {check['logits_max_abs_diff']:.2e}, boxes "
+              f"{check['pred_boxes_max_abs_diff']:.2e}")

@@ -1,0 +1,186 @@
+"""Each entry point's own arguments (evaluate, predict, check, browse, export, the demo data, the BDD100K converter),
+beside the shared ones of `recipe/config/arguments.py`. Light on purpose (no torch or transformers at import): `--help`
+and `docs/config.md` are built from them without loading a model library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recipe.config.arguments import DatasetArguments
+from recipe.config.fields import DASHED_ALIASES, arg, check_fields, check_writable_file
+from recipe.core.errors import ConfigError
+
+# `recipe.data` format names and image checks, spelled here so this module stays light (a test keeps them equal).
+ANNOTATION_FORMATS = ["auto", "coco", "bdd100k"]
+IMAGE_CHECKS = ["decode", "header", "exists"]
+
+@dataclass
+class EvaluateScriptArguments:
+    """What the evaluate entry point reads and writes, and how it batches (training takes these from
+    DetectionTrainingArguments, under the same names)."""
+
+    predictions: str | None = arg(None, help=(
+        "A results file to score against --gt (COCO results json, or a BDD100K frame list with --format bdd100k)."))
+    output: str | None = arg(None, help="Where to write the metrics JSON.")
+    predictions_out: str | None = arg(None, help="With --model: also write the kept detections here.")
+    split: str = arg("validation", choices=["train", "validation"], help="With --dataset: the split to evaluate.")
+    predictions_format: str = arg("coco", choices=["coco", "bdd100k"], help=(
+        "--predictions-out as COCO results or as a BDD100K frame list (labels with a score)."))
+    plots: str | None = arg(None, help=(
+        "Also write the error-analysis figures (PR curves, per-class AP, confusion matrix, COCO error breakdown; "
+        "with --model also images next to their detections) into this folder, each with its numbers as JSON."))
+    per_device_eval_batch_size: int = arg(8, range="[1, inf)", help="With --model: images per batch per process.")
+    dataloader_num_workers: int = arg(2, range="[0, inf)", help="With --model: data loading worker processes.")
+
+    def __post_init__(self):
+        check_fields(self)
+        for name in ("output", "predictions_out"):
+            check_writable_file(name, getattr(self, name))
+
+
+# scripts/evaluate.py's original flags.
+EVALUATE_ALIASES = {
+    **DASHED_ALIASES,
+    "--gt": ["--val_ann"],
+    "--ann": ["--val_ann"],
+    "--images": ["--val_img"],
+    "--model": ["--model_name_or_path"],
+    "--format": ["--annotation_format"],
+}
+# What detr-evaluate reads (its --help shows only these; a training flag given to it is an error saying so).
+EVALUATE_FIELDS = {
+    "val_img", "val_ann", "annotation_format", "box_convention", "bdd_image_size", "dataset_cache_dir", "image_check",
+    "skip_bad_images", "model_name_or_path", "offline", "score_threshold", "top_k", "metric_backend",
+    *(f.name for f in dataclasses.fields(DatasetArguments)),
+    *(f.name for f in dataclasses.fields(EvaluateScriptArguments))}
+
+
+
+DEFAULT_THRESHOLD = 0.3
+
+
+@dataclass
+class PredictArguments:
+    model: str = field(metadata={"help": "A trained output folder, a checkpoint folder, a Hub id (any "
+                                         "AutoModelForObjectDetection with its image processor), or an .onnx "
+                                         "file written by detr-export (run with ONNX Runtime)."})
+    images: str | None = field(default=None, metadata={
+        "help": "An image file, a folder (its image files, sorted) or a glob pattern (or --dataset and --split)."})
+    threshold: float | None = field(default=None, metadata={
+        "help": "Keep detections scoring above this (0 keeps the top_k of every image: the COCO protocol). "
+                "Default: the model's `suggested_threshold` (best F1 on its validation set, written by training), "
+                f"else {DEFAULT_THRESHOLD}."})
+    output: str = field(default="predictions", metadata={
+        "help": "Output folder: predictions.json and the drawn images under images/."})
+    format: str = field(default="coco", metadata={
+        "help": "predictions.json as COCO results (with file_name) or a BDD100K frame list.",
+        "choices": ["coco", "bdd100k"]})
+    batch_size: int = field(default=8, metadata={"help": "Images per forward pass."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda, else mps, else cpu), cpu, cuda, cuda:1, ..."})
+    top_k: int = field(default=100, metadata={"help": "Detections kept per image before the threshold (COCO: 100)."})
+    draw: bool = field(default=True, metadata={"help": "Write the images with their boxes drawn."})
+    num_workers: int = field(default=0, metadata={"help": "Image decoding worker processes."})
+    dataset_cache_dir: str | None = field(default=None, metadata={
+        "help": "With --dataset: the Arrow cache folder of its tables (default: the datasets cache)."})
+    box_convention: str = field(default="inclusive", metadata={
+        "help": "--format bdd100k: box2d inclusive (x2 = x + w - 1, current toolkit) or exclusive.",
+        "choices": ["inclusive", "exclusive"]})
+
+
+@dataclass
+class CheckDataArguments:
+    ann: str | None = field(default=None, metadata={"help": "Annotation file: COCO json or a BDD100K frame list."})
+    images: str | None = field(default=None, metadata={
+        "help": "The image folder the annotation file's names are relative to."})
+    format: str = field(default="auto", metadata={
+        "help": "auto (a JSON object is COCO, a JSON list BDD100K), coco or bdd100k.", "choices": ANNOTATION_FORMATS})
+    box_convention: str = field(default="inclusive", metadata={
+        "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1) or exclusive (2021 toolkit).",
+        "choices": ["inclusive", "exclusive"]})
+    bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
+        "help": "Width and height of BDD100K frames (the label files do not carry them)."})
+    image_check: str = field(default="decode", metadata={
+        "help": "decode: every image decoded; header: sizes from headers only (truncation not found); "
+                "exists: files only.", "choices": IMAGE_CHECKS})
+    workers: int | None = field(default=None, metadata={"help": "Threads that decode images (default: cores, <= 8)."})
+    report: str | None = field(default=None, metadata={"help": "Also write the data report here (JSON)."})
+
+    def __post_init__(self):
+        if len(self.bdd_image_size) != 2 or min(self.bdd_image_size) <= 0:
+            raise ConfigError(f"--bdd_image_size {self.bdd_image_size}: give two positive integers, width height")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: must be >= 1")
+        if self.report and os.path.isdir(self.report):
+            raise ConfigError(f"--report {self.report}: is a folder; give a file name")
+
+
+@dataclass
+class BrowseArguments:
+    ann: str | None = field(default=None, metadata={"help": "Annotation file (COCO json or BDD100K frame list)."})
+    images: str | None = field(default=None, metadata={"help": "Image folder of the annotation file."})
+    output: str = field(default="grid.jpg", metadata={"help": "The grid image to write (its JSON goes beside it)."})
+    augment: str | None = field(default=None, metadata={
+        "help": "A config YAML (e.g. configs/demo.yaml): draw the images after its training augmentation."})
+    num_images: int = field(default=12, metadata={"help": "Images in the sample."})
+    seed: int = field(default=0, metadata={"help": "Seed of the sample and of the augmentation."})
+    columns: int = field(default=4, metadata={"help": "Grid columns."})
+    cell_width: int = field(default=400, metadata={"help": "Width of each image in the grid, in pixels."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "Arrow cache folder of the tables."})
+
+
+# LayerNormalization, which the transformer layers export to, exists from opset 17 (onnx Operators.md); TensorRT
+# parses it from 10.x. Older opsets split it into primitive ops that overflow in fp16 (DEIM #107, D-FINE #98).
+MIN_OPSET = 17
+
+
+@dataclass
+class ExportArguments:
+    model: str | None = arg(None, required=True, help=(
+        "A trained output folder, a checkpoint folder, or a cached Hub id (AutoModelForObjectDetection)."))
+    output: str | None = arg(None, required=True, help=(
+        "The .onnx file to write; what inference needs goes beside it as OUTPUT.json."))
+    opset: int = arg(MIN_OPSET, range=f"[{MIN_OPSET}, 23]", help=(
+        "ONNX opset (>= 17: LayerNormalization; TensorRT >= 10.6 for fp16 engines of these models)."))
+    dynamic_batch: bool = arg(False, help="Any batch size (else the graph takes batch 1).")
+    fp16: bool = arg(False, help=(
+        "Weights and arithmetic in float16 (for GPU runtimes); inputs and outputs stay float32."))
+    image_size: list[int] | None = arg(None, length=2, range="[1, inf)", help=(
+        "The graph's frame H W (default: the processor's canvas, or its eval size: shortest_edge x longest_edge). "
+        "Images are resized as in evaluation and padded to it (smaller ones: as in a training batch; a mask-reading "
+    "model then scores them as PyTorch does only when its batches have that size too); a larger one is an error."))
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclass
+class DemoDataArguments:
+    output: str | None = arg(None, required=True, help="Folder to write train/ and val/ into.")
+    seed: int = arg(0, help="Random seed of the generator.")
+    num_train: int = arg(400, range="[1, inf)", help="Training images.")
+    num_val: int = arg(50, range="[0, inf)", help="Validation images.")
+    image_size: list[int] = arg(default_factory=lambda: [320, 240], length=2, range="[32, inf)",
+                                help="Width and height of the images.")
+    annotation_format: str = arg("coco", choices=["coco", "bdd100k"], aliases=["--format"], help=(
+        "coco: COCO json; bdd100k: BDD100K frame lists (inclusive box2d)."))
+
+    def __post_init__(self):
+        check_fields(self)
+        if Path(self.output).is_file():
+            raise ConfigError(f"output {self.output} is a file; give a folder")
+
+
+@dataclass
+class ConvertArguments:
+    labels: str | None = arg(None, required=True, help="BDD100K / Scalabel label json (a list of frames).")
+    output: str | None = arg(None, required=True, help="Where to write the COCO json.")
+    box_convention: str = arg("inclusive", choices=["inclusive", "exclusive"], help=(
+        "inclusive: w = x2 - x1 + 1 (current toolkit); exclusive: w = x2 - x1 (2021 toolkit)."))
+
+    def __post_init__(self):
+        check_fields(self)
+        check_writable_file("output", self.output)

@@ -1,0 +1,286 @@
+"""The Trainer subclass: the original recipe's parameter groups and a detection-aware prediction step."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import signal
+import threading
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from recipe.core.boxes import frame_sizes
+from recipe.core.distributed import any_rank, broadcast_from_main
+from recipe.core.errors import ConfigError
+from recipe.engine.ema import ModelEma, lag_warning
+from recipe.engine.optimizer_groups import build_param_groups
+from recipe.models.checkpoint_weights import load_checkpoint_weights
+from recipe.models.families import family_of, uses_softmax, vit_depth
+from recipe.models.postprocess import postprocess_detections
+from recipe.pipeline.device_batch import normalise_batch
+
+logger = logging.getLogger("recipe")
+
+
+class DetectionTrainer(Trainer):
+    """Trainer with per-group learning rates and a prediction step that returns kept detections.
+
+    `model_args` supplies the lr multipliers (training); `top_k` comes from EvalArguments (evaluation)."""
+
+    def __init__(self, *args, model_args=None, top_k: int = 100, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_args = model_args
+        self.top_k = top_k
+        self.loss_terms = LossTermAverager()
+        self.ema = None
+        if getattr(self.args, "use_ema", False):
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                raise ConfigError("use_ema is not supported with DeepSpeed or FSDP (their parameters are sharded); "
+                                  "turn one of them off")
+            self.ema = ModelEma(self.model, self.args.ema_decay, self.args.ema_warmup_steps)
+            self.add_callback(EmaUpdateCallback(self.ema))
+            logger.info("EMA of the weights (decay %s, warm-up %d steps): evaluation and the saved model use it",
+                        self.args.ema_decay, self.args.ema_warmup_steps)
+
+    def take_main_buffers(self) -> None:
+        """Several processes: every rank takes rank 0's buffers (BatchNorm running statistics: each rank's own
+        batches update them between DDP's broadcasts), so every rank scores the model that rank 0 saves. Without it
+        the demo's two-process run reported map 0.00259 and its saved folder gave 0.00285 on one or two processes
+        (tests/test_distributed.py). A collective: every rank calls it."""
+        broadcast_from_main(list(self.accelerator.unwrap_model(self.model).buffers()))
+
+    def evaluate(self, *args, **kwargs):
+        """With EMA: evaluated with the averaged weights (the originals evaluate their EMA model)."""
+        self.take_main_buffers()
+        if self.ema is None:
+            return super().evaluate(*args, **kwargs)
+        self.ema.synchronize()
+        with self.ema.applied(self.accelerator.unwrap_model(self.model)):
+            return super().evaluate(*args, **kwargs)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Checkpoints (`_internal_call`) hold the trained weights plus the EMA state (`ema.safetensors`), so a
+        resumed run continues both; the final folder (and what is pushed) holds the EMA weights."""
+        self.take_main_buffers()  # every rank calls save_model
+        if self.ema is None:
+            return super().save_model(output_dir, _internal_call)
+        self.ema.synchronize()  # every rank calls save_model
+        if _internal_call:
+            super().save_model(output_dir, _internal_call)
+            if self.args.should_save:
+                self.ema.save(output_dir or self.args.output_dir)
+            return None
+        with self.ema.applied(self.accelerator.unwrap_model(self.model)):
+            return super().save_model(output_dir, _internal_call)
+
+    def _prepare_inputs(self, inputs):
+        """On the device, a uint8 batch (`DetectionCollator.normalise_on_device`) is normalised: the loader ships
+        4x fewer bytes and the GPU does the arithmetic."""
+        inputs = super()._prepare_inputs(inputs)
+        processor = getattr(self.data_collator, "image_processor", None)
+        return normalise_batch(inputs, processor) if processor is not None else inputs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The Trainer's loss; the model's loss terms (`outputs.loss_dict`) are kept for the next log."""
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            self.loss_terms.add(getattr(outputs, "loss_dict", None))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # A training log (it has "loss"; eval logs have "eval_loss"): add each loss term's mean since the last
+        # one, so the console, log_history and every report_to integration see them.
+        if "loss" in logs:
+            reduce = self.accelerator.reduce if self.args.world_size > 1 else None
+            logs.update(self.loss_terms.pop_means(reduce))
+            backbone = [g["lr"] for g in getattr(self.optimizer, "param_groups", []) if g.get("name") == "backbone"]
+            if backbone and "learning_rate" in logs:  # `learning_rate` is the main group's (listed first)
+                logs["learning_rate_backbone"] = backbone[0]
+        super().log(logs, start_time)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            family = family_of(opt_model.config.model_type)
+            multiplier = self.model_args.backbone_lr_multiplier
+            groups = build_param_groups(
+                opt_model, self.args.learning_rate, self.args.weight_decay,
+                family.backbone_lr_multiplier if multiplier is None else multiplier,
+                self.model_args.linear_proj_lr_multiplier, backbone_keys=family.backbone_keys,
+                linear_proj_keys=family.linear_proj_keys,
+                no_decay_keys=family.no_decay_keys, vit_layer_decay=family.vit_layer_decay, vit_keys=family.vit_keys,
+                vit_num_layers=vit_depth(opt_model.config))
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs.pop("lr", None)  # each group carries its own
+            self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        return self.optimizer
+
+    # Checkpoints (resume, load_best_model_at_end) are read through from_pretrained's key mapping, never with the
+    # Trainer's load_state_dict(strict=False), which silently leaves renamed weights at random (see
+    # load_checkpoint_weights). DeepSpeed and FSDP keep their own checkpoint formats, under the live model's names.
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = self.accelerator.unwrap_model(self.model if model is None else model)
+        load_checkpoint_weights(model, resume_from_checkpoint)
+        if self.ema is not None:
+            self.ema.load(resume_from_checkpoint)
+        logger.info("weights of %s loaded (every key matched)%s", resume_from_checkpoint,
+                    "" if self.ema is None else f", EMA after {self.ema.updates} updates")
+
+    def _load_best_model(self):
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        load_checkpoint_weights(self.accelerator.unwrap_model(self.model), self.state.best_model_checkpoint)
+        if self.ema is not None:
+            self.ema.load(self.state.best_model_checkpoint)
+        logger.info("best model loaded from %s (%s %s)", self.state.best_model_checkpoint,
+                    self.args.metric_for_best_model, self.state.best_metric)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """-> (loss, detections [B, K, 6] (score, label, xywh_abs in the original image), image_ids [B]).
+
+        Post-processing here, batch by batch, keeps eval memory to the kept detections."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        loss = outputs.loss.detach().mean() if outputs.loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        labels = inputs["labels"]
+        detections = postprocess_detections(outputs.logits, outputs.pred_boxes, frame_sizes(labels),
+                                            top_k=self.top_k, softmax=uses_softmax(self.model.config.model_type))
+        image_ids = torch.cat([t["image_id"] for t in labels])
+        return loss, detections, image_ids
+
+
+class EmaUpdateCallback(TrainerCallback):
+    """Updates the EMA after every optimizer step (before that step's logging, evaluation and saving)."""
+
+    def __init__(self, ema: ModelEma):
+        self.ema = ema
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        warning = lag_warning(self.ema.decay, self.ema.warmup_steps, state.max_steps)
+        if warning:
+            logger.warning(warning)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.ema.update(model)
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Stop at the first non-finite logged loss instead of burning the rest of the run."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss} at step {state.global_step}; lower the learning rate, check the data "
+                "report, or train in fp32/bf16 instead of fp16")
+
+
+class InterruptCallback(TrainerCallback):
+    """Preemption-safe runs: on SIGINT (Ctrl-C) or SIGTERM (a cluster's preemption or time limit) the current step
+    finishes, a complete checkpoint is saved (weights, optimizer, scheduler, RNG, EMA) and training stops; `run()`
+    then raises `TrainingInterrupted` (one line, exit code 128 + signal). A second signal stops at once.
+
+    Under several processes the flag is all-reduced every step, so every rank saves and stops at the same step (a
+    launcher forwards the signal to each rank, not necessarily between the same two steps)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.stopped_at: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread; Python's own handling stays
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:  # the second signal: the default action, now
+            self.uninstall()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+        logger.warning("%s received: finishing this step and saving a checkpoint (send it again to stop at once)",
+                       signal.Signals(signum).name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if any_rank(self.received is not None, args.device):
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+
+
+class NoDuplicateFinalEvaluationCallback(TrainerCallback):
+    """The Trainer evaluates at the last step when eval_strategy is "steps" (or at the last epoch's end); `run()`
+    evaluates the saved model right after anyway: skip the Trainer's, unless it picks the best model."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and not args.load_best_model_at_end:
+            control.should_evaluate = False
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.on_step_end(args, state, control)
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells the training augmentation which epoch starts: its streams are fixed by seed, epoch and image
+    (`transforms.AugmentationSeeds`), so a resumed run augments as the uninterrupted one did."""
+
+    def __init__(self, seeds):
+        self.seeds = seeds
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is the epoch's index as it starts (epoch + steps done / steps per epoch, exactly 1.0 at the
+        # end of each), or a fraction of the way into it when a run resumes mid-epoch; None before the first step.
+        self.seeds.set_epoch(math.floor(state.epoch or 0))
+
+
+class LossTermAverager:
+    """Sums of the model's loss terms between two logging steps -> their means.
+
+    Only the final decoder layer's terms are kept (`loss_ce`, `loss_bbox`, `loss_giou`, `cardinality_error`, or a
+    family's own names); auxiliary and denoising copies end in `_<n>` (transformers' loss_dict naming)."""
+
+    AUXILIARY = re.compile(r"_\d+$")
+
+    def __init__(self):
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def add(self, loss_dict: dict | None) -> None:
+        if not loss_dict:
+            return
+        for name, value in loss_dict.items():
+            if self.AUXILIARY.search(name):
+                continue
+            value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            self._sums[name] = self._sums[name] + value if name in self._sums else value
+        self._count += 1
+
+    def pop_means(self, reduce=None) -> dict[str, float]:
+        """The means since the last call (then start over). `reduce`: e.g. accelerator.reduce, to average over
+        processes (every process logs at the same steps, so the collective call is matched)."""
+        if not self._count:
+            return {}
+        names = sorted(self._sums)
+        means = torch.stack([self._sums[n].reshape(()) for n in names]) / self._count
+        if reduce is not None:
+            means = reduce(means, reduction="mean")
+        self._sums, self._count = {}, 0
+        return dict(zip(names, means.tolist()))

@@ -1,0 +1,228 @@
+"""ONNX export of a trained detector, and an ONNX Runtime detector that predict.py and evaluate.py run in its place.
+
+`export_onnx` writes `PATH.onnx` (inputs `pixel_values` [B, 3, H, W] float32 and, for models that read it,
+`pixel_mask` [B, H, W] int64; outputs `logits` [B, Q, C] and `pred_boxes` [B, Q, 4] `cxcywh_norm`, by name) and
+beside it `PATH.onnx.json`: what inference needs (the model config with `id2label` and `category_ids`, the image
+processor's config, the post-processing, the graph's frame; `onnx_detector` reads it back). Exporter:
+`torch.onnx.export(dynamo=True)`: optimum-onnx (0.1.0, its newest) needs transformers < 4.58 and has no ONNX config
+for Deformable / Conditional / DAB-DETR, DEIMv2, LW-DETR or RF-DETR.
+
+The graph takes one frame (H, W): the models' Python code branches on feature-map sizes, so torch.export fixes them
+(asked for dynamic height and width, it specialises them to the sample's without a word). The batch is 1, or any
+size with `dynamic_batch`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+from pathlib import Path
+from unittest.mock import patch
+
+import torch
+
+from recipe.config.command_arguments import ExportArguments
+from recipe.core.errors import ConfigError, ModelNotAvailable
+from recipe.models.onnx_detector import SIDECAR_FORMAT, OnnxDetector, is_onnx, require_export_packages, sidecar_path
+
+logger = logging.getLogger(__name__)
+
+
+
+class OnnxGraph(torch.nn.Module):
+    """What is exported: the detector called by keyword, its outputs returned by name (`output_names`)."""
+
+    def __init__(self, model, *, takes_mask: bool, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.model, self.takes_mask, self.dtype = model, takes_mask, dtype
+
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None):
+        inputs = {"pixel_values": pixel_values.to(self.dtype)}
+        if self.takes_mask:
+            inputs["pixel_mask"] = pixel_mask
+        outputs = self.model(**inputs)
+        return outputs.logits.float(), outputs.pred_boxes.float()
+
+
+def takes_pixel_mask(model) -> bool:
+    """Whether the model reads `pixel_mask` (mask-blind families take it only to drop it, YOLOS has none)."""
+    import inspect
+
+    from recipe.models.families import ignores_pixel_mask
+
+    return ("pixel_mask" in inspect.signature(model.forward).parameters
+            and not ignores_pixel_mask(model.config.model_type))
+
+
+def graph_frame(config, processor, image_size: list[int] | None = None) -> tuple[int, int]:
+    """(H, W) the graph takes: `image_size`, else the processor's canvas (`pad_size`), else its fixed
+    {height, width}, else its eval size (shortest_edge x longest_edge, landscape); rounded up to the family's
+    `size_multiple`, as the collator pads."""
+    from recipe.models.families import size_multiple
+    from recipe.pipeline.processor_size import canvas_of, size_dict
+
+    size = size_dict(processor.size)
+    if image_size:
+        frame = tuple(image_size)
+    elif canvas_of(processor):
+        frame = canvas_of(processor)
+    elif {"height", "width"} <= set(size):
+        frame = (size["height"], size["width"])
+    elif {"max_height", "max_width"} <= set(size):
+        frame = (size["max_height"], size["max_width"])
+    else:
+        frame = (size["shortest_edge"], size["longest_edge"])
+    m = size_multiple(config)
+    return tuple(-(-int(v) // m) * m for v in frame)
+
+
+def check_output(path: str) -> Path:
+    """Before any model is loaded: an .onnx name whose folder exists or can be made and written."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"--output {path}: is a folder; give a file name, e.g. {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--output {path}: give a file name ending in .onnx (e.g. {out.with_suffix('.onnx')})")
+    parent = out.absolute().parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--output {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {path}: {existing} is not writable; choose another path")
+    return out
+
+
+def load_exportable(model_id: str):
+    """-> (model, processor, category ids), the family checked before the weights are read."""
+    from recipe.config.load import local_model_type
+    from recipe.inference.predict import load_detector
+    from recipe.models.families import family_of
+
+    if is_onnx(model_id):
+        raise ConfigError(f"--model {model_id}: already an ONNX graph; export the PyTorch folder it came from")
+    model_type = local_model_type(model_id)
+    if model_type is not None:
+        family_of(model_type)
+    model, processor, category_ids = load_detector(model_id)
+    family_of(model.config.model_type)
+    return model, processor, category_ids
+
+
+# An operator the ONNX exporter has no translation for (torch.onnx `_core.py`: "No ONNX function found for <op>").
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OPERATOR = re.compile(r"No ONNX function found for \W*(?:OpOverload\(op=')?([A-Za-z0-9_]+[:.]{1,2}[A-Za-z0-9_.]+)")
+
+
+def export_onnx(args: ExportArguments) -> dict:
+    """Export `args.model` to `args.output` (+ its `.json` sidecar) and check ONNX Runtime against PyTorch on one
+    random batch of the graph's frame. -> the sidecar's contents, with the check's largest differences."""
+    out = check_output(args.output)
+    model, processor, category_ids = load_exportable(args.model)
+    frame = graph_frame(model.config, processor, args.image_size)
+    dtype = torch.float16 if args.fp16 else torch.float32
+    graph = OnnxGraph(model.to(dtype), takes_mask=takes_pixel_mask(model), dtype=dtype).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_graph(graph, out, frame, opset=args.opset, dynamic_batch=args.dynamic_batch)
+    meta = sidecar(model.config, processor, category_ids, frame=frame, takes_mask=graph.takes_mask, args=args)
+    meta["opset"] = written_opset(out)
+    if meta["opset"] != args.opset:  # the exporter keeps its own opset when it cannot convert, with a log line only
+        logger.warning("%s: written at opset %d (the conversion to %d failed)", out, meta["opset"], args.opset)
+    sidecar_path(out).write_text(json.dumps(meta, indent=2))
+    meta["check"] = parity_check(graph, out, frame, batch=2 if args.dynamic_batch else 1)
+    limit, worst = (1e-2 if args.fp16 else 1e-4), max(meta["check"].values())
+    if worst > limit:  # "exported and silently wrong" is the failure to catch here: no file is left to deploy
+        for path in (out, sidecar_path(out)):
+            path.unlink(missing_ok=True)
+        raise ModelNotAvailable(
+            f"{out}: not written: ONNX Runtime's outputs differ from PyTorch's by up to {worst:.2g} on a random batch "
+            f"(limit {limit:g}), so the graph does not reproduce the model; try another --image_size or --opset")
+    return meta
+
+
+def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: int, dynamic_batch: bool) -> None:
+    """torch.onnx.export (dynamo), inputs and outputs named; an operator ONNX lacks is one ModelNotAvailable line."""
+    # The sample batch is 2 where the batch is dynamic: torch.export fixes a dimension of size 1.
+    batch = 2 if dynamic_batch else 1
+    inputs = {"pixel_values": torch.zeros(batch, 3, *frame)}
+    if graph.takes_mask:
+        inputs["pixel_mask"] = torch.ones(batch, *frame, dtype=torch.int64)
+    dynamic = None
+    if dynamic_batch:
+        dim = torch.export.Dim("batch", min=1, max=1024)
+        dynamic = {name: {0: dim} for name in inputs}
+    require_export_packages("onnx", "onnxscript")
+    # transformers' shape checks (`torch_compilable_check`) trace to `aten._is_all_true`, which has no ONNX
+    # translation; the frame is fixed, so they hold by construction. transformers' documented switch turns them off.
+    try:
+        with torch.no_grad(), patch.dict(os.environ, {"TRANSFORMERS_DISABLE_TORCH_CHECK": "1"}), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*axis name: batch will not be used")  # one name, two inputs
+            torch.onnx.export(graph, (), str(out), kwargs=inputs, input_names=list(inputs),
+                              output_names=["logits", "pred_boxes"], opset_version=opset, dynamo=True,
+                              dynamic_shapes=dynamic, external_data=False,
+                              # onnxscript's optimizer leaves a dangling input in Deformable DETR's graph
+                              # (onnxscript 0.7.2: "Node input 'sigmoid_min_1' is not a graph input"); ONNX Runtime
+                              # optimises the graph when it loads it anyway.
+                              optimize=False, verbose=False)
+    except Exception as e:  # noqa: BLE001 - the exporter raises many types; each is one line for the user
+        causes = [e]
+        while causes[-1].__cause__ is not None and len(causes) < 10:
+            causes.append(causes[-1].__cause__)
+        text = " ".join(_ANSI.sub("", str(c)) for c in causes)
+        match = _OPERATOR.search(text)
+        # else the innermost cause (the exporter's own message is a page of advice)
+        what = f"operator {match.group(1)} has no ONNX translation" if match else \
+            f"{type(causes[-1]).__name__}: {' '.join(_ANSI.sub('', str(causes[-1])).split())[:300]}"
+        raise ModelNotAvailable(f"{graph.model.config.model_type}: cannot export to ONNX opset {opset} ({what})") \
+            from None
+
+
+def written_opset(path: Path) -> int:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
+
+
+def sidecar(config, processor, category_ids, *, frame, takes_mask: bool, args: ExportArguments) -> dict:
+    """What inference needs beside the graph, as plain JSON."""
+    from recipe.models.families import ignores_pixel_mask, uses_softmax
+
+    return {
+        "format": SIDECAR_FORMAT,
+        "source": args.model,
+        "model_type": config.model_type,
+        "inputs": ["pixel_values", "pixel_mask"] if takes_mask else ["pixel_values"],
+        "outputs": ["logits", "pred_boxes"],
+        "frame": list(frame),  # (H, W) of every batch the graph takes, padded bottom-right
+        "batch": "dynamic" if args.dynamic_batch else 1,
+        "dtype": "float16" if args.fp16 else "float32",
+        "opset": args.opset,
+        "postprocess": "softmax, last class no-object" if uses_softmax(config.model_type) else "sigmoid top-k",
+        # mask-blind models predict boxes in the padded canvas (`DetectionCollator.boxes_on_canvas`)
+        "box_frame": "canvas" if ignores_pixel_mask(config.model_type) else "image",
+        "id2label": {str(k): v for k, v in config.id2label.items()},
+        "category_ids": category_ids,
+        "image_processor": json.loads(processor.to_json_string()),
+        "config": config.to_dict(),
+    }
+
+
+def parity_check(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, batch: int) -> dict:
+    """Largest |ONNX Runtime - PyTorch| of logits and boxes on one seeded random batch (mask: the right quarter
+    of the last image is padding)."""
+    generator = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(batch, 3, *frame, generator=generator)
+    pixel_mask = torch.ones(batch, *frame, dtype=torch.int64)
+    pixel_mask[-1, :, frame[1] * 3 // 4:] = 0
+    with torch.no_grad():
+        logits, boxes = graph(pixel_values, pixel_mask)
+    detector = OnnxDetector(out)
+    outputs = detector(pixel_values=pixel_values, pixel_mask=pixel_mask)
+    return {"logits_max_abs_diff": float((outputs.logits - logits).abs().max()),
+            "pred_boxes_max_abs_diff": float((outputs.pred_boxes - boxes).abs().max())}

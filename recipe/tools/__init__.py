@@ -1,0 +1,1 @@
+"""Looking at data before training: the dataset check and the dataset browser."""

@@ -1,0 +1,90 @@
+"""See what the model sees: ground-truth boxes drawn on a sample of a dataset's images, optionally after the
+training augmentation of a config (flip, crop, multi-scale resize, colour jitter), as one grid image.
+
+Boxes are the table's (sanitized: clamped to the image, degenerate ones dropped), so the grid shows exactly what
+training reads; crowd boxes are tagged "(crowd)" (the loss never sees them, COCOeval ignores detections on them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from recipe.config.command_arguments import BrowseArguments
+from recipe.core.draw import draw_boxes, grid, titled
+from recipe.data.images import ImageError, read_image
+
+
+def training_augmentation(config_path: str, seed: int):
+    """The training augmentation that `config_path` sets up (its data fields over DataArguments' defaults)."""
+    from recipe.config.load import parse_config
+    from recipe.pipeline.augment import build_augmentation
+
+    data = parse_config([config_path]).data
+    augmentation = build_augmentation(True, data.shortest_edges, data.longest_edge, data.eval_size,
+                                      hflip_prob=data.hflip_prob, crop_prob=data.crop_prob,
+                                      color_jitter_prob=data.color_jitter_prob, resize=data.resize)
+    augmentation.set_random_seed(seed)  # the augmentation draws from its own RNG, not numpy's or torch's
+    return augmentation
+
+
+def load_browsed(args: BrowseArguments, dataset_args=None):
+    from recipe.core.errors import ConfigError
+
+    dataset = getattr(dataset_args, "dataset", None)
+    if bool(dataset) == bool(args.ann and args.images):
+        raise ConfigError("give the data to browse: --ann FILE with --images DIR, or --dataset PATH_OR_ID")
+    if dataset:
+        from recipe.data.splits import load_one
+
+        return load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir)
+    from recipe.data.builder import load_detection_dataset
+
+    return load_detection_dataset(args.ann, args.images, cache_dir=args.dataset_cache_dir)
+
+
+def browse_dataset(args: BrowseArguments, dataset_args=None) -> dict:
+    """Write the grid (and `<output>.json`: per image its file, size and the boxes drawn) of `--ann`/`--images` or
+    of a split of `--dataset`. -> that JSON."""
+    from recipe.pipeline.color_jitter import jitter_image
+
+    data = load_browsed(args, dataset_args)
+    names = {i: c["name"] for i, c in enumerate(data.categories)}
+    crowd_names = {i + len(names): f"{n} (crowd)" for i, n in names.items()}
+    rng = np.random.default_rng(args.seed)
+    picked = sorted(rng.choice(len(data.dataset), size=min(args.num_images, len(data.dataset)), replace=False))
+    augmentation = training_augmentation(args.augment, args.seed) if args.augment else None
+    cells, shown = [], []
+    for row in data.dataset.select(picked):
+        try:
+            image = read_image(row["image_path"])
+        except ImageError as e:
+            print(f"skipped {e}")
+            continue
+        objs = row["objects"]
+        boxes, labels, crowd = np.asarray(objs["bbox"]).reshape(-1, 4), list(objs["category"]), list(objs["iscrowd"])
+        if augmentation is not None:
+            out = augmentation(image=image, bboxes=boxes, category=labels, iscrowd=crowd)
+            image, boxes, labels, crowd = out["image"], np.asarray(out["bboxes"]).reshape(-1, 4), out["category"], \
+                out["iscrowd"]
+            if out.get("color_jitter") is not None:  # training applies it to the batch; here, to the image
+                image = jitter_image(image, out["color_jitter"])
+        tags = [int(lab) + (len(names) if c else 0) for lab, c in zip(labels, crowd)]
+        drawn = draw_boxes(image, boxes, tags, names={**names, **crowd_names})
+        file = os.path.basename(row["image_path"])
+        cells.append(titled(drawn, f"{file}  {image.shape[1]}x{image.shape[0]}"))
+        shown.append({"file": file, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                      "boxes": [{"category": names[int(lab)], "bbox": [float(v) for v in b], "iscrowd": int(c)}
+                                for b, lab, c in zip(boxes, labels, crowd)]})
+    source = args.ann or f"{dataset_args.dataset} [{dataset_args.split}]"
+    summary = {"annotations": source, "augment": args.augment, "seed": args.seed, "images": shown}
+    if cells:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        grid(cells, columns=args.columns, cell_width=args.cell_width).save(args.output, quality=90)
+        with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
+            json.dump(summary, f, indent=1)
+    print(f"{len(shown)} images, {sum(len(s['boxes']) for s in shown)} boxes"
+          f"{' after the training augmentation of ' + args.augment if args.augment else ''} -> {args.output}")
+    return summary

@@ -1,0 +1,55 @@
+"""Check a dataset without training: the builder's reading, path, image and box checks and its data report.
+
+`scripts/check_data.py --ann FILE --images DIR [--format coco|bdd100k]` or `--dataset PATH_OR_ID` (every split)
+for users' CI pipelines. Every image
+is decoded (unless `--image_check` says otherwise). Exit code 0: clean; 1: problems found (bad images,
+boxes clamped or dropped: training would run, on the data after those changes); 2: unusable (the one-line
+error says why: broken JSON, unknown category, path outside the image folder, no usable image, ...).
+"""
+
+from __future__ import annotations
+
+import json
+
+from recipe.config.command_arguments import CheckDataArguments
+from recipe.core.errors import ConfigError
+from recipe.data.builder import file_split, read_split
+from recipe.data.sanitize import format_report
+
+# Report keys that mean "the data was changed or dropped on the way in".
+PROBLEM_KEYS = ("images_bad_dropped", "boxes_dropped_degenerate", "boxes_clamped")
+
+
+
+
+def check_data(args: CheckDataArguments, dataset_args=None) -> int:
+    """Run the checks, print the report (each split of `--dataset`); -> exit code 0 (clean) or 1 (problems).
+    Unusable data raises DataError."""
+    dataset = getattr(dataset_args, "dataset", None)
+    if bool(dataset) == bool(args.ann and args.images):
+        raise ConfigError("give the data to check: --ann FILE with --images DIR, or --dataset PATH_OR_ID")
+    if dataset:
+        from recipe.data.formats import open_dataset
+        from recipe.data.splits import options_of
+
+        opened = open_dataset(dataset, options_of(dataset_args))
+        splits = {f"{name} ({split.source})": split for name, split in opened.splits.items()}
+    else:
+        _, split = file_split(args.ann, args.images, args.format, args.box_convention, args.bdd_image_size)
+        splits = {args.ann: split}
+    reports = {}
+    for title, split in splits.items():
+        _, _, reports[title] = read_split(split, image_check=args.image_check, skip_bad_images=True,
+                                          workers=args.workers)
+        print(format_report(reports[title], title))
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(reports if dataset else reports[args.ann], f, indent=2)
+    problems = {key: sum(r.get(key, 0) for r in reports.values()) for key in PROBLEM_KEYS}
+    problems = {key: value for key, value in problems.items() if value}
+    if problems:
+        print("problems: " + ", ".join(f"{key}={value}" for key, value in problems.items()))
+        return 1
+    print(f"ok: {sum(r['images'] for r in reports.values())} images, "
+          f"{sum(r['boxes_kept'] for r in reports.values())} boxes")
+    return 0
