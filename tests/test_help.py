@@ -102,11 +102,32 @@ def test_help_lists_exactly_the_flags_the_parser_takes(monkeypatch):
         assert missing <= (inherited if prog == "detr-train" else set()), prog
 
 
-def test_the_light_modules_spell_the_data_layers_names():
-    from recipe.data.files import FORMATS
-    from recipe.data.image_check import IMAGE_CHECKS as CHECKS
+def test_the_argument_choices_are_the_data_layers_registry():
+    """Format names, box conventions, image checks and splits are named once, in recipe/data/choices.py: every
+    option that takes one offers exactly the registry's names, and no module outside recipe/data/ spells them."""
+    import re
 
-    assert (list(FORMATS), list(CHECKS)) == (ANNOTATION_FORMATS, IMAGE_CHECKS)
-    fields = {f.name: f for f in dataclasses.fields(recipe.config.load.DataArguments)}
-    assert fields["annotation_format"].metadata["choices"] == ANNOTATION_FORMATS
-    assert fields["image_check"].metadata["choices"] == IMAGE_CHECKS
+    import recipe.config.arguments
+    import recipe.config.command_arguments
+    from recipe.data import choices
+
+    registry = {"annotation_format": ANNOTATION_FORMATS, "image_check": IMAGE_CHECKS, "split": list(choices.SPLITS),
+                "box_convention": list(choices.BOX_CONVENTIONS), "predictions_format": list(choices.RESULT_FORMATS)}
+    seen = set()
+    for module in (recipe.config.arguments, recipe.config.command_arguments):
+        for cls in vars(module).values():
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+                continue
+            for f in dataclasses.fields(cls):
+                if f.name in registry:
+                    seen.add(f.name)
+                    written = cls.__name__ == "DemoDataArguments"  # a writer: a named format, not "auto"
+                    expected = [n for n in registry[f.name] if not (written and n == "auto")]
+                    assert f.metadata["choices"] == expected, (cls.__name__, f.name)
+    assert seen == set(registry)
+    assert (tuple(ANNOTATION_FORMATS), tuple(IMAGE_CHECKS)) == (choices.ANNOTATION_FORMATS, choices.IMAGE_CHECKS)
+    spelled = re.compile(r"""\[\s*["'](auto|coco|inclusive|decode|train)["'],\s*"""
+                         r"""["'](coco|bdd100k|exclusive|header|validation)""")
+    outside = [str(p.relative_to(ROOT)) for p in (ROOT / "recipe").rglob("*.py")
+               if p.relative_to(ROOT / "recipe").parts[0] != "data" and spelled.search(p.read_text())]
+    assert outside == []

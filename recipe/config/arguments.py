@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from recipe.config.fields import arg, check_fields
 from recipe.config.model_config import check_whole_numbers, local_model_type, parse_model_config
 from recipe.core.errors import ConfigError
+from recipe.data import choices
 
 
 @dataclass
@@ -37,7 +38,7 @@ class DatasetArguments:
 
 @dataclass
 class DatasetSplitArguments(DatasetArguments):
-    split: str = arg("validation", choices=["train", "validation"], help="--dataset: the split to use.")
+    split: str = arg("validation", choices=list(choices.SPLITS), help="--dataset: the split to use.")
 
 
 @dataclass
@@ -46,14 +47,14 @@ class DataArguments(DatasetArguments):
     train_ann: str | None = arg(None, help="Training annotation file (COCO json or BDD100K frame list).")
     val_img: str | None = arg(None, help="Validation image folder.")
     val_ann: str | None = arg(None, help="Validation annotation file (COCO json or BDD100K frame list).")
-    annotation_format: str = arg("auto", choices=["auto", "coco", "bdd100k"], help=(
+    annotation_format: str = arg("auto", choices=list(choices.ANNOTATION_FORMATS), help=(
         "auto (a JSON object is COCO, a JSON list a BDD100K frame list), coco or bdd100k."))
-    box_convention: str = arg("inclusive", choices=["inclusive", "exclusive"], help=(
+    box_convention: str = arg("inclusive", choices=list(choices.BOX_CONVENTIONS), help=(
         "BDD100K box2d: inclusive (w = x2 - x1 + 1, current toolkit) or exclusive (w = x2 - x1, 2021)."))
     bdd_image_size: list[int] = arg(default_factory=lambda: [1280, 720], length=2, range="[1, inf)", help=(
         "Width and height of BDD100K frames (the label files do not carry them)."))
     subset: int | None = arg(None, range="[1, inf)", help="Use only the first N images (by id) of each split.")
-    image_check: str = arg("decode", choices=["decode", "header", "exists"], help=(  # data.image_check.IMAGE_CHECKS
+    image_check: str = arg("decode", choices=list(choices.IMAGE_CHECKS), help=(
         "How each image is checked when a split's table is built (once; a cache hit re-checks changed files): "
         "decode (fully decoded, size compared with the annotations), header (size from the header: truncated "
         "files pass), exists (the file only)."))

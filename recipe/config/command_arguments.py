@@ -13,10 +13,15 @@ from pathlib import Path
 from recipe.config.arguments import DatasetArguments
 from recipe.config.fields import DASHED_ALIASES, arg, check_fields, check_writable_file
 from recipe.core.errors import ConfigError
+from recipe.data import choices
 
-# `recipe.data` format names and image checks, spelled here so this module stays light (a test keeps them equal).
-ANNOTATION_FORMATS = ["auto", "coco", "bdd100k"]
-IMAGE_CHECKS = ["decode", "header", "exists"]
+# The data layer's registry of names (recipe/data/choices.py: no imports, so this module stays light).
+ANNOTATION_FORMATS = list(choices.ANNOTATION_FORMATS)
+IMAGE_CHECKS = list(choices.IMAGE_CHECKS)
+RESULT_FORMATS = list(choices.RESULT_FORMATS)
+BOX_CONVENTIONS = list(choices.BOX_CONVENTIONS)
+SPLITS = list(choices.SPLITS)
+FILE_FORMATS = [f for f in ANNOTATION_FORMATS if f != "auto"]  # what a writer writes: a named format
 
 @dataclass
 class EvaluateScriptArguments:
@@ -27,8 +32,8 @@ class EvaluateScriptArguments:
         "A results file to score against --gt (COCO results json, or a BDD100K frame list with --format bdd100k)."))
     output: str | None = arg(None, help="Where to write the metrics JSON.")
     predictions_out: str | None = arg(None, help="With --model: also write the kept detections here.")
-    split: str = arg("validation", choices=["train", "validation"], help="With --dataset: the split to evaluate.")
-    predictions_format: str = arg("coco", choices=["coco", "bdd100k"], help=(
+    split: str = arg("validation", choices=SPLITS, help="With --dataset: the split to evaluate.")
+    predictions_format: str = arg("coco", choices=RESULT_FORMATS, help=(
         "--predictions-out as COCO results or as a BDD100K frame list (labels with a score)."))
     plots: str | None = arg(None, help=(
         "Also write the error-analysis figures (PR curves, per-class AP, confusion matrix, COCO error breakdown; "
@@ -78,7 +83,7 @@ class PredictArguments:
         "help": "Output folder: predictions.json and the drawn images under images/."})
     format: str = field(default="coco", metadata={
         "help": "predictions.json as COCO results (with file_name) or a BDD100K frame list.",
-        "choices": ["coco", "bdd100k"]})
+        "choices": RESULT_FORMATS})
     batch_size: int = field(default=8, metadata={"help": "Images per forward pass."})
     device: str = field(default="auto", metadata={"help": "auto (cuda, else mps, else cpu), cpu, cuda, cuda:1, ..."})
     top_k: int = field(default=100, metadata={"help": "Detections kept per image before the threshold (COCO: 100)."})
@@ -88,7 +93,7 @@ class PredictArguments:
         "help": "With --dataset: the Arrow cache folder of its tables (default: the datasets cache)."})
     box_convention: str = field(default="inclusive", metadata={
         "help": "--format bdd100k: box2d inclusive (x2 = x + w - 1, current toolkit) or exclusive.",
-        "choices": ["inclusive", "exclusive"]})
+        "choices": BOX_CONVENTIONS})
 
 
 @dataclass
@@ -100,7 +105,7 @@ class CheckDataArguments:
         "help": "auto (a JSON object is COCO, a JSON list BDD100K), coco or bdd100k.", "choices": ANNOTATION_FORMATS})
     box_convention: str = field(default="inclusive", metadata={
         "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1) or exclusive (2021 toolkit).",
-        "choices": ["inclusive", "exclusive"]})
+        "choices": BOX_CONVENTIONS})
     bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
         "help": "Width and height of BDD100K frames (the label files do not carry them)."})
     image_check: str = field(default="decode", metadata={
@@ -165,7 +170,7 @@ class DemoDataArguments:
     num_val: int = arg(50, range="[0, inf)", help="Validation images.")
     image_size: list[int] = arg(default_factory=lambda: [320, 240], length=2, range="[32, inf)",
                                 help="Width and height of the images.")
-    annotation_format: str = arg("coco", choices=["coco", "bdd100k"], aliases=["--format"], help=(
+    annotation_format: str = arg("coco", choices=FILE_FORMATS, aliases=["--format"], help=(
         "coco: COCO json; bdd100k: BDD100K frame lists (inclusive box2d)."))
 
     def __post_init__(self):
@@ -178,7 +183,7 @@ class DemoDataArguments:
 class ConvertArguments:
     labels: str | None = arg(None, required=True, help="BDD100K / Scalabel label json (a list of frames).")
     output: str | None = arg(None, required=True, help="Where to write the COCO json.")
-    box_convention: str = arg("inclusive", choices=["inclusive", "exclusive"], help=(
+    box_convention: str = arg("inclusive", choices=BOX_CONVENTIONS, help=(
         "inclusive: w = x2 - x1 + 1 (current toolkit); exclusive: w = x2 - x1 (2021 toolkit)."))
 
     def __post_init__(self):

@@ -21,6 +21,7 @@ import math
 import os
 from pathlib import Path
 
+from recipe.data.choices import BOX_CONVENTIONS
 from recipe.data.coco import (
     DataError,
     check_relative_name,
@@ -34,7 +35,6 @@ BDD_CATEGORIES = [{"id": i, "name": n} for i, n in enumerate(
      "traffic sign"], start=1)]
 NAME_MAPPING = {"person": "pedestrian", "bike": "bicycle", "motor": "motorcycle", "van": "car", "caravan": "car"}
 IGNORED_MAPPING = {"other person": "pedestrian", "other vehicle": "car", "trailer": "truck"}
-BOX_CONVENTIONS = {"inclusive": 1.0, "exclusive": 0.0}  # added to x2 - x1 to get a width
 
 _ID = {c["name"]: c["id"] for c in BDD_CATEGORIES}
 # category as written -> (category_id, ignored, renamed): one dict lookup per label.

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from recipe.data.bdd100k import read_bdd100k
+from recipe.data.choices import ANNOTATION_FORMATS
 from recipe.data.coco import load_json, read_coco
 from recipe.data.formats import Format, Split
 from recipe.core.errors import DataError
@@ -16,7 +17,7 @@ from recipe.core.errors import DataError
 # Bump when the way a file is read changes, so old caches are not reused.
 READ_VERSION = "1"
 
-FORMATS = ("auto", "coco", "bdd100k")  # what --annotation_format names (an annotation file + image folder)
+FORMATS = ANNOTATION_FORMATS  # what --annotation_format names (an annotation file + image folder)
 
 
 def detect_format(annotation_file) -> str:

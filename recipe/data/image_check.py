@@ -21,10 +21,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from recipe.core.errors import DataError
+from recipe.data.choices import IMAGE_CHECKS
 
 logger = logging.getLogger(__name__)
 
-IMAGE_CHECKS = ("decode", "header", "exists")
 MAX_NAMED = 10  # bad images named in an error message; the data report lists them all
 
 

@@ -5,8 +5,8 @@ no format name is compared outside `recipe/data/`."""
 from __future__ import annotations
 
 from recipe.core.errors import DataError
+from recipe.data.choices import RESULT_FORMATS
 
-RESULT_FORMATS = ("coco", "bdd100k")
 
 
 def check_result_format(fmt: str) -> None:
