@@ -64,8 +64,8 @@ def timed(call) -> dict:
 
 
 def evaluate_call(model: str, demo: Path, cache: str):
-    from recipe.cli.main import evaluate
     from recipe.config.load import parse_evaluate_args
+    from recipe.evaluation.evaluate import evaluate
 
     argv = ["--model", model, "--images", str(demo / "val" / "images"), "--ann", str(demo / "val" / "annotations.json"),
             "--dataloader_num_workers", "0", "--dataset_cache_dir", cache]

@@ -58,7 +58,7 @@ def _train(dataset, tmp_path, *extra):
 
 
 def _evaluate(model, dataset, tmp_path, *extra):
-    from recipe.cli.main import evaluate
+    from recipe.evaluation.evaluate import evaluate
 
     return evaluate(*parse_evaluate_args(["--model", str(model), "--dataset", str(dataset), "--dataset_cache_dir",
                                           str(tmp_path / "cache"), "--dataloader_num_workers", "0", *extra]))

@@ -62,45 +62,13 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     help_if_asked(argv, "detr-evaluate")
     with main_guard():
         from recipe.config.load import parse_evaluate_args
+        from recipe.evaluation.evaluate import evaluate
 
         metrics = evaluate(*parse_evaluate_args(argv))
         if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch
             from recipe.evaluation.evaluate import print_metrics
 
             print_metrics(metrics)
-
-
-def evaluate(data_args, model_args, eval_args, script_args) -> dict:
-    """Run the evaluation the parsed arguments ask for (see `parse_evaluate_args` for the two modes)."""
-    from recipe.evaluation.evaluate import evaluate_checkpoint
-    from recipe.evaluation.score_results import evaluate_files
-
-    if script_args.predictions:
-        from recipe.data.files import detect_format
-
-        auto = data_args.annotation_format == "auto"
-        fmt = detect_format(data_args.val_ann) if auto else data_args.annotation_format
-        return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
-                              data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
-    table, ann = None, data_args.val_ann
-    if data_args.dataset:
-        import functools
-
-        from recipe.data.splits import load_one
-        from recipe.models.sources import is_offline
-
-        table = functools.partial(load_one, data_args, script_args.split, offline=is_offline(model_args),
-                                  cache_dir=data_args.dataset_cache_dir, image_check=data_args.image_check,
-                                  skip_bad_images=data_args.skip_bad_images)
-        ann = f"{data_args.dataset} [{script_args.split}]"
-    return evaluate_checkpoint(
-        model_args.model_name_or_path, data_args.val_img, ann, script_args.output,
-        script_args.predictions_out, script_args.per_device_eval_batch_size, script_args.dataloader_num_workers,
-        annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
-        bdd_image_size=tuple(data_args.bdd_image_size), score_threshold=eval_args.score_threshold,
-        top_k=eval_args.top_k, dataset_cache_dir=data_args.dataset_cache_dir, backend=eval_args.metric_backend,
-        predictions_format=script_args.predictions_format, plots=script_args.plots,
-        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images, table=table)
 
 
 def convert_bdd100k_main(argv: list[str] | None = None) -> None:

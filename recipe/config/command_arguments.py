@@ -135,6 +135,12 @@ class BrowseArguments:
     columns: int = field(default=4, metadata={"help": "Grid columns."})
     cell_width: int = field(default=400, metadata={"help": "Width of each image in the grid, in pixels."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "Arrow cache folder of the tables."})
+    format: str = field(default="auto", metadata={
+        "help": "auto (a JSON object is COCO, a JSON list BDD100K), coco or bdd100k.", "choices": ANNOTATION_FORMATS})
+    box_convention: str = field(default="inclusive", metadata={
+        "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1) or exclusive (2021 toolkit).", "choices": BOX_CONVENTIONS})
+    bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
+        "help": "Width and height of BDD100K frames (the label files do not carry them)."})
 
 
 # LayerNormalization, which the transformer layers export to, exists from opset 17 (onnx Operators.md); TensorRT

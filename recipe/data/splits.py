@@ -59,31 +59,3 @@ def split_off(data: DetectionData, fraction: float, seed: int, source: str) -> t
     val = DetectionData(data.dataset.select(picked), data.categories,
                         {"images": n_val, "boxes_kept": int(boxes[picked].sum()), **note}, data.from_cache)
     return train, val
-
-
-def options_of(dataset_args, *, offline: bool = False, cache_dir: str | None = None) -> DatasetOptions:
-    """DatasetOptions from the parsed arguments (`config.DatasetArguments` and, where present, the BDD100K fields)."""
-    names = getattr(dataset_args, "class_names", None)
-    return DatasetOptions(class_names=tuple(names) if names else None,
-                          box_convention=getattr(dataset_args, "box_convention", "inclusive"),
-                          bdd_image_size=tuple(getattr(dataset_args, "bdd_image_size", (1280, 720))),
-                          offline=offline, cache_dir=cache_dir)
-
-
-def load_named(dataset_args, splits: tuple[str, ...] = ("train", "validation"), *, offline: bool = False,
-               cache_dir: str | None = None, subset: int | None = None, image_check: str = "decode",
-               skip_bad_images: bool = False) -> dict[str, DetectionData]:
-    """`load_dataset_splits` of `dataset_args.dataset` with the options the arguments give."""
-    return load_dataset_splits(dataset_args.dataset, options_of(dataset_args, offline=offline, cache_dir=cache_dir),
-                               cache_dir=cache_dir, subset=subset, image_check=image_check,
-                               skip_bad_images=skip_bad_images, train_val_split=dataset_args.train_val_split,
-                               seed=dataset_args.train_val_split_seed, splits=splits)
-
-
-def load_one(dataset_args, split: str, **kwargs) -> DetectionData:
-    """One split of `dataset_args.dataset` (evaluate, predict, browse); see `load_named` for the keywords."""
-    table = load_named(dataset_args, (split,), **kwargs).get(split)
-    if table is None:
-        raise DataError(f"{dataset_args.dataset}: no {split} split (and train_val_split is 0); pick --split train "
-                        "or set --train_val_split")
-    return table

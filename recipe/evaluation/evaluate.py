@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from recipe.core.errors import DataError
+from recipe.data.source import DataSource, data_source, load_table
 from recipe.evaluation.coco_eval import METRIC_KEYS, format_per_class
 from recipe.evaluation.results_file import results_from_rows, write_results_file
 from recipe.evaluation.score_results import check_output_folder, check_output_path, write_json
@@ -22,55 +24,103 @@ def print_metrics(metrics: dict) -> None:
     print(format_per_class(metrics))
 
 
-def evaluate_checkpoint(model_dir: str, images: str, ann: str, output: str | None = None,
-                        predictions_out: str | None = None, batch_size: int = 8, num_workers: int = 2,
-                        annotation_format: str = "auto", box_convention: str = "inclusive",
-                        bdd_image_size=(1280, 720), score_threshold: float = 0.0, top_k: int = 100,
-                        dataset_cache_dir: str | None = None, backend: str = "pycocotools",
-                        predictions_format: str = "coco", plots: str | None = None,
-                        image_check: str = "decode", skip_bad_images: bool = False, table=None) -> dict:
-    """Evaluate a saved model folder, or an .onnx file written by detr-export (run with ONNX Runtime), on an
-    annotation file (also under `accelerate launch` / `torchrun`).
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """One evaluation of a model: what to evaluate, on what, and what to write.
 
-    Resizes as the folder's `preprocessor_config.json` says. Returns the metrics JSON (12 keys,
-    `per_class`, `num_images`, `num_processes`); the main process writes `output`, `predictions_out`
-    (a COCO results list, or with predictions_format="bdd100k" a BDD100K frame list with scores) and the
-    figures of `plots` (as training does, with the validation images next to their detections). `table`: a callable
-    that builds the evaluated table (`--dataset`), instead of `ann` + `images`; `ann` then only names it."""
+    `model`: a saved model folder, a checkpoint folder or an .onnx file written by detr-export (run with ONNX
+    Runtime). `source`: the data (`recipe.data.source`). The main process writes `output` (the metrics JSON),
+    `predictions_out` (a COCO results list, or with predictions_format="bdd100k" a BDD100K frame list with scores)
+    and the figures of `plots` (as training does, with the validation images next to their detections)."""
+
+    model: str
+    source: DataSource
+    output: str | None = None
+    predictions_out: str | None = None
+    predictions_format: str = "coco"
+    plots: str | None = None
+    batch_size: int = 8
+    num_workers: int = 2
+    score_threshold: float = 0.0
+    top_k: int = 100
+    backend: str = "pycocotools"
+    image_check: str = "decode"
+    skip_bad_images: bool = False
+
+
+def evaluate_checkpoint(model: str, images: str | None = None, ann: str | None = None, *,
+                        source: DataSource | None = None, annotation_format: str = "auto",
+                        box_convention: str = "inclusive", bdd_image_size=(1280, 720),
+                        dataset_cache_dir: str | None = None, **options) -> dict:
+    """Evaluate `model` on an annotation file and its images (or on `source`); `options`: the fields of
+    `EvaluateRequest`. -> the metrics (see `evaluate_request`)."""
+    source = source or data_source(annotation_file=ann, image_root=images, annotation_format=annotation_format,
+                                   box_convention=box_convention, bdd_image_size=bdd_image_size,
+                                   cache_dir=dataset_cache_dir, split="validation")
+    return evaluate_request(EvaluateRequest(model, source, **options))
+
+
+def evaluate_request(request: EvaluateRequest) -> dict:
+    """Evaluate as training evaluates (also under `accelerate launch` / `torchrun`), resized as the model folder's
+    `preprocessor_config.json` says. -> the metrics JSON (12 keys, `per_class`, `num_images`, `num_processes`)."""
     from recipe.core.stage_timer import time_forward
-    from recipe.data.builder import load_detection_dataset
     from recipe.evaluation.coco_eval import gt_from_table
     from recipe.evaluation.metrics import CocoDetectionMetrics
 
-    check_output_path(output)
-    check_output_path(predictions_out, "--predictions-out")
-    check_output_folder(plots)
-    args = evaluation_arguments(batch_size, num_workers)
+    r = request
+    check_output_path(r.output)
+    check_output_path(r.predictions_out, "--predictions-out")
+    check_output_folder(r.plots)
+    args = evaluation_arguments(r.batch_size, r.num_workers)
     with args.main_process_first(desc="building the evaluation table"):
-        data = table() if table is not None else load_detection_dataset(
-            ann, images, annotation_format, dataset_cache_dir, None, box_convention, bdd_image_size,
-            image_check=image_check, skip_bad_images=skip_bad_images)
-    model, processor = load_model(model_dir)
+        data = load_table(r.source, image_check=r.image_check, skip_bad_images=r.skip_bad_images)
+    model, processor = load_model(r.model)
     add_recipe_loss(model)  # the evaluation's loss too, as training reports it
-    data = match_classes(data, model.config, ann)
+    data = match_classes(data, model.config, r.source.name)
     time_forward(model)  # a benchmark's stage times (recipe/core/stage_timer.py); free otherwise
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
-                                   score_threshold=score_threshold, backend=backend,
-                                   keep_rows=bool(predictions_out or plots))
-    source = sidecar_path(model_dir) if is_onnx(model_dir) else os.path.join(model_dir, "preprocessor_config.json")
-    dataset = evaluation_dataset(data, processor, source=str(source))
-    run_evaluation(model, processor, args, dataset, metrics, top_k=top_k)
+                                   score_threshold=r.score_threshold, backend=r.backend,
+                                   keep_rows=bool(r.predictions_out or r.plots))
+    processor_file = sidecar_path(r.model) if is_onnx(r.model) else os.path.join(r.model, "preprocessor_config.json")
+    dataset = evaluation_dataset(data, processor, source=str(processor_file))
+    run_evaluation(model, processor, args, dataset, metrics, top_k=r.top_k)
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
     if args.process_index == 0:
-        if output:
-            write_json(output, result)
-        if predictions_out:
-            write_results_file(predictions_out, export_predictions(
-                metrics.last_rows, data.dataset, data.categories, predictions_format, box_convention))
-        if plots:
-            write_evaluation_plots(plots, metrics, data.dataset)
+        if r.output:
+            write_json(r.output, result)
+        if r.predictions_out:
+            rows = export_predictions(metrics.last_rows, data.dataset, data.categories, r.predictions_format,
+                                      r.source.options.box_convention)
+            write_results_file(r.predictions_out, rows)
+        if r.plots:
+            write_evaluation_plots(r.plots, metrics, data.dataset)
     return result
+
+
+def evaluate(data_args, model_args, eval_args, script_args) -> dict:
+    """What `detr-evaluate` asks (see `config.load.parse_evaluate_args` for the two modes): score a results file
+    (--predictions against --gt), or evaluate a model on --dataset's split or an annotation file and its images."""
+    if script_args.predictions:
+        from recipe.data.files import detect_format
+        from recipe.evaluation.score_results import evaluate_files
+
+        auto = data_args.annotation_format == "auto"
+        fmt = detect_format(data_args.val_ann) if auto else data_args.annotation_format
+        return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
+                              data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
+    from recipe.models.sources import is_offline
+
+    source = data_source(data_args, annotation_file=data_args.val_ann, image_root=data_args.val_img,
+                         annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
+                         bdd_image_size=data_args.bdd_image_size, split=script_args.split,
+                         cache_dir=data_args.dataset_cache_dir, offline=is_offline(model_args))
+    return evaluate_request(EvaluateRequest(
+        model_args.model_name_or_path, source, output=script_args.output, predictions_out=script_args.predictions_out,
+        predictions_format=script_args.predictions_format, plots=script_args.plots,
+        batch_size=script_args.per_device_eval_batch_size, num_workers=script_args.dataloader_num_workers,
+        score_threshold=eval_args.score_threshold, top_k=eval_args.top_k, backend=eval_args.metric_backend,
+        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images))
 
 
 def evaluation_arguments(batch_size: int, num_workers: int):

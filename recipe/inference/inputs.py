@@ -99,9 +99,9 @@ def images_to_predict(args, dataset_args=None) -> tuple[list[Path], list[str], l
         files = list_images(args.images)
         names = relative_names(files)
         return files, names, image_ids_for(names)
-    from recipe.data.splits import load_one
+    from recipe.data.source import data_source, load_table
 
-    table = load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir,
-                     image_check="exists").dataset.with_format(None)
+    source = data_source(dataset_args, box_convention=args.box_convention, cache_dir=args.dataset_cache_dir)
+    table = load_table(source, image_check="exists").dataset.with_format(None)
     files = [Path(p) for p in table["image_path"]]
     return files, relative_names(files), list(table["image_id"])

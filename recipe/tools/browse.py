@@ -31,18 +31,12 @@ def training_augmentation(config_path: str, seed: int):
 
 
 def load_browsed(args: BrowseArguments, dataset_args=None):
-    from recipe.core.errors import ConfigError
+    from recipe.data.source import data_source, load_table
 
-    dataset = getattr(dataset_args, "dataset", None)
-    if bool(dataset) == bool(args.ann and args.images):
-        raise ConfigError("give the data to browse: --ann FILE with --images DIR, or --dataset PATH_OR_ID")
-    if dataset:
-        from recipe.data.splits import load_one
-
-        return load_one(dataset_args, dataset_args.split, cache_dir=args.dataset_cache_dir)
-    from recipe.data.builder import load_detection_dataset
-
-    return load_detection_dataset(args.ann, args.images, cache_dir=args.dataset_cache_dir)
+    return load_table(data_source(dataset_args, annotation_file=args.ann, image_root=args.images,
+                                  annotation_format=args.format, box_convention=args.box_convention,
+                                  bdd_image_size=args.bdd_image_size, cache_dir=args.dataset_cache_dir,
+                                  needs="the data to browse: --ann FILE with --images DIR"))
 
 
 def browse_dataset(args: BrowseArguments, dataset_args=None) -> dict:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 
 from recipe.config.command_arguments import CheckDataArguments
-from recipe.core.errors import ConfigError
-from recipe.data.builder import file_split, read_split
+from recipe.data.builder import read_split
 from recipe.data.sanitize import format_report
+from recipe.data.source import data_source, open_splits
 
 # Report keys that mean "the data was changed or dropped on the way in".
 PROBLEM_KEYS = ("images_bad_dropped", "boxes_dropped_degenerate", "boxes_clamped")
@@ -25,18 +25,11 @@ PROBLEM_KEYS = ("images_bad_dropped", "boxes_dropped_degenerate", "boxes_clamped
 def check_data(args: CheckDataArguments, dataset_args=None) -> int:
     """Run the checks, print the report (each split of `--dataset`); -> exit code 0 (clean) or 1 (problems).
     Unusable data raises DataError."""
-    dataset = getattr(dataset_args, "dataset", None)
-    if bool(dataset) == bool(args.ann and args.images):
-        raise ConfigError("give the data to check: --ann FILE with --images DIR, or --dataset PATH_OR_ID")
-    if dataset:
-        from recipe.data.formats import open_dataset
-        from recipe.data.splits import options_of
-
-        opened = open_dataset(dataset, options_of(dataset_args))
-        splits = {f"{name} ({split.source})": split for name, split in opened.splits.items()}
-    else:
-        _, split = file_split(args.ann, args.images, args.format, args.box_convention, args.bdd_image_size)
-        splits = {args.ann: split}
+    source = data_source(dataset_args, annotation_file=args.ann, image_root=args.images,
+                         annotation_format=args.format, box_convention=args.box_convention,
+                         bdd_image_size=args.bdd_image_size, needs="the data to check: --ann FILE with --images DIR")
+    dataset = source.dataset
+    splits = open_splits(source)
     reports = {}
     for title, split in splits.items():
         _, _, reports[title] = read_split(split, image_check=args.image_check, skip_bad_images=True,

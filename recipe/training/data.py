@@ -8,8 +8,9 @@ import math
 from pathlib import Path
 
 from recipe.core.errors import ConfigError, DataError
-from recipe.data.builder import DetectionData, load_detection_dataset
+from recipe.data.builder import DetectionData
 from recipe.data.sanitize import format_report, save_reports
+from recipe.data.source import DataSource, data_source, load_table, load_tables
 from recipe.pipeline.augment import build_augmentation, eval_augmentation_for
 from recipe.pipeline.processor_size import rule_of
 from recipe.pipeline.transforms import AugmentationSeeds, make_transform
@@ -29,26 +30,32 @@ def load_splits(data_args, train_args, *, offline: bool = False) -> tuple[Detect
             prepare_demo_data(data_args)
     if not data_args.train_ann or not data_args.train_img:
         raise DataError("no training data: set train_img and train_ann (or --train-img/--train-ann)")
-    train = load_split(data_args, train_args, data_args.train_img, data_args.train_ann, "train")
+    train = load_split(data_args, train_args, data_args.train_img, data_args.train_ann, "train", offline)
     if not data_args.val_ann:
         if train_args.early_stopping_patience is not None:
             raise ConfigError("early_stopping_patience needs a validation set (val_img and val_ann) to watch eval_map")
         train_args.eval_strategy = "no"
         return train, None
-    val = load_split(data_args, train_args, data_args.val_img, data_args.val_ann, "validation")
+    val = load_split(data_args, train_args, data_args.val_img, data_args.val_ann, "validation", offline)
     if val.categories != train.categories:
         raise DataError(f"{data_args.val_ann}: categories differ from {data_args.train_ann}; "
                         "both files need the same categories in the same order")
     return train, val
 
 
-def load_dataset_argument(data_args, train_args, offline: bool) -> tuple[DetectionData, DetectionData | None]:
-    from recipe.data.splits import load_named
+def source_of(data_args, *, annotation_file: str | None = None, image_root: str | None = None, split: str = "train",
+              offline: bool = False) -> DataSource:
+    """The data source of one split of training: `--dataset`, or an annotation file and its images."""
+    return data_source(data_args, annotation_file=annotation_file, image_root=image_root, split=split,
+                       annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
+                       bdd_image_size=data_args.bdd_image_size, cache_dir=data_args.dataset_cache_dir,
+                       offline=offline)
 
+
+def load_dataset_argument(data_args, train_args, offline: bool) -> tuple[DetectionData, DetectionData | None]:
     with train_args.main_process_first(desc=f"building the tables of {data_args.dataset}"):
-        tables = load_named(data_args, offline=offline, cache_dir=data_args.dataset_cache_dir,
-                            subset=data_args.subset, image_check=data_args.image_check,
-                            skip_bad_images=data_args.skip_bad_images)
+        tables = load_tables(source_of(data_args, offline=offline), subset=data_args.subset,
+                             image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
     val = tables.get("validation")
     if val is None:
         if train_args.early_stopping_patience is not None:
@@ -58,11 +65,11 @@ def load_dataset_argument(data_args, train_args, offline: bool) -> tuple[Detecti
     return tables["train"], val
 
 
-def load_split(data_args, train_args, img, ann, name) -> DetectionData:
+def load_split(data_args, train_args, img, ann, name, offline: bool) -> DetectionData:
+    source = source_of(data_args, annotation_file=ann, image_root=img, split=name, offline=offline)
     with train_args.main_process_first(desc=f"building the {name} table"):
-        return load_detection_dataset(ann, img, data_args.annotation_format, data_args.dataset_cache_dir,
-                                      data_args.subset, data_args.box_convention, data_args.bdd_image_size,
-                                      image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
+        return load_table(source, subset=data_args.subset, image_check=data_args.image_check,
+                          skip_bad_images=data_args.skip_bad_images)
 
 
 def prepare_demo_data(data_args) -> None:
