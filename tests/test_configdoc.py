@@ -4,8 +4,8 @@ option."""
 import dataclasses
 
 from conftest import ROOT
-from recipe.cli.commands import COMMANDS
 from recipe.cli.config_doc import render
+from recipe.config.commands import COMMANDS
 
 
 def test_config_reference_is_current():

@@ -13,11 +13,11 @@ import pytest
 from conftest import ROOT
 from recipe.cli.main import evaluate_main, train_main
 from recipe.config.load import (
-    EVALUATE_DATACLASSES,
     ConfigError,
     DataArguments,
     EvalArguments,
     parse_args,
+    parse_command,
     parse_config,
     parse_evaluate_args,
 )
@@ -104,7 +104,7 @@ def test_parse_args_builds_any_set_of_dataclasses(tmp_path):
     other.write_text("top_k: 3\n")  # an EvalArguments key: unknown to a parser of DataArguments only
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['top_k'\]"):
         parse_args([str(other)], (DataArguments,))
-    assert len(parse_args([], EVALUATE_DATACLASSES)) == 4
+    assert len(parse_command([], "detr-evaluate")) == 4
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path):

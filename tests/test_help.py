@@ -1,6 +1,6 @@
 """`--help` of every entry point: printed without importing torch or transformers, the command's own options first,
 no empty section, and the very flags the real parser takes (the help is built apart from it,
-`recipe/cli/commands.py`)."""
+`recipe/cli/help.py`)."""
 
 import dataclasses
 import json
@@ -13,8 +13,9 @@ import pytest
 import recipe.config.load
 from conftest import ROOT
 from recipe.cli import main as cli
-from recipe.cli.commands import COMMANDS, help_parser
+from recipe.cli.help import help_parser
 from recipe.config.command_arguments import ANNOTATION_FORMATS, IMAGE_CHECKS
+from recipe.config.commands import COMMANDS
 from recipe.config.fields import DASHED_ALIASES
 
 MAINS = {"detr-train": "train_main", "detr-evaluate": "evaluate_main", "detr-predict": "predict_main",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from recipe.cli.commands import COMMANDS, Command
+from recipe.config.commands import COMMANDS, Command
 from recipe.config.fields import help_notes
 
 HEADER = """# Configuration reference

@@ -1,6 +1,6 @@
 """Console entry points (`detr-train`, `detr-evaluate`, ... in setup.cfg; `python scripts/X.py` calls the same).
 
-Each `*_main(argv=None)` answers `--help` from the argument dataclasses alone (`recipe/cli/commands.py`: no torch),
+Each `*_main(argv=None)` answers `--help` from the argument dataclasses alone (`recipe/cli/help.py`: no torch),
 else parses with the shared parser (`recipe.config.load.parse_args`) and calls one recipe function inside `main_guard`,
 which turns the recipe's own errors into one line on stderr and exit code 2.
 Logging is set up here, by the entry point, never by the library.
@@ -41,7 +41,7 @@ def main_guard():
 
 def help_if_asked(argv: list[str] | None, prog: str) -> None:
     """-h / --help: print the command's help and exit 0, before torch or transformers are imported (seconds)."""
-    from recipe.cli.commands import asks_for_help, print_help_and_exit
+    from recipe.cli.help import asks_for_help, print_help_and_exit
 
     if asks_for_help(argv):
         print_help_and_exit(prog, argv)
@@ -75,10 +75,10 @@ def convert_bdd100k_main(argv: list[str] | None = None) -> None:
     """detr-convert-bdd100k --labels det_val.json --output det_val_coco.json [--box-convention exclusive]"""
     help_if_asked(argv, "detr-convert-bdd100k")
     with main_guard():
-        from recipe.config.load import ConvertArguments, parse_args
+        from recipe.config.load import parse_command
         from recipe.data.bdd100k import convert_file
 
-        (args,) = parse_args(argv, (ConvertArguments,), prog="detr-convert-bdd100k")
+        (args,) = parse_command(argv, "detr-convert-bdd100k")
         counts = convert_file(args.labels, args.output, args.box_convention)
         print(f"wrote {args.output}")
         for key, value in counts.items():
@@ -89,10 +89,10 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
     """detr-make-demo-data --output DIR [--format bdd100k]: the synthetic traffic-scenes demo data."""
     help_if_asked(argv, "detr-make-demo-data")
     with main_guard():
-        from recipe.config.load import DemoDataArguments, parse_args
+        from recipe.config.load import parse_command
         from recipe.data.synthetic import make_demo_dataset
 
-        (args,) = parse_args(argv, (DemoDataArguments,), prog="detr-make-demo-data")
+        (args,) = parse_command(argv, "detr-make-demo-data")
         start = time.perf_counter()
         summary = make_demo_dataset(args.output, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
                                     image_size=tuple(args.image_size), fmt=args.annotation_format)
@@ -106,10 +106,10 @@ def predict_main(argv: list[str] | None = None) -> None:
     """detr-predict --model DIR_OR_ID (--images PATH_OR_FOLDER_OR_GLOB | --dataset X [--split S]) --output DIR"""
     help_if_asked(argv, "detr-predict")
     with main_guard():
-        from recipe.config.load import DatasetSplitArguments, parse_args
-        from recipe.inference.predict import PredictArguments, predict
+        from recipe.config.load import parse_command
+        from recipe.inference.predict import predict
 
-        args, dataset_args = parse_args(argv, (PredictArguments, DatasetSplitArguments), prog="detr-predict")
+        args, dataset_args = parse_command(argv, "detr-predict")
         predict(args, dataset_args)
 
 
@@ -117,10 +117,10 @@ def check_data_main(argv: list[str] | None = None) -> None:
     """detr-check-data (--ann ANN --images DIR | --dataset X): exit 0 clean, 1 problems found, 2 unusable."""
     help_if_asked(argv, "detr-check-data")
     with main_guard():
-        from recipe.config.load import DatasetArguments, parse_args
-        from recipe.tools.check_dataset import CheckDataArguments, check_data
+        from recipe.config.load import parse_command
+        from recipe.tools.check_dataset import check_data
 
-        args, dataset_args = parse_args(argv, (CheckDataArguments, DatasetArguments), prog="detr-check-data")
+        args, dataset_args = parse_command(argv, "detr-check-data")
         sys.exit(check_data(args, dataset_args))
 
 
@@ -128,10 +128,10 @@ def browse_dataset_main(argv: list[str] | None = None) -> None:
     """detr-browse-dataset (--ann ANN --images DIR | --dataset X [--split S]) [--augment CONFIG] --output grid.jpg"""
     help_if_asked(argv, "detr-browse-dataset")
     with main_guard():
-        from recipe.config.load import DatasetSplitArguments, parse_args
-        from recipe.tools.browse import BrowseArguments, browse_dataset
+        from recipe.config.load import parse_command
+        from recipe.tools.browse import browse_dataset
 
-        args, dataset_args = parse_args(argv, (BrowseArguments, DatasetSplitArguments), prog="detr-browse-dataset")
+        args, dataset_args = parse_command(argv, "detr-browse-dataset")
         browse_dataset(args, dataset_args)
 
 
@@ -139,10 +139,10 @@ def export_main(argv: list[str] | None = None) -> None:
     """detr-export --model DIR_OR_ID --output model.onnx [--opset 17] [--dynamic_batch] [--fp16]"""
     help_if_asked(argv, "detr-export")
     with main_guard():
-        from recipe.config.load import parse_args
-        from recipe.inference.export import ExportArguments, export_onnx
+        from recipe.config.load import parse_command
+        from recipe.inference.export import export_onnx
 
-        (args,) = parse_args(argv, (ExportArguments,), prog="detr-export")
+        (args,) = parse_command(argv, "detr-export")
         # The exporter's passes log every step, and the opset conversion's route (export_onnx reads back the opset
         # written and says when it is not the one asked for).
         for name in ("onnx_ir", "onnxscript", "torch.onnx"):

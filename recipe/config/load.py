@@ -2,8 +2,8 @@
 `DetectionTrainingArguments` (the recipe's `TrainingOptions` over transformers' `TrainingArguments`).
 
 The dataclasses live in `recipe/config/arguments.py` (shared) and `recipe/config/command_arguments.py` (each
-command's own), the
-parser machinery in `recipe/config/parser.py`; all of them are importable from here too, as before.
+command's own), which command takes which in `recipe/config/commands.py`, the parser machinery in
+`recipe/config/parser.py`; `parse_command` parses any command of the table.
 
 `python scripts/train.py CONFIG.yaml [--field value ...]`; the original script's dashed spellings
 (`--train-img`, `--num-epochs`, `--batch-size`, ...) are accepted too.
@@ -33,6 +33,7 @@ from recipe.config.command_arguments import (
     DemoDataArguments,
     EvaluateScriptArguments,
 )
+from recipe.config.commands import COMMANDS
 from recipe.config.fields import check_fields
 from recipe.config.model_config import check_whole_numbers, local_model_type, parse_model_config
 from recipe.config.parser import DASHED_ALIASES, launched_without_cuda, parse_args
@@ -86,8 +87,13 @@ class DetectionTrainingArguments(TrainingOptions, TrainingArguments):
         return new
 
 
-TRAIN_DATACLASSES = (DataArguments, ModelArguments, DetectionTrainingArguments, EvalArguments)
-EVALUATE_DATACLASSES = (DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments)
+def parse_command(argv: list[str] | None, prog: str) -> tuple:
+    """`prog`'s arguments, as the one table of commands (`recipe/config/commands.py`) says: one instance of each of
+    its dataclasses, in the table's order (detr-train: DetectionTrainingArguments in TrainingOptions' place)."""
+    command = COMMANDS[prog]
+    dataclasses_ = tuple(DetectionTrainingArguments if d is TrainingOptions else d for d in command.dataclasses)
+    return parse_args(argv, dataclasses_, aliases=command.aliases, defaults=command.defaults, prog=prog,
+                      only=command.only)
 
 
 class TrainConfig(NamedTuple):
@@ -101,7 +107,7 @@ class TrainConfig(NamedTuple):
 
 def parse_config(argv: list[str] | None) -> TrainConfig:
     """The training entry point's arguments: `run(*parse_config(["configs/demo.yaml", "--max_steps", "50"]))`."""
-    config = TrainConfig(*parse_args(argv, TRAIN_DATACLASSES, prog="detr-train"))
+    config = TrainConfig(*parse_command(argv, "detr-train"))
     config.data.check_validation_pair()
     return config
 
@@ -111,9 +117,7 @@ def parse_evaluate_args(argv: list[str] | None) -> tuple:
 
     Two modes: a results file (`--gt` = val_ann, `--predictions`) or a saved model (`--model` =
     model_name_or_path, `--images` = val_img, `--ann` = val_ann)."""
-    data, model, eval_args, script = parse_args(argv, EVALUATE_DATACLASSES, aliases=EVALUATE_ALIASES,
-                                                defaults={"model_name_or_path": None}, prog="detr-evaluate",
-                                                only=EVALUATE_FIELDS)
+    data, model, eval_args, script = parse_command(argv, "detr-evaluate")
     if script.predictions:
         usable = data.val_ann and not model.model_name_or_path
     else:

@@ -12,61 +12,10 @@ import argparse
 import dataclasses
 import sys
 from types import UnionType
-from typing import NamedTuple, Union, get_args, get_origin
+from typing import Union, get_args, get_origin
 
-from recipe.config.arguments import (
-    DataArguments,
-    DatasetArguments,
-    DatasetSplitArguments,
-    EvalArguments,
-    ModelArguments,
-    TrainingOptions,
-)
-from recipe.config.command_arguments import (
-    EVALUATE_ALIASES,
-    EVALUATE_FIELDS,
-    BrowseArguments,
-    CheckDataArguments,
-    ConvertArguments,
-    DemoDataArguments,
-    EvaluateScriptArguments,
-    ExportArguments,
-    PredictArguments,
-)
-from recipe.config.fields import DASHED_ALIASES, field_types, help_notes
-
-
-class Command(NamedTuple):
-    """What one entry point parses: its dataclasses, extra spellings and the fields it reads (None: all)."""
-
-    dataclasses: tuple
-    description: str
-    aliases: dict = DASHED_ALIASES
-    only: frozenset | None = None
-    defaults: dict | None = None  # the entry point's own defaults, over the dataclasses'
-
-
-# The same dataclasses, aliases and `only` as the entry points of recipe/cli/main.py pass to `parse_args` (detr-train:
-# TrainingOptions stands for DetectionTrainingArguments, whose other fields are transformers' own).
-COMMANDS = {
-    "detr-train": Command((DataArguments, ModelArguments, TrainingOptions, EvalArguments),
-                          "Fine-tune a DETR-family detector, evaluate it, write a Hub-style model folder."),
-    "detr-evaluate": Command((DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments),
-                             "Score a results file (--gt --predictions) or a saved model (--model with --dataset, "
-                             "or --images and --ann) with COCOeval.", EVALUATE_ALIASES, frozenset(EVALUATE_FIELDS),
-                             {"model_name_or_path": None}),
-    "detr-predict": Command((PredictArguments, DatasetSplitArguments),
-                            "Detect objects in images (--images, or --dataset and --split), writing "
-                            "predictions.json and the drawn images."),
-    "detr-check-data": Command((CheckDataArguments, DatasetArguments),
-                               "Check a dataset without training (exit 0 clean, 1 problems found, 2 unusable)."),
-    "detr-browse-dataset": Command((BrowseArguments, DatasetSplitArguments),
-                                   "Draw a grid of images with their ground truth (optionally after the training "
-                                   "augmentation)."),
-    "detr-export": Command((ExportArguments,), "Export a trained model to ONNX, checked against PyTorch."),
-    "detr-convert-bdd100k": Command((ConvertArguments,), "Convert a BDD100K / Scalabel label file to COCO json."),
-    "detr-make-demo-data": Command((DemoDataArguments,), "Write the synthetic traffic-scenes demo data."),
-}
+from recipe.config.commands import COMMANDS
+from recipe.config.fields import field_types, help_notes
 
 
 def asks_for_help(argv: list[str] | None) -> bool:

@@ -1,0 +1,61 @@
+"""The one table of commands: for each entry point, the argument dataclasses it parses, its extra spellings, the
+fields it reads and its own defaults. The parser (`config.load.parse_command`), `--help` (`recipe/cli/help.py`) and
+the options reference (`docs/config.md`) all read it. Light: no torch or transformers at import."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from recipe.config.arguments import (
+    DataArguments,
+    DatasetArguments,
+    DatasetSplitArguments,
+    EvalArguments,
+    ModelArguments,
+    TrainingOptions,
+)
+from recipe.config.command_arguments import (
+    EVALUATE_ALIASES,
+    EVALUATE_FIELDS,
+    BrowseArguments,
+    CheckDataArguments,
+    ConvertArguments,
+    DemoDataArguments,
+    EvaluateScriptArguments,
+    ExportArguments,
+    PredictArguments,
+)
+from recipe.config.fields import DASHED_ALIASES
+
+
+class Command(NamedTuple):
+    """What one entry point parses: its dataclasses, extra spellings and the fields it reads (None: all)."""
+
+    dataclasses: tuple
+    description: str
+    aliases: dict = DASHED_ALIASES
+    only: frozenset | None = None
+    defaults: dict | None = None  # the entry point's own defaults, over the dataclasses'
+
+
+# detr-train: TrainingOptions stands for DetectionTrainingArguments (config/load.py), whose other fields are
+# transformers' own TrainingArguments.
+COMMANDS = {
+    "detr-train": Command((DataArguments, ModelArguments, TrainingOptions, EvalArguments),
+                          "Fine-tune a DETR-family detector, evaluate it, write a Hub-style model folder."),
+    "detr-evaluate": Command((DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments),
+                             "Score a results file (--gt --predictions) or a saved model (--model with --dataset, "
+                             "or --images and --ann) with COCOeval.", EVALUATE_ALIASES, frozenset(EVALUATE_FIELDS),
+                             {"model_name_or_path": None}),
+    "detr-predict": Command((PredictArguments, DatasetSplitArguments),
+                            "Detect objects in images (--images, or --dataset and --split), writing "
+                            "predictions.json and the drawn images."),
+    "detr-check-data": Command((CheckDataArguments, DatasetArguments),
+                               "Check a dataset without training (exit 0 clean, 1 problems found, 2 unusable)."),
+    "detr-browse-dataset": Command((BrowseArguments, DatasetSplitArguments),
+                                   "Draw a grid of images with their ground truth (optionally after the training "
+                                   "augmentation)."),
+    "detr-export": Command((ExportArguments,), "Export a trained model to ONNX, checked against PyTorch."),
+    "detr-convert-bdd100k": Command((ConvertArguments,), "Convert a BDD100K / Scalabel label file to COCO json."),
+    "detr-make-demo-data": Command((DemoDataArguments,), "Write the synthetic traffic-scenes demo data."),
+}
