@@ -61,7 +61,7 @@ def time_call(call) -> float:
 def measure(name: str, frame: tuple[int, int], batch_sizes: list[int], rounds: int, workdir: Path) -> list[dict]:
     """One row per batch size: images/s of PyTorch eager and ONNX Runtime, interleaved rounds."""
     from recipe.inference.export import ExportArguments, export_onnx
-    from recipe.inference.predict import load_detector
+    from recipe.models.loading import load_detector
     from recipe.models.onnx_detector import OnnxDetector
 
     folder = build_folder(name, workdir / name, frame)

@@ -18,7 +18,8 @@ from recipe.evaluation.coco_eval import METRIC_KEYS
 from recipe.evaluation.evaluate import evaluate_checkpoint
 from recipe.inference.export import ExportArguments, export_onnx
 from recipe.inference.inputs import ImageFiles, collate_readable
-from recipe.inference.predict import PredictArguments, load_detector, predict
+from recipe.inference.predict import PredictArguments, predict
+from recipe.models.loading import load_detector
 from recipe.models.onnx_detector import OnnxDetector, load_onnx_detector
 from recipe.pipeline.augment import eval_augmentation_for
 from recipe.pipeline.processor_size import rule_of

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import time
 
@@ -65,7 +64,9 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         from recipe.evaluation.evaluate import evaluate
 
         metrics = evaluate(*parse_evaluate_args(argv))
-        if os.environ.get("RANK", "0") == "0":  # once, under a multi-process launch
+        from recipe.core.distributed import is_main_process
+
+        if is_main_process():  # once, under a multi-process launch
             from recipe.evaluation.evaluate import print_metrics
 
             print_metrics(metrics)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from recipe.config.fields import arg, check_fields
-from recipe.config.model_config import check_whole_numbers, local_model_type, parse_model_config
+from recipe.config.model_config import check_whole_numbers, model_type_of
 from recipe.core.errors import ConfigError
 from recipe.data import choices
 
@@ -139,9 +139,7 @@ class ModelArguments:
         elif isinstance(self.model_config, str) and re.fullmatch(r"[A-Za-z][\w-]*", self.model_config.strip()):
             # `--model_config d_fine`: transformers' default architecture of the family, random weights, offline.
             self.model_config = json.dumps({"model_type": self.model_config.strip()})
-        config = parse_model_config(self.model_config)
-        model_type = config.get("model_type", "deformable_detr") if config is not None else \
-            local_model_type(self.model_name_or_path)
+        model_type = model_type_of(self)
         if model_type is not None:
             check_whole_numbers(self, model_type)
 

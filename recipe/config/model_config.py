@@ -12,9 +12,12 @@ from pathlib import Path
 
 from recipe.core.errors import ConfigError
 
+DEFAULT_MODEL_TYPE = "deformable_detr"  # a model_config without a model_type builds this family
+
 
 def parse_model_config(text: str | None) -> dict | None:
-    """model_config (a JSON object) -> dict, or None when not given."""
+    """model_config (a JSON object) -> dict, or None when not given: the one reader of `--model_config` (the
+    argument check, the availability check and the model builder all call it, with the same errors)."""
     if text is None:
         return None
     try:
@@ -25,7 +28,7 @@ def parse_model_config(text: str | None) -> dict | None:
         raise ConfigError(f"model_config must be a JSON object of config fields, got {text[:60]!r}")
     from transformers import CONFIG_MAPPING
 
-    model_type = config.get("model_type", "deformable_detr")
+    model_type = config.get("model_type", DEFAULT_MODEL_TYPE)
     if model_type not in CONFIG_MAPPING:
         raise ConfigError(f"model_config: unknown model_type {model_type!r} (transformers has no such config)")
     unread = unread_model_config_keys(config, CONFIG_MAPPING[model_type])
@@ -62,6 +65,15 @@ def _unread_message(keys: list[str], config_class, model_type: str) -> str:
              for k in keys]
     return (f"model_config: {', '.join(hints)} not read by transformers' {config_class.__name__} ({model_type}), so "
             f"it would have no effect; remove it or use the config's own field")
+
+
+def model_type_of(model_args) -> str | None:
+    """A run's model_type, resolved in this one place: its model_config's (DEFAULT_MODEL_TYPE when it names none),
+    else its checkpoint's config.json when local or cached; None when only the network would tell."""
+    config = parse_model_config(model_args.model_config)
+    if config is not None:
+        return config.get("model_type", DEFAULT_MODEL_TYPE)
+    return local_model_type(model_args.model_name_or_path)
 
 
 def local_model_type(name_or_path: str | None) -> str | None:

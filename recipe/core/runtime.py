@@ -8,6 +8,8 @@ import warnings
 
 import torch
 
+from recipe.core.distributed import is_main_process
+
 logger = logging.getLogger("recipe")
 
 
@@ -34,7 +36,7 @@ def check_world_size(train_args) -> None:
     if launched > 1 and train_args.world_size != launched:
         raise RuntimeError(f"launched {launched} processes but the Trainer formed a group of "
                            f"{train_args.world_size}; on a machine without CUDA pass --use_cpu true")
-    if launched > 1 and train_args.process_index == 0:
+    if launched > 1 and is_main_process():
         logger.warning("distributed run: %d processes (%s)", launched, train_args.parallel_mode)
 
 

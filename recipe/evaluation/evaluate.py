@@ -8,6 +8,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from recipe.core.distributed import is_main_process
 from recipe.core.errors import DataError
 from recipe.data.source import DataSource, data_source, load_table
 from recipe.evaluation.coco_eval import METRIC_KEYS, format_per_class
@@ -86,7 +87,7 @@ def evaluate_request(request: EvaluateRequest) -> dict:
     run_evaluation(model, processor, args, dataset, metrics, top_k=r.top_k)
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],
               "num_images": metrics.last_result["num_images"], "num_processes": args.world_size}
-    if args.process_index == 0:
+    if is_main_process():
         if r.output:
             write_json(r.output, result)
         if r.predictions_out:

@@ -100,8 +100,8 @@ def check_output(path: str) -> Path:
 def load_exportable(model_id: str):
     """-> (model, processor, category ids), the family checked before the weights are read."""
     from recipe.config.load import local_model_type
-    from recipe.inference.predict import load_detector
     from recipe.models.families import family_of
+    from recipe.models.loading import load_detector
 
     if is_onnx(model_id):
         raise ConfigError(f"--model {model_id}: already an ONNX graph; export the PyTorch folder it came from")

@@ -23,6 +23,7 @@ from recipe.core.errors import ConfigError
 from recipe.core.stage_timer import stage
 from recipe.evaluation.results_file import results_from_detections, write_results_file
 from recipe.inference.inputs import ImageFiles, collate_readable, images_to_predict
+from recipe.models.loading import load_detector
 from recipe.models.postprocess import DET_BOX, DET_LABEL, DET_SCORE
 
 logger = logging.getLogger("recipe")
@@ -36,15 +37,6 @@ def pick_device(device: str) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def load_detector(model_id: str):
-    """-> (model in eval mode, image processor, label -> dataset category id list): `modeling.load_model` (also an
-    exported `.onnx` file, run by ONNX Runtime with the same call) without a loss, which prediction never computes."""
-    from recipe.models.loading import category_ids_of, load_model
-
-    model, processor = load_model(model_id)
-    return model.eval(), processor, category_ids_of(model.config, model_id)
 
 
 @torch.inference_mode()

@@ -162,7 +162,6 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in [
            {"backbone_keys": ("conv_encoder.model.",), "small_hgnet_backbones": True,
             "corner_loss_criterion": "transformers.loss.loss_deimv2.Deimv2Loss"}))],
 ]}
-DEFAULT_MODEL_TYPE = "deformable_detr"  # a model_config without a model_type builds this family
 
 
 def trains_whole_backbone(config) -> bool:

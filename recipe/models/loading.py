@@ -4,16 +4,15 @@ family's config values, backbone freezing and loss."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 
+from recipe.config.model_config import DEFAULT_MODEL_TYPE, parse_model_config
 from recipe.core.errors import ConfigError, ModelNotAvailable
 from recipe.models.checkpoint_weights import check_loading_info, no_backbone_download, rehead
 from recipe.models.families import (
-    DEFAULT_MODEL_TYPE,
     Family,
     config_overrides,
     family_of,
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 def load_model(name: str | None, *, model_args=None, id2label: dict[int, str] | None = None):
     """-> (model, image processor): the one loader behind `load_model_and_processor` (training), evaluation,
-    `predict.load_detector` and export.
+    `load_detector` (predict and export).
 
     `name`: a Hub id, a local or checkpoint-<step> folder (its processor may sit in the folder above, the run's
     output folder), or an .onnx file written by detr-export (ONNX Runtime in the model's place). Without `id2label`
@@ -45,6 +44,14 @@ def load_model(name: str | None, *, model_args=None, id2label: dict[int, str] | 
         model, processor, _ = load_onnx_detector(name)
         return model, processor
     return _from_checkpoint(name, model_args, id2label)
+
+
+def load_detector(model_id: str):
+    """-> (model in eval mode, image processor, label -> dataset category id list) for inference (predict, export):
+    `load_model` (also an exported `.onnx` file, run by ONNX Runtime with the same call) without a loss, which
+    inference never computes."""
+    model, processor = load_model(model_id)
+    return model.eval(), processor, category_ids_of(model.config, model_id)
 
 
 def load_model_and_processor(model_args, id2label: dict[int, str]):
@@ -97,10 +104,7 @@ def recipe_config_values(model_args, family: Family, id2label: dict[int, str], c
 
 
 def _from_model_config(model_args, id2label):
-    try:
-        cfg = json.loads(model_args.model_config)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"model_config is not valid JSON ({e})") from None
+    cfg = dict(parse_model_config(model_args.model_config))
     model_type = cfg.pop("model_type", DEFAULT_MODEL_TYPE)
     family = family_of(model_type)
     base = AutoConfig.for_model(model_type, **cfg)

@@ -113,7 +113,7 @@ def onnx_processor(meta: dict):
 
 
 def load_onnx_detector(path: str):
-    """-> (OnnxDetector, image processor, label -> dataset category id list): `predict.load_detector`'s triple."""
+    """-> (OnnxDetector, image processor, label -> dataset category id list): `loading.load_detector`'s triple."""
     meta = read_sidecar(path)
     detector = OnnxDetector(path, meta)
     return detector, onnx_processor(meta), [int(c) for c in meta["category_ids"]]

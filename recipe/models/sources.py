@@ -4,14 +4,15 @@ folder or a `model_config`; an architecture the recipe trains; the packages its 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 
 from transformers import AutoConfig
 
-from recipe.core.errors import ConfigError, ModelNotAvailable
-from recipe.models.families import DEFAULT_MODEL_TYPE, family_of
+from recipe.config.model_config import model_type_of
+from recipe.core.errors import ModelNotAvailable
+from recipe.models.families import family_of
+from recipe.models.onnx_detector import is_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +27,11 @@ def check_model_available(model_args) -> None:
     """Fail early (before any data is read): a checkpoint not in the cache offline, an architecture that is
     not a DETR-family detector, or a package the checkpoint needs that is not installed."""
     if model_args.model_config:
-        try:
-            model_type = json.loads(model_args.model_config).get("model_type", DEFAULT_MODEL_TYPE)
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise ConfigError(f"model_config is not a JSON object ({e})") from None
-        family_of(model_type)
+        family_of(model_type_of(model_args))
         return
     if not model_args.model_name_or_path:
         raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
-    if str(model_args.model_name_or_path).lower().endswith(".onnx"):
+    if is_onnx(model_args.model_name_or_path):
         raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} is an exported ONNX graph, for predict and "
                                 "evaluate only; train from the PyTorch folder it was exported from")
     offline = is_offline(model_args)

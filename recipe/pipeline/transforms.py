@@ -63,7 +63,7 @@ class AugmentationSeeds:
     Trainer restores the checkpoint's RNG state only after the resumed run fetched its first batches, so a run
     resumed mid-epoch augmented them differently and its losses drifted from the next step on.
 
-    `set_epoch` is called as each epoch starts (`trainer.AugmentationEpochCallback`). The epoch lives in shared
+    `set_epoch` is called as each epoch starts (`engine.callbacks.AugmentationEpochCallback`). The epoch lives in shared
     memory, so persistent dataloader workers (forked once) see it change."""
 
     def __init__(self, seed: int):

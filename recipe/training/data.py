@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+from recipe.core.distributed import is_main_process
 from recipe.core.errors import ConfigError, DataError
 from recipe.data.builder import DetectionData
 from recipe.data.sanitize import format_report, save_reports
@@ -90,7 +91,7 @@ def prepare_demo_data(data_args) -> None:
 
 def report_data(data_args, train_args, train, val) -> None:
     """Print the sanitizing report of each split and save it as data_report.json (main process)."""
-    if train_args.process_index != 0:
+    if not is_main_process():
         return
     reports = {"train": train.report, **({"validation": val.report} if val else {})}
     sources = {"train": data_args.dataset or data_args.train_ann, "validation": data_args.dataset or data_args.val_ann}

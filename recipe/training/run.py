@@ -13,16 +13,17 @@ import torch
 from transformers import set_seed
 
 from recipe.config.load import EvalArguments
+from recipe.core.distributed import is_main_process
 from recipe.core.errors import TrainingInterrupted
 from recipe.core.runtime import check_world_size, resolve_precision
 from recipe.data.sanitize import save_reports
-from recipe.engine.trainer import (
+from recipe.engine.callbacks import (
     AugmentationEpochCallback,
-    DetectionTrainer,
     InterruptCallback,
     NoDuplicateFinalEvaluationCallback,
     NonFiniteLossCallback,
 )
+from recipe.engine.trainer import DetectionTrainer
 from recipe.evaluation.coco_eval import gt_from_table
 from recipe.evaluation.metrics import CocoDetectionMetrics
 from recipe.models.families import collator_for, size_multiple
@@ -71,7 +72,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
                                model_args=model_args, top_k=eval_args.top_k)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)
-    if push and trainer.is_world_process_zero():
+    if push and is_main_process():
         push_folder(train_args.output_dir, push["repo_id"], token=push["token"], private=push["private"])
     return final
 
@@ -126,7 +127,7 @@ def preflight(model, processor, train, data_args, model_args, train_args, eval_a
         collator_factory=lambda: run_collator(model.config, processor),
         transform_factory=lambda: make_transform(evaluation_augmentation(processor)),
         metrics_factory=lambda subset: metrics_for(eval_args, subset, train.categories))
-    if train_args.process_index == 0:
+    if is_main_process():
         path = Path(train_args.output_dir) / "data_report.json"
         report = json.loads(path.read_text()) if path.is_file() else {}
         save_reports({**report, "preflight": result}, train_args.output_dir)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 
+from recipe.core.distributed import is_main_process
 from recipe.core.errors import ConfigError
 from recipe.training.card import write_model_card
 
@@ -29,7 +30,7 @@ def take_hub_push(train_args) -> dict | None:
 def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> None:
     """The run's history (trainer_state.json), per-class AP, the plots and the model card beside the weights
     (main process)."""
-    if not trainer.is_world_process_zero():
+    if not is_main_process():
         return
     output_dir = trainer.args.output_dir
     # The Trainer writes trainer_state.json only inside checkpoints; a run that saves none would lose its history.
