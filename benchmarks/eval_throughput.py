@@ -42,15 +42,14 @@ FULL_SIZE = {"model_type": "deformable_detr", "use_pretrained_backbone": False}
 
 def train_tiny_model(demo: Path, out: Path, steps: int, model_config: dict | None = None) -> str:
     """The demo config (or its data with `model_config`) trained for `steps` steps into `out` -> the folder."""
-    from recipe.config.load import parse_config
-    from recipe.training.run import run
+    import recipe
 
     paths = [item for split, name in (("train", "train"), ("val", "val")) for item in (
         f"--{name}-img", str(demo / split / "images"), f"--{name}-ann", str(demo / split / "annotations.json"))]
     extra = ["--model_config", json.dumps(model_config)] if model_config else []
-    run(*parse_config([str(ROOT / "configs" / "demo.yaml"), *paths, "--max_steps", str(steps), "--output_dir",
-                       str(out), "--report_to", "none", "--overwrite_output_dir", "true", "--disable_tqdm", "true",
-                       *extra]))
+    recipe.train(recipe.parse_config([str(ROOT / "configs" / "demo.yaml"), *paths, "--max_steps", str(steps),
+                                      "--output_dir", str(out), "--report_to", "none", "--overwrite_output_dir",
+                                      "true", "--disable_tqdm", "true", *extra]))
     return str(out)
 
 

@@ -60,14 +60,14 @@ def time_call(call) -> float:
 
 def measure(name: str, frame: tuple[int, int], batch_sizes: list[int], rounds: int, workdir: Path) -> list[dict]:
     """One row per batch size: images/s of PyTorch eager and ONNX Runtime, interleaved rounds."""
-    from recipe.inference.export import ExportArguments, export_onnx
+    import recipe
     from recipe.models.loading import load_detector
     from recipe.models.onnx_detector import OnnxDetector
 
     folder = build_folder(name, workdir / name, frame)
     start = time.perf_counter()
-    meta = export_onnx(ExportArguments(model=str(folder), output=str(workdir / f"{name}.onnx"), dynamic_batch=True,
-                                       image_size=list(frame)))
+    meta = recipe.export(recipe.ExportArguments(model=str(folder), output=str(workdir / f"{name}.onnx"),
+                                                dynamic_batch=True, image_size=list(frame)))
     export_s = time.perf_counter() - start
     model, _, _ = load_detector(str(folder))
     detector = OnnxDetector(workdir / f"{name}.onnx")

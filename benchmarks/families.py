@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the published configs
 
 from transformers import TrainerCallback  # noqa: E402
 
+import recipe  # noqa: E402
 from published import FAMILY_MODELS, family_model_config  # noqa: E402
-from recipe.config.load import parse_config  # noqa: E402
-from recipe.training.run import run  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
 MODELS = FAMILY_MODELS
@@ -61,13 +60,14 @@ def train_row(name: str, hub_id: str | None, *, budget: float, probe_steps: int,
               "--dataloader_num_workers", "0", "--report_to", "none", "--overwrite_output_dir", "true", *extra]
     out = workdir / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
     probe = StepTimer()
-    run(*parse_config([str(DEMO), *common, "--output_dir", str(out / "probe"), "--max_steps", str(probe_steps),
-                       "--val-ann", "", "--val-img", ""]), callbacks=[probe])
+    recipe.train(recipe.parse_config([str(DEMO), *common, "--output_dir", str(out / "probe"), "--max_steps",
+                                      str(probe_steps), "--val-ann", "", "--val-img", ""]), callbacks=[probe])
     per_step = statistics.median(probe.seconds[1:])  # the first step pays one-off set-up costs
     steps = max(1, int(budget / per_step))
     timer = StepTimer()
-    final = run(*parse_config([str(DEMO), *common, "--output_dir", str(out / "run"), "--max_steps", str(steps),
-                               "--warmup_steps", str(min(50, steps // 10))]), callbacks=[timer])
+    final = recipe.train(recipe.parse_config([str(DEMO), *common, "--output_dir", str(out / "run"), "--max_steps",
+                                              str(steps), "--warmup_steps", str(min(50, steps // 10))]),
+                         callbacks=[timer])
     model_type = json.loads((out / "run" / "config.json").read_text())["model_type"]
     return {"model": name, "model_type": model_type, "steps": steps, "s_per_step": statistics.median(timer.seconds),
             "train_s": sum(timer.seconds), "map": final["eval_map"], "map_50": final["eval_map_50"]}

@@ -1,7 +1,7 @@
 """What the recipe's defaults are worth: python benchmarks/recipe_vs_defaults.py [--quick] [--config configs/demo.yaml]
 
 Trains the demo config three times on the same budget (model, data, schedule, seed), through the recipe's own
-config path (`parse_config` + `recipe.training.run.run`):
+config path (`recipe.parse_config` + `recipe.train`):
   recipe        the config as it is;
   transformers  transformers' defaults wherever the recipe differs: the knobs of `TRANSFORMERS_DEFAULTS`
                 (auxiliary loss off, class cost 1, class loss weight 1, one lr for all parameters, weight
@@ -63,12 +63,11 @@ def backbone_as_transformers_leaves_it(arm: str):
 
 def train_arm(arm: str, argv: list[str]) -> tuple[dict, float]:
     """-> (final eval metrics, wall seconds) of one training run."""
-    from recipe.config.load import parse_config
-    from recipe.training.run import run
+    import recipe
 
     start = time.perf_counter()
     with backbone_as_transformers_leaves_it(arm):
-        metrics = run(*parse_config(argv))
+        metrics = recipe.train(recipe.parse_config(argv))
     return metrics, time.perf_counter() - start
 
 

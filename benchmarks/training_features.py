@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from transformers import TrainerCallback  # noqa: E402
 
 import recipe.training.run  # noqa: E402
-from recipe.config.load import parse_config  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
 ARMS = {
@@ -118,7 +117,7 @@ def main(argv=None) -> None:
             argv = [str(DEMO), "--output_dir", str(Path(tmp) / name.replace(" ", "_")), "--num_train_epochs",
                     str(args.epochs), "--report_to", "none", *ARMS[name], *extra]
             with batch_paths(paths), PATCHES.get(name, nullcontext)():
-                final = recipe.training.run.run(*parse_config(argv), callbacks=[timer])
+                final = recipe.train(recipe.parse_config(argv), callbacks=[timer])
             rows.append({"arm": name, "steps": len(timer.seconds), "wall_s": time.perf_counter() - start,
                          "train_s": sum(timer.seconds),
                          "s_per_step": statistics.median(timer.seconds), "map": final["eval_map"],

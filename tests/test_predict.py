@@ -13,7 +13,7 @@ import recipe.inference.predict
 from recipe.core.draw import PALETTE, draw_boxes, line_width_for
 from recipe.core.errors import DataError
 from recipe.evaluation.coco_eval import METRIC_KEYS
-from recipe.evaluation.results_file import image_ids_by_file_name
+from recipe.evaluation.results_writer import image_ids_by_file_name
 from recipe.evaluation.score_results import evaluate_files
 from recipe.inference.predict import PredictArguments, predict
 

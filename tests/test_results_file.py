@@ -1,4 +1,4 @@
-"""The one COCO results writer (`recipe/evaluation/results_file.py`): exact values, no rounding, and a file that
+"""The one COCO results writer (`recipe/evaluation/results_writer.py`): exact values, no rounding, and a file that
 scores exactly
 as the rows it was written from."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from recipe.core.errors import DataError
 from recipe.evaluation.coco_eval import METRIC_KEYS, coco_eval, quiet_coco
-from recipe.evaluation.results_file import (
+from recipe.evaluation.results_writer import (
     image_ids_by_file_name,
     results_from_detections,
     results_from_rows,

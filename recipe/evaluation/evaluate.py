@@ -12,7 +12,7 @@ from recipe.core.distributed import is_main_process
 from recipe.core.errors import DataError
 from recipe.data.source import DataSource, data_source, load_table
 from recipe.evaluation.coco_eval import METRIC_KEYS, format_per_class
-from recipe.evaluation.results_file import results_from_rows, write_results_file
+from recipe.evaluation.results_writer import results_from_rows, write_results_file
 from recipe.evaluation.score_results import check_output_folder, check_output_path, write_json
 from recipe.models.loading import add_recipe_loss, load_model
 from recipe.models.onnx_detector import is_onnx, sidecar_path
@@ -217,7 +217,7 @@ def write_evaluation_plots(folder: str, metrics, dataset) -> dict[str, str]:
 def export_predictions(rows, dataset, categories, fmt: str = "coco", box_convention: str = "inclusive") -> list:
     """Kept detections as a COCO results list (the file's own image ids: ints where the file had ints, else its
     strings) or a BDD100K frame list."""
-    from recipe.data.results import check_result_format, payload
+    from recipe.data.result_formats import check_result_format, payload
 
     check_result_format(fmt)
     orig = dict(zip(dataset["image_id"], dataset["orig_image_id"]))

@@ -17,7 +17,7 @@ from recipe.evaluation.coco_eval import coco_eval, quiet_coco
 def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_convention: str = "inclusive"):
     """-> (COCO ground truth object, COCO results list), both checked (`validate_ground_truth`,
     `validate_results`). BDD100K files are converted with the official rules first."""
-    from recipe.data.results import as_coco
+    from recipe.data.result_formats import as_coco
 
     gt_data, preds = as_coco(fmt, load_json(gt), load_json(predictions), box_convention, gt, predictions)
     if not isinstance(gt_data, dict) or "images" not in gt_data:
@@ -25,7 +25,7 @@ def load_gt_and_predictions(gt: str, predictions: str, fmt: str = "coco", box_co
     if not isinstance(preds, list):
         raise DataError(f"{predictions}: a COCO results file is a JSON list of detections")
     if preds and isinstance(preds[0], dict) and "file_name" in preds[0]:  # written by predict.py
-        from recipe.evaluation.results_file import image_ids_by_file_name
+        from recipe.evaluation.results_writer import image_ids_by_file_name
 
         preds = image_ids_by_file_name(preds, gt_data, source=str(predictions))
     gt_data = validate_ground_truth(gt_data, gt)

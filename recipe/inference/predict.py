@@ -21,7 +21,7 @@ import torch
 from recipe.config.command_arguments import DEFAULT_THRESHOLD, PredictArguments
 from recipe.core.errors import ConfigError
 from recipe.core.stage_timer import stage
-from recipe.evaluation.results_file import results_from_detections, write_results_file
+from recipe.evaluation.results_writer import results_from_detections, write_results_file
 from recipe.inference.inputs import ImageFiles, collate_readable, images_to_predict
 from recipe.models.loading import load_detector
 from recipe.models.postprocess import DET_BOX, DET_LABEL, DET_SCORE
@@ -130,7 +130,7 @@ def write_results(results: list[dict], out: Path, *, fmt: str, names: dict[int, 
                   box_convention: str = "inclusive") -> Path:
     """predictions.json: the COCO results list, or a BDD100K frame list (one frame per image, read or not
     detected) with a score on each label."""
-    from recipe.data.results import payload
+    from recipe.data.result_formats import payload
 
     return write_results_file(out / "predictions.json", payload(fmt, results, names=names,
                                                                 category_names=category_names,
