@@ -70,6 +70,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_runtest_logreport(report):
+    if report.nodeid not in _tiers:  # under pytest-xdist the controller collects nothing: read the report's marks
+        _tiers[report.nodeid] = {tier: tier in report.keywords for tier in ("slow", "extended")}
     entry = _seconds.setdefault(report.nodeid, {"seconds": 0.0, "outcome": "passed"})
     entry["seconds"] += report.duration
     if report.outcome != "passed" and entry["outcome"] == "passed":
