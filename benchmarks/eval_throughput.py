@@ -72,7 +72,7 @@ def evaluate_call(model: str, demo: Path, cache: str):
 
 
 def predict_call(model: str, demo: Path, out: str):
-    from recipe.config.load import parse_args
+    from recipe.config.parser import parse_args
     from recipe.inference.predict import PredictArguments, predict
 
     (args,) = parse_args(["--model", model, "--images", str(demo / "val" / "images"), "--output", out],

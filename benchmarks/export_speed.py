@@ -34,7 +34,7 @@ def build_folder(name: str, folder: Path, frame: tuple[int, int]) -> Path:
     import transformers
     import yaml
 
-    from recipe.config.load import ModelArguments
+    from recipe.config.arguments import ModelArguments
     from recipe.models.loading import load_model_and_processor
 
     torch.manual_seed(0)

@@ -215,7 +215,7 @@ def tiny_model_args(**overrides):
     """ModelArguments for the demo's tiny model config, from configs/demo.yaml."""
     import yaml
 
-    from recipe.config.load import ModelArguments
+    from recipe.config.arguments import ModelArguments
 
     cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["model_config"]
     return ModelArguments(model_config=json.dumps(cfg), **overrides)

@@ -14,7 +14,8 @@ from transformers import AutoModelForObjectDetection
 
 from conftest import ROOT
 from published import PUBLISHED
-from recipe.config.load import ModelArguments, parse_config
+from recipe.config.arguments import ModelArguments
+from recipe.config.load import parse_config
 from recipe.core.errors import ModelNotAvailable
 from recipe.models.families import family_of, size_multiple
 from recipe.models.loading import load_model_and_processor

@@ -12,15 +12,10 @@ import pytest
 
 from conftest import ROOT
 from recipe.cli.main import evaluate_main, train_main
-from recipe.config.load import (
-    ConfigError,
-    DataArguments,
-    EvalArguments,
-    parse_args,
-    parse_command,
-    parse_config,
-    parse_evaluate_args,
-)
+from recipe.config.arguments import DataArguments, EvalArguments
+from recipe.config.load import parse_command, parse_config, parse_evaluate_args
+from recipe.config.parser import parse_args
+from recipe.core.errors import ConfigError
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -310,7 +305,7 @@ def test_accelerate_configs_load_with_accelerates_own_loader(path):
 def test_image_check_choices_are_the_checks_the_builder_knows():
     import dataclasses
 
-    from recipe.config.load import DataArguments
+    from recipe.config.arguments import DataArguments
     from recipe.data.image_check import IMAGE_CHECKS
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["image_check"]
@@ -320,7 +315,7 @@ def test_image_check_choices_are_the_checks_the_builder_knows():
 def test_resize_choices_are_the_resizes_the_transforms_know():
     import dataclasses
 
-    from recipe.config.load import DataArguments
+    from recipe.config.arguments import DataArguments
     from recipe.pipeline.augment import RESIZES
 
     field = {f.name: f for f in dataclasses.fields(DataArguments)}["resize"]

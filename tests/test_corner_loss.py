@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from published import FAMILY_MODELS, family_model_config
-from recipe.config.load import ModelArguments
+from recipe.config.arguments import ModelArguments
 from recipe.models.loading import load_model_and_processor
 
 LABELS = [{"class_labels": torch.tensor([0, 1]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.2]])},

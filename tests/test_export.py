@@ -277,7 +277,7 @@ def test_a_graph_without_parity_is_an_error_and_no_file(tmp_path):
 def export_family_structure(name: str, tmp_path, side: int, noise: float):
     """Build `name`'s published structure (tiny widths), save it with a side x side processor, export it with a
     dynamic batch. -> (sidecar with the exporter's parity check, model config)."""
-    from recipe.config.load import ModelArguments
+    from recipe.config.arguments import ModelArguments
     from recipe.models.loading import load_model_and_processor
 
     torch.manual_seed(0)

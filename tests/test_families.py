@@ -73,7 +73,7 @@ def test_encoder_proposal_loss_by_hand():
 
 
 def test_two_stage_deformable_detr_trains_its_encoder_proposals():
-    from recipe.config.load import ModelArguments
+    from recipe.config.arguments import ModelArguments
     from recipe.models.loading import load_model_and_processor
 
     cfg = ('{"model_type": "deformable_detr", "d_model": 32, "encoder_layers": 1, "decoder_layers": 2, '

@@ -89,7 +89,7 @@ def test_vit_backbones_get_layer_wise_lr_decay_by_hand(hub_id):
     import json
 
     from published import family_model_config
-    from recipe.config.load import ModelArguments
+    from recipe.config.arguments import ModelArguments
     from recipe.models.families import vit_depth
 
     model, _ = load_model_and_processor(ModelArguments(model_config=json.dumps(family_model_config(hub_id))),

@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import AutoModelForObjectDetection
 
 from published import FAMILY_MODELS, family_model_config
-from recipe.config.load import ModelArguments
+from recipe.config.arguments import ModelArguments
 from recipe.models.loading import load_model_and_processor
 from recipe.models.random_init import BatchStatsNorm2d
 

@@ -1,8 +1,8 @@
 """Console entry points (`detr-train`, `detr-evaluate`, ... in setup.cfg; `python scripts/X.py` calls the same).
 
 Each `*_main(argv=None)` answers `--help` from the argument dataclasses alone (`recipe/cli/help.py`: no torch),
-else parses with the shared parser (`recipe.config.load.parse_args`) and calls one recipe function inside `main_guard`,
-which turns the recipe's own errors into one line on stderr and exit code 2.
+else parses with `recipe.config.load.parse_command` (the one table of commands) and calls one recipe function
+inside `main_guard`, which turns the recipe's own errors into one line on stderr and exit code 2.
 Logging is set up here, by the entry point, never by the library.
 """
 

@@ -18,32 +18,11 @@ from typing import NamedTuple
 
 from transformers import TrainingArguments
 
-from recipe.config.arguments import (
-    DataArguments,
-    DatasetArguments,
-    DatasetSplitArguments,
-    EvalArguments,
-    ModelArguments,
-    TrainingOptions,
-)
-from recipe.config.command_arguments import (
-    EVALUATE_ALIASES,
-    EVALUATE_FIELDS,
-    ConvertArguments,
-    DemoDataArguments,
-    EvaluateScriptArguments,
-)
+from recipe.config.arguments import DataArguments, EvalArguments, ModelArguments, TrainingOptions
 from recipe.config.commands import COMMANDS
 from recipe.config.fields import check_fields
-from recipe.config.model_config import check_whole_numbers, local_model_type, parse_model_config
-from recipe.config.parser import DASHED_ALIASES, launched_without_cuda, parse_args
+from recipe.config.parser import parse_args
 from recipe.core.errors import ConfigError
-
-__all__ = [  # re-exported: `from recipe.config.load import X` keeps working for all of these
-    "DASHED_ALIASES", "EVALUATE_ALIASES", "EVALUATE_FIELDS", "ConfigError", "ConvertArguments", "DataArguments",
-    "DatasetArguments", "DatasetSplitArguments", "DemoDataArguments", "EvalArguments", "EvaluateScriptArguments",
-    "ModelArguments", "TrainingOptions", "check_whole_numbers", "launched_without_cuda", "local_model_type",
-    "parse_args", "parse_model_config"]
 
 
 @dataclass

@@ -131,7 +131,8 @@ def evaluation_arguments(batch_size: int, num_workers: int):
 
     import torch
 
-    from recipe.config.load import DetectionTrainingArguments, launched_without_cuda
+    from recipe.config.load import DetectionTrainingArguments
+    from recipe.config.parser import launched_without_cuda
 
     return DetectionTrainingArguments(output_dir=tempfile.mkdtemp(prefix="recipe-eval-"), report_to=[],
                                       per_device_eval_batch_size=batch_size, dataloader_num_workers=num_workers,

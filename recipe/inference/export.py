@@ -99,7 +99,7 @@ def check_output(path: str) -> Path:
 
 def load_exportable(model_id: str):
     """-> (model, processor, category ids), the family checked before the weights are read."""
-    from recipe.config.load import local_model_type
+    from recipe.config.model_config import local_model_type
     from recipe.models.families import family_of
     from recipe.models.loading import load_detector
 

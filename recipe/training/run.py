@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from recipe.config.load import EvalArguments
+from recipe.config.arguments import EvalArguments
 from recipe.core.distributed import is_main_process
 from recipe.core.errors import TrainingInterrupted
 from recipe.core.runtime import check_world_size, resolve_precision
