@@ -14,6 +14,8 @@ from conftest import ROOT
 
 # Each benchmark's figure lines, as its --smoke run prints them (the same code prints the real run's).
 SMOKE_FIGURES = {
+    "augmentation_presets": [r"^rt_detr +rtdetr +1 +[\d.]+ +[\d.]+", r"^deim +mixing +[\d.]+$",
+                             r"^rfdetr +all +[\d.]+$"],
     "dataloader": [r"workers=1 recipe/hf_example=\d", r"recipe ms per image \(0 workers\): decode="],
     "dataset_scale": [r"^build_s=\d", r"^build_peak_rss_mb=\d", r"^reload_s=\d"],
     "eval_memory": [r"^recipe_kb_per_image=-?\d", r"^trainer_default_kb_per_image=-?\d", r"^ratio=-?\d"],
@@ -28,10 +30,11 @@ SMOKE_FIGURES = {
                           r'^\{"arm": "baseline", .*"batch_step_in_torch": false\}$',
                           r'^\{"arm": "batch step in torch", .*"batch_step_in_torch": true\}$'],
 }
-# Smoke runs past ~30 s of CPU (measured on the 2-core machine, user + sys of the run and its children): eval_memory
+# Smoke runs past ~30 s of CPU (measured on the 2-core machine, user + sys of the run and its children):
+# augmentation_presets (two trainings and the loader of four presets, 22 s of CPU, 31 s beside other work), eval_memory
 # (four child processes, each loading torch and a model), export_speed (an ONNX export, 39 s), recipe_vs_defaults
 # (three trainings, 31 s), training_features (six short trainings). The others took 1 to 27 s.
-SLOW_SMOKE = {"eval_memory", "export_speed", "recipe_vs_defaults", "training_features"}
+SLOW_SMOKE = {"augmentation_presets", "eval_memory", "export_speed", "recipe_vs_defaults", "training_features"}
 
 
 def _load(name):

@@ -204,14 +204,18 @@ def step_logs(out) -> list[dict]:
 @pytest.mark.parametrize("features", [
     # Without EMA or a final phase: the same proof on less state (the EMA case restores all of it and more).
     pytest.param((), marks=pytest.mark.extended, id="plain"),
-    pytest.param(("--use_ema", "true", "--ema_warmup_steps", "2", "--no_aug_epochs", "1"), id="ema_and_no_aug_phase")])
+    pytest.param(("--use_ema", "true", "--ema_warmup_steps", "2", "--no_aug_epochs", "1"), id="ema_and_no_aug_phase"),
+    # DEIM's preset: epoch 0 of 2 has Mosaic and MixUp (Phases(0, 1, 2)), whose partner images come from each
+    # image's own stream: the killed run is resumed inside it.
+    pytest.param(("--augmentation", "deim", "--color_jitter_prob", "0.5", "--resize", "square"),
+                 id="deim_mosaic_mixup")])
 def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_path, features):
     """SIGKILL once checkpoint-2 is written (mid-epoch: the dataloader, RNG and augmentation state must all come
     back), `--resume_from_checkpoint last`: the same losses at every step and the same final metrics. With EMA
     (its state in each checkpoint) and a final epoch without augmentation (5 steps = 2 epochs of 3 steps)."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(train_command(demo_dir, tmp_path, whole, *features), check=True, capture_output=True)
-    if features:
+    if "--use_ema" in features:
         assert (whole / "checkpoint-5" / "ema.safetensors").is_file()  # save_total_limit 2 keeps 4 and 5
     proc = subprocess.Popen(train_command(demo_dir, tmp_path, killed, *features), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

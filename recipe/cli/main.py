@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 import time
+from pathlib import Path
 
 from recipe.core.distributed import end_process_group
 from recipe.core.errors import USER_ERRORS, TrainingInterrupted
@@ -154,3 +155,15 @@ def export_main(argv: list[str] | None = None) -> None:
               f"{meta['batch']}, {meta['dtype']}, opset {meta['opset']}) and {args.output}.json; ONNX Runtime vs "
               f"PyTorch on a random batch: max |diff| logits {check['logits_max_abs_diff']:.2e}, boxes "
               f"{check['pred_boxes_max_abs_diff']:.2e}")
+
+
+def compare_main(argv: list[str] | None = None) -> None:
+    """detr-compare [PLAN.yaml] --families A B ... [--budget 30m] [training flags]: rank families on your data."""
+    help_if_asked(argv, "detr-compare")
+    with main_guard():
+        from recipe.config.compare_plan import parse_compare
+        from recipe.tools.compare import compare, print_leaderboard
+
+        args, families, training = parse_compare(sys.argv[1:] if argv is None else argv)
+        rows = compare(args, families, training)
+        print_leaderboard(rows, Path(args.output_dir))

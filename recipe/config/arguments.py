@@ -72,15 +72,28 @@ class DataArguments(DatasetArguments):
         "shortest_edge (DETR style: aspect ratio kept, shortest edge from shortest_edges, longest capped at "
         "longest_edge) or square (RT-DETR / D-FINE / DEIMv2 style: side x side, the side drawn from "
         "shortest_edges; eval at eval_size x eval_size)."))
+    augmentation: str = arg("deformable", choices=["deformable", "rtdetr", "deim", "rfdetr"], help=(  # presets.PRESETS
+        "Train: the augmentation preset. deformable: the recipe's (flip, multi-scale, crop_prob, color_jitter_prob); "
+        "rtdetr (RT-DETR, RT-DETRv2, D-FINE): photometric distort, zoom-out, IoU crop, flip, multi-scale; deim "
+        "(DEIM, DEIMv2): rtdetr's plus Mosaic and MixUp on DEIM's epoch schedule; rfdetr (RF-DETR, LW-DETR): flip "
+        "and DETR's resize-crop. Each family's config names its own (recipe/pipeline/presets.py cites the sources)."))
     hflip_prob: float = arg(0.5, range="[0, 1]", help="Train: horizontal flip probability.")
-    crop_prob: float = arg(0.0, range="[0, 1]", help="Train: probability of a bbox-safe random crop.")
-    color_jitter_prob: float = arg(0.5, range="[0, 1]", help="Train: probability of a mild colour jitter.")
+    crop_prob: float = arg(0.0, range="[0, 1]", help=(
+        "Train, augmentation deformable: probability of a bbox-safe random crop."))
+    color_jitter_prob: float = arg(0.5, range="[0, 1]", help=(
+        "Train, augmentation deformable: probability of a mild colour jitter."))
     no_aug_epochs: int = arg(0, range="[0, inf)", help=(
-        "Train the last N epochs without augmentation (no flip, crop, colour jitter or multi-scale: images at "
-        "eval_size), as D-FINE's stop_epoch and DEIM's no_aug_epoch do."))
+        "Train the last N epochs without augmentation, as D-FINE's stop_epoch and DEIM's no_aug_epoch do "
+        "(deformable: no flip, crop, colour jitter or multi-scale, images at eval_size; the other presets keep the "
+        "flip, as their originals)."))
 
     def __post_init__(self):
         check_fields(self)
+        if self.augmentation != "deformable" and (self.crop_prob != 0.0 or self.color_jitter_prob != 0.5):
+            raise ConfigError(f"crop_prob {self.crop_prob} / color_jitter_prob {self.color_jitter_prob} would have "
+                              f"no effect: they are the deformable augmentation's, and augmentation "
+                              f"{self.augmentation} has its own crop and colour ops; remove them (or set crop_prob 0 "
+                              "and color_jitter_prob 0.5, the defaults)")
 
     def check_command_line(self, given: set[str], source: str) -> None:
         """--dataset and the annotation-file flags name the same thing: the command line wins over the YAML, and

@@ -130,6 +130,9 @@ class BrowseArguments:
     output: str = field(default="grid.jpg", metadata={"help": "The grid image to write (its JSON goes beside it)."})
     augment: str | None = field(default=None, metadata={
         "help": "A config YAML (e.g. configs/demo.yaml): draw the images after its training augmentation."})
+    augment_epoch: int | None = field(default=None, metadata={
+        "help": "With --augment and a preset that changes by epoch (rtdetr, deim, rfdetr): the epoch to show "
+                "(default: the first with every op on, e.g. deim's Mosaic and MixUp)."})
     num_images: int = field(default=12, metadata={"help": "Images in the sample."})
     seed: int = field(default=0, metadata={"help": "Seed of the sample and of the augmentation."})
     columns: int = field(default=4, metadata={"help": "Grid columns."})
@@ -141,6 +144,26 @@ class BrowseArguments:
         "help": "BDD100K box2d: inclusive (w = x2 - x1 + 1) or exclusive (2021 toolkit).", "choices": BOX_CONVENTIONS})
     bdd_image_size: list[int] = field(default_factory=lambda: [1280, 720], metadata={
         "help": "Width and height of BDD100K frames (the label files do not carry them)."})
+
+
+@dataclass
+class CompareArguments:
+    families: list[str] | None = arg(None, help=(
+        "The families to compare: each a config name of configs/ (rt_detr, d_fine, deimv2, lw_detr, rf_detr, "
+        "rt_detr_v2, deformable_detr_coco, ...) or a training YAML, trained with its own recipe. A plan YAML "
+        "(first argument) may give them with per-family overrides instead."))
+    output_dir: str = arg("outputs/compare", help=(
+        "Folder of the comparison: one run folder per family, leaderboard.md / .json / .png."))
+    budget: str | None = arg(None, help=(
+        "Training time per family: 90s, 30m, 2h (its steps from a timed probe of probe_steps steps). Unset: each "
+        "family's own schedule (or --max_steps / --num_train_epochs, given with the training flags)."))
+    probe_steps: int = arg(8, range="[2, inf)", help="With --budget: the steps timed to size each family's run.")
+    latency_images: int = arg(20, range="[1, inf)", help=(
+        "ONNX Runtime latency: the median of this many batch-1 calls of each exported graph at its frame."))
+    latency_threads: int = arg(1, range="[1, inf)", help="ONNX Runtime's intra-op threads for the latency.")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 # LayerNormalization, which the transformer layers export to, exists from opset 17 (onnx Operators.md); TensorRT

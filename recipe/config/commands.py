@@ -19,6 +19,7 @@ from recipe.config.command_arguments import (
     EVALUATE_FIELDS,
     BrowseArguments,
     CheckDataArguments,
+    CompareArguments,
     ConvertArguments,
     DemoDataArguments,
     EvaluateScriptArguments,
@@ -56,6 +57,9 @@ COMMANDS = {
                                    "Draw a grid of images with their ground truth (optionally after the training "
                                    "augmentation)."),
     "detr-export": Command((ExportArguments,), "Export a trained model to ONNX, checked against PyTorch."),
+    # detr-compare: every flag that is not one of CompareArguments' is a training flag for every family.
+    "detr-compare": Command((CompareArguments,), "Train several families on the same data and rank them: map, "
+                            "training time, parameters and ONNX Runtime latency (leaderboard.md / .json / .png)."),
     "detr-convert-bdd100k": Command((ConvertArguments,), "Convert a BDD100K / Scalabel label file to COCO json."),
     "detr-make-demo-data": Command((DemoDataArguments,), "Write the synthetic traffic-scenes demo data."),
 }

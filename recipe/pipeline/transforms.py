@@ -81,6 +81,28 @@ class AugmentationSeeds:
         return np.random.SeedSequence([self.seed, self.epoch, int(image_id) % 2**64])
 
 
+class ImagePool:
+    """The training images for augmentations that mix several (Mosaic, MixUp: `presets.PresetAugmentation`):
+    `load(index)` reads row `index` of `table` (a datasets.Dataset of the table's columns, without a transform) as an
+    `original_ops.Sample` at its annotated size, boxes `xyxy_abs`. Picklable (the table is), so loader workers started
+    with spawn receive it."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def load(self, index: int):
+        from recipe.pipeline.original_ops import Sample
+
+        row = self.table[int(index)]
+        boxes = np.asarray(row["objects"]["bbox"], dtype=np.float64).reshape(-1, 4)
+        return Sample(_read_at_annotated_size(row["image_path"], row["height"], row["width"]),
+                      np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1),
+                      row["objects"]["category"], row["objects"]["iscrowd"])
+
+
 def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSeeds | None = None,
                    stage_timer: StageTimer | None = None, batch_geometry: bool = False,
                    plain: DetectionAugmentation | None = None, plain_from_epoch: int | None = None

@@ -17,16 +17,24 @@ from recipe.core.draw import draw_boxes, grid, titled
 from recipe.data.images import ImageError, read_image
 
 
-def training_augmentation(config_path: str, seed: int):
-    """The training augmentation that `config_path` sets up (its data fields over DataArguments' defaults)."""
-    from recipe.config.load import parse_config
-    from recipe.pipeline.augment import build_augmentation
+def training_augmentation(config_path: str, seed: int, table=None, epoch: int | None = None):
+    """The training augmentation that `config_path` sets up (its data fields over DataArguments' defaults), as in
+    the config's epoch `epoch` (default: the first with every op of its preset on); `table`: the images that Mosaic /
+    MixUp draw from."""
+    import math
 
-    data = parse_config([config_path]).data
-    augmentation = build_augmentation(True, data.shortest_edges, data.longest_edge, data.eval_size,
-                                      hflip_prob=data.hflip_prob, crop_prob=data.crop_prob,
-                                      color_jitter_prob=data.color_jitter_prob, resize=data.resize)
-    augmentation.set_random_seed(seed)  # the augmentation draws from its own RNG, not numpy's or torch's
+    from recipe.config.load import parse_config
+    from recipe.pipeline import presets
+    from recipe.pipeline.transforms import ImagePool
+
+    config = parse_config([config_path])
+    data = config.data
+    pool = ImagePool(table) if table is not None and presets.mixes_images(data.augmentation) else None
+    augmentation = presets.training_augmentation(data, epochs=math.ceil(config.training.num_train_epochs),
+                                                 pool=pool, seed=seed)
+    if isinstance(augmentation, presets.PresetAugmentation):
+        augmentation.epoch = augmentation.phases.start if epoch is None else epoch
+    # the augmentation draws from its own RNG, not numpy's or torch's
     return augmentation
 
 
@@ -49,7 +57,8 @@ def browse_dataset(args: BrowseArguments, dataset_args=None) -> dict:
     crowd_names = {i + len(names): f"{n} (crowd)" for i, n in names.items()}
     rng = np.random.default_rng(args.seed)
     picked = sorted(rng.choice(len(data.dataset), size=min(args.num_images, len(data.dataset)), replace=False))
-    augmentation = training_augmentation(args.augment, args.seed) if args.augment else None
+    augmentation = (training_augmentation(args.augment, args.seed, data.dataset, args.augment_epoch) if args.augment
+                    else None)
     cells, shown = [], []
     for row in data.dataset.select(picked):
         try:
@@ -74,6 +83,8 @@ def browse_dataset(args: BrowseArguments, dataset_args=None) -> dict:
                                 for b, lab, c in zip(boxes, labels, crowd)]})
     source = args.ann or f"{dataset_args.dataset} [{dataset_args.split}]"
     summary = {"annotations": source, "augment": args.augment, "seed": args.seed, "images": shown}
+    if augmentation is not None and hasattr(augmentation, "phases"):
+        summary["augmentation"] = {"preset": augmentation.name, "epoch": augmentation.epoch}
     if cells:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         grid(cells, columns=args.columns, cell_width=args.cell_width).save(args.output, quality=90)

@@ -12,9 +12,10 @@ from recipe.core.errors import ConfigError, DataError
 from recipe.data.builder import DetectionData
 from recipe.data.sanitize import format_report, save_reports
 from recipe.data.source import DataSource, data_source, load_table, load_tables
-from recipe.pipeline.augment import build_augmentation, eval_augmentation_for
+from recipe.pipeline.augment import eval_augmentation_for
+from recipe.pipeline.presets import mixes_images, training_augmentation
 from recipe.pipeline.processor_size import rule_of
-from recipe.pipeline.transforms import AugmentationSeeds, make_transform
+from recipe.pipeline.transforms import AugmentationSeeds, ImagePool, make_transform
 
 logger = logging.getLogger("recipe")
 
@@ -121,9 +122,8 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
     warning). `batch_geometry`: flip and resize on the batch where the model runs (`make_transform`); False where
     that is the CPU, which has no device to offload to: the loader's cv2 flip and resize cost ~1.9 ms per image
     against 5.8-8.4 ms in torch on the batch, with the same draws and boxes (tests/test_collate.py)."""
-    sizes = dict(shortest_edges=data_args.shortest_edges, longest_edge=data_args.longest_edge,
-                 eval_size=data_args.eval_size, resize=data_args.resize)
     plain, plain_from = None, None
+    preset = data_args.augmentation != "deformable"
     if data_args.no_aug_epochs and (epochs is None or data_args.no_aug_epochs >= epochs):
         if not cut_short:
             raise ConfigError(f"no_aug_epochs {data_args.no_aug_epochs} must be fewer than the run's epochs "
@@ -131,13 +131,17 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
         logger.warning("no_aug_epochs %d: this run (max_steps) has %s epochs; no final phase without augmentation",
                        data_args.no_aug_epochs, epochs)
     elif data_args.no_aug_epochs:
-        plain, plain_from = evaluation_augmentation(processor), epochs - data_args.no_aug_epochs
+        plain_from = epochs - data_args.no_aug_epochs
+        plain = None if preset else evaluation_augmentation(processor)  # a preset ends with its own final phase
         logger.info("epochs %d-%d of %d train without augmentation (no_aug_epochs %d)", plain_from + 1, epochs,
                     epochs, data_args.no_aug_epochs)
-    train_ds = train.dataset.with_transform(make_transform(build_augmentation(
-        True, hflip_prob=data_args.hflip_prob, crop_prob=data_args.crop_prob,
-        color_jitter_prob=data_args.color_jitter_prob, **sizes), seeds=seeds, batch_geometry=batch_geometry,
-        plain=plain, plain_from_epoch=plain_from))
+    pool = ImagePool(train.dataset) if mixes_images(data_args.augmentation) else None  # Mosaic / MixUp read it
+    augmentation = training_augmentation(data_args, epochs=epochs, no_aug_epochs=0 if plain_from is None else None,
+                                         epoch_of=seeds, pool=pool)
+    if preset:
+        logger.info("augmentation %s: %s", data_args.augmentation, augmentation.phases)
+    train_ds = train.dataset.with_transform(make_transform(augmentation, seeds=seeds, batch_geometry=batch_geometry,
+                                                           plain=plain, plain_from_epoch=plain_from if plain else None))
     if val is None:
         return train_ds, None
     return train_ds, val.dataset.with_transform(make_transform(evaluation_augmentation(processor)))
