@@ -40,8 +40,10 @@ def test_a_plan_gives_families_overrides_and_training_flags_the_command_line_win
                                    "overrides": {"learning_rate": 5e-4}}
     assert families["mine"]["config"] == str(ROOT / "configs" / "demo.yaml")
     assert training == ["--max_steps", "7", "--seed", "3", "--seed", "4"]  # the last --seed wins
-    args, families, _ = parse_compare([str(plan), "--families", "d_fine", "rt_detr"])
-    assert list(families) == ["d_fine", "rt_detr"] and families["rt_detr"]["overrides"] == {"learning_rate": 5e-4}
+    args, families, _ = parse_compare([str(plan), "--families", "d_fine", "rt_detr", "deformable_detr"])
+    assert list(families) == ["d_fine", "rt_detr", "deformable_detr"]
+    assert families["rt_detr"]["overrides"] == {"learning_rate": 5e-4}
+    assert families["deformable_detr"]["config"] == str(ROOT / "configs" / "deformable_detr_coco.yaml")
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -75,6 +75,7 @@ def test_plots_and_card_after_the_final_evaluation(trained):
     curves = json.loads((out / "plots" / "training_curves.json").read_text())
     assert curves["train"]["step"] == [1, 2] and curves["eval"]["eval_map"] == [metrics["eval_map"]]
     card = (out / "README.md").read_text()
+    assert "Augmentation: deformable." in card  # the demo config's (the default preset)
     for name, file in PLOT_FILES.items():
         assert f"![{name}](plots/{file})" in card
 

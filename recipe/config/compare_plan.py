@@ -76,8 +76,8 @@ def families_from(plan_path: Path | None, spec) -> dict[str, dict]:
 
 def resolve_config(name: str, base: Path) -> str:
     """A family's training YAML: a path (relative to the plan's folder or the working one), or a config name of
-    configs/."""
-    for candidate in (Path(name), base / name, CONFIGS / name, CONFIGS / f"{name}.yaml"):
+    configs/ (`deformable_detr`: its COCO fine-tuning recipe, deformable_detr_coco.yaml)."""
+    for candidate in (Path(name), base / name, CONFIGS / name, CONFIGS / f"{name}.yaml", CONFIGS / f"{name}_coco.yaml"):
         if candidate.is_file():
             return str(candidate)
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))

@@ -48,7 +48,7 @@ tags: [object-detection, {model.config.model_type}]
 
 Trained with the detection fine-tuning recipe on `{train_on}`; evaluated with COCOeval
 (pycocotools, bbox, top-100 detections per image, score threshold 0 unless set) on `{val_on}`.
-Precision: {precision}.{weights} Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
+Precision: {precision}.{weights} Augmentation: {data_args.augmentation}. Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
 
 ## Evaluation
 
