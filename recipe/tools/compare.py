@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -65,6 +66,7 @@ def run_family(name: str, spec: dict, training: list[str], out: Path, budget: fl
     extra, probe_s = [], None
     if budget is not None:
         probe_s = probe_seconds_per_step(spec, training, out / "probe", args.probe_steps)
+        shutil.rmtree(out / "probe", ignore_errors=True)  # a timing, not a result
         extra = ["--max_steps", str(max(1, int(budget / probe_s)))]
     config = parse_config(family_argv(spec, training, out, extra))
     start = time.perf_counter()

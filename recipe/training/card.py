@@ -38,6 +38,7 @@ def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precis
     per_class = "\n".join(f"| {k[len(prefix):]} | {v:.4f} |" for k, v in metrics.items() if k.startswith(prefix))
     train_on = data_args.dataset or data_args.train_ann
     val_on = f"the validation split of {data_args.dataset}" if data_args.dataset else data_args.val_ann
+    classes = ", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))
     text = f"""---
 library_name: transformers
 pipeline_tag: object-detection
@@ -48,7 +49,7 @@ tags: [object-detection, {model.config.model_type}]
 
 Trained with the detection fine-tuning recipe on `{train_on}`; evaluated with COCOeval
 (pycocotools, bbox, top-100 detections per image, score threshold 0 unless set) on `{val_on}`.
-Precision: {precision}.{weights} Augmentation: {data_args.augmentation}. Classes: {", ".join(model.config.id2label[i] for i in sorted(model.config.id2label))}.
+Precision: {precision}.{weights} Augmentation: {data_args.augmentation}. Classes: {classes}.
 
 ## Evaluation
 
