@@ -176,8 +176,9 @@ def write_leaderboard(root: Path, rows: list[dict]) -> list[dict]:
               f"{'-' if r['latency_ms'] is None else format(r['latency_ms'], '.1f')} |" for r in rows]
     lines += [f"\n{r['family']}: not exported ({r['export_error']})" for r in rows if r.get("export_error")]
     threads = sorted({r["latency_threads"] for r in rows})
-    lines.append(f"\nmap: the saved model on the validation set (detr-evaluate --model); latency: ONNX Runtime, "
-                 f"batch 1, {'/'.join(map(str, threads))} thread(s), median of each graph's calls at its frame.")
+    lines.append(f"\nmap: the saved model on the validation set (detr-evaluate --model); train s: the training run's "
+                 f"wall time (model building, steps, final evaluation); latency: ONNX Runtime, batch 1, "
+                 f"{'/'.join(map(str, threads))} thread(s), median of each graph's calls at its frame.")
     (root / "leaderboard.md").write_text("\n".join(lines) + "\n")
     plot_leaderboard(root / "leaderboard.png", rows)
     return rows
