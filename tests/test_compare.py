@@ -146,3 +146,30 @@ def test_compare_on_the_demo_ranks_families_by_their_own_evaluation_and_resumes(
                        f"{demo_dir}/val/annotations.json", "--output", str(graph), "--dataset_cache_dir",
                        str(tmp_path / "cache"), "--num-workers", "0"])
         assert json.loads(graph.read_text())["map"] == pytest.approx(metrics["map"], abs=1e-4)
+
+
+def test_parameters_are_counted_from_the_saved_weights(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from recipe.tools.compare import count_parameters
+
+    weights = {"a": torch.zeros(3, 4), "b": torch.zeros(5), "c": torch.zeros(2, 2, 2)}
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    assert count_parameters(tmp_path) == 12 + 5 + 8
+
+
+def test_the_leaderboard_ranks_by_map_and_lists_a_family_without_a_graph(tmp_path):
+    from recipe.tools.compare import write_leaderboard
+
+    row = {"model_type": "x", "map_50": 0.5, "map_small": 0.1, "train_s": 10.0, "steps": 5, "parameters": 2_000_000,
+           "latency_threads": 1}
+    rows = write_leaderboard(tmp_path, [
+        {**row, "family": "a", "map": 0.2, "latency_ms": 3.0, "export_error": None},
+        {**row, "family": "b", "map": 0.3, "latency_ms": None, "export_error": "no parity"}])
+    assert [r["family"] for r in rows] == ["b", "a"]
+    assert json.loads((tmp_path / "leaderboard.json").read_text()) == rows
+    table = (tmp_path / "leaderboard.md").read_text()
+    assert "| b | x | 0.3000 | 0.5000 | 0.1000 | 10 | 5 | 2.00M | - |" in table
+    assert "b: not exported (no parity)" in table
+    assert (tmp_path / "leaderboard.png").stat().st_size > 0
