@@ -117,11 +117,13 @@ def build_datasets(data_args, processor, train, val, *, seeds: AugmentationSeeds
     """The tables with their on-the-fly transforms: (train dataset, eval dataset or None).
 
     `seeds`: the training augmentation's streams, per image and epoch (from --seed). `epochs`: the run's epoch
-    count, for the final phase without augmentation (`no_aug_epochs`: from epoch `epochs - no_aug_epochs` on,
-    training images get the evaluation resize only; a run `cut_short` by max_steps to fewer epochs skips it, with a
-    warning). `batch_geometry`: flip and resize on the batch where the model runs (`make_transform`); False where
-    that is the CPU, which has no device to offload to: the loader's cv2 flip and resize cost ~1.9 ms per image
-    against 5.8-8.4 ms in torch on the batch, with the same draws and boxes (tests/test_collate.py)."""
+    count, for the augmentation's phases: the final one without augmentation (`no_aug_epochs`: from epoch
+    `epochs - no_aug_epochs` on, training images get the evaluation resize only, or with an original preset its flip
+    and the evaluation size; a run `cut_short` by max_steps to fewer epochs skips it, with a warning) and a preset's
+    Mosaic / MixUp epochs (`presets.Phases`). `batch_geometry`: flip and resize on the batch where the model runs
+    (`make_transform`); False where that is the CPU, which has no device to offload to: the loader's cv2 flip and
+    resize cost ~1.9 ms per image against 5.8-8.4 ms in torch on the batch, with the same draws and boxes
+    (tests/test_collate.py)."""
     plain, plain_from = None, None
     preset = data_args.augmentation != "deformable"
     if data_args.no_aug_epochs and (epochs is None or data_args.no_aug_epochs >= epochs):
