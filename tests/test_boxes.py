@@ -36,3 +36,14 @@ def test_cxcywh_norm_to_xywh_abs_uses_height_width_order():
     boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.4]]])
     out = cxcywh_norm_to_xywh_abs(boxes, torch.tensor([[200, 100]]))  # h=200, w=100
     torch.testing.assert_close(out, torch.tensor([[[40.0, 60.0, 20.0, 80.0]]]))
+
+
+def test_xywh_and_xyxy_abs_round_trip_exactly():
+    import numpy as np
+
+    from recipe.core.boxes import xywh_abs_to_xyxy_abs, xyxy_abs_to_xywh_abs
+
+    xywh = np.array([[10, 20, 30, 40], [0.5, 1.5, 2.0, 3.0]])
+    assert xywh_abs_to_xyxy_abs(xywh).tolist() == [[10, 20, 40, 60], [0.5, 1.5, 2.5, 4.5]]
+    assert xyxy_abs_to_xywh_abs(xywh_abs_to_xyxy_abs(xywh)).tolist() == xywh.tolist()
+    assert xywh_abs_to_xyxy_abs([]).shape == (0, 4)

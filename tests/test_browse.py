@@ -58,3 +58,15 @@ def test_a_preset_shows_its_epoch_mosaics_in_the_first_epoch_with_them(demo_dir,
     assert final["augmentation"]["epoch"] == 57
     for aug, raw in zip(final["images"], plain["images"]):
         assert len(aug["boxes"]) == len(raw["boxes"]) and (aug["width"], aug["height"]) == (160, 160)
+
+
+def test_augment_epoch_is_refused_where_it_would_have_no_effect(demo_dir, tmp_path):
+    import pytest
+
+    from recipe.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--augment_epoch without --augment"):
+        browse(demo_dir, tmp_path, output=str(tmp_path / "a.jpg"), augment_epoch=3)
+    with pytest.raises(ConfigError, match="augmentation deformable, which is the same in every epoch"):
+        browse(demo_dir, tmp_path, output=str(tmp_path / "b.jpg"), augment=str(ROOT / "configs" / "demo.yaml"),
+               augment_epoch=3)

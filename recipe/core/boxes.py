@@ -22,6 +22,18 @@ def clamp_xywh_abs(box: list[float], width: float, height: float) -> list[float]
     return [x1, y1, w if (x1, x2) == (x, x + w) else x2 - x1, h if (y1, y2) == (y, y + h) else y2 - y1]
 
 
+def xywh_abs_to_xyxy_abs(boxes: np.ndarray) -> np.ndarray:
+    """`xywh_abs` [N, 4] -> `xyxy_abs` [N, 4] float64."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def xyxy_abs_to_xywh_abs(boxes: np.ndarray) -> np.ndarray:
+    """`xyxy_abs` [N, 4] -> `xywh_abs` [N, 4] float64."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
 def xywh_abs_to_cxcywh_norm(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     """`xywh_abs` [N, 4] -> `cxcywh_norm` [N, 4], clamped to [0, 1] (corners clamped before converting)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

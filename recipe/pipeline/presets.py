@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from recipe.core.boxes import xywh_abs_to_xyxy_abs, xyxy_abs_to_xywh_abs
 from recipe.pipeline import original_ops as ops
 from recipe.pipeline.augment import DetectionAugmentation, build_augmentation, reseed
 
@@ -111,12 +112,8 @@ class PresetAugmentation:
         return self.epoch_of.epoch if self.epoch_of is not None else self.epoch
 
     def __call__(self, *, image: np.ndarray, bboxes, category, iscrowd) -> dict[str, Any]:
-        boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-        sample = ops.Sample(image, np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1), category,
-                            iscrowd)
-        out = self.augment(sample, self.current_epoch())
-        b = out.boxes
-        return {"image": out.image, "bboxes": np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1),
+        out = self.augment(ops.Sample(image, xywh_abs_to_xyxy_abs(bboxes), category, iscrowd), self.current_epoch())
+        return {"image": out.image, "bboxes": xyxy_abs_to_xywh_abs(out.boxes),
                 "category": out.category.tolist(), "iscrowd": out.iscrowd.tolist(), "color_jitter": None}
 
     def _happens(self, p: float) -> bool:

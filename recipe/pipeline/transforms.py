@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recipe.core.boxes import xywh_abs_to_cxcywh_norm
+from recipe.core.boxes import xywh_abs_to_cxcywh_norm, xywh_abs_to_xyxy_abs
 from recipe.core.stage_timer import StageTimer, active
 from recipe.data.images import read_image, read_image_chw
 from recipe.pipeline.augment import DetectionAugmentation, reseed
@@ -97,10 +97,9 @@ class ImagePool:
         from recipe.pipeline.original_ops import Sample
 
         row = self.table[int(index)]
-        boxes = np.asarray(row["objects"]["bbox"], dtype=np.float64).reshape(-1, 4)
         return Sample(_read_at_annotated_size(row["image_path"], row["height"], row["width"]),
-                      np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1),
-                      row["objects"]["category"], row["objects"]["iscrowd"])
+                      xywh_abs_to_xyxy_abs(row["objects"]["bbox"]), row["objects"]["category"],
+                      row["objects"]["iscrowd"])
 
 
 def make_transform(augmentation: DetectionAugmentation, *, seeds: AugmentationSeeds | None = None,

@@ -14,6 +14,7 @@ import numpy as np
 
 from recipe.config.command_arguments import BrowseArguments
 from recipe.core.draw import draw_boxes, grid, titled
+from recipe.core.errors import ConfigError
 from recipe.data.images import ImageError, read_image
 
 
@@ -34,6 +35,9 @@ def training_augmentation(config_path: str, seed: int, table=None, epoch: int | 
                                                  pool=pool, seed=seed)
     if isinstance(augmentation, presets.PresetAugmentation):
         augmentation.epoch = augmentation.phases.start if epoch is None else epoch
+    elif epoch is not None:  # the deformable set is the same in every epoch: the flag would have no effect
+        raise ConfigError(f"--augment_epoch {epoch}: {config_path} trains with augmentation {data.augmentation}, "
+                          "which is the same in every epoch; drop --augment_epoch")
     # the augmentation draws from its own RNG, not numpy's or torch's
     return augmentation
 
@@ -52,6 +56,8 @@ def browse_dataset(args: BrowseArguments, dataset_args=None) -> dict:
     of a split of `--dataset`. -> that JSON."""
     from recipe.pipeline.color_jitter import jitter_image
 
+    if args.augment_epoch is not None and not args.augment:
+        raise ConfigError("--augment_epoch without --augment: give the config whose augmentation to draw")
     data = load_browsed(args, dataset_args)
     names = {i: c["name"] for i, c in enumerate(data.categories)}
     crowd_names = {i + len(names): f"{n} (crowd)" for i, n in names.items()}

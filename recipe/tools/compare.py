@@ -101,7 +101,8 @@ def probe_seconds_per_step(spec: dict, training: list[str], out: Path, steps: in
     import recipe
 
     class StepTimer(TrainerCallback):
-        seconds: list = []
+        def __init__(self):
+            self.seconds: list[float] = []
 
         def on_step_begin(self, args, state, control, **kwargs):
             self.start = time.perf_counter()
@@ -110,7 +111,6 @@ def probe_seconds_per_step(spec: dict, training: list[str], out: Path, steps: in
             self.seconds.append(time.perf_counter() - self.start)
 
     timer = StepTimer()
-    timer.seconds = []
     recipe.train(recipe.parse_config(family_argv(spec, training, out, [
         "--max_steps", str(steps), "--val_ann", "", "--val_img", "", "--eval_strategy", "no", "--save_strategy", "no",
         "--report_to", "none"])), callbacks=[timer])
