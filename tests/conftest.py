@@ -304,3 +304,19 @@ def demo_as_parquet(demo_dir: Path, out: Path) -> Path:
     return out
 
 from published import hub_cache, offline_hub  # noqa: E402,F401  (the local hub cache of published checkpoints)
+
+
+def torchrun(*args, cwd=None):
+    """`python -m torch.distributed.run --nproc_per_node 2 ARGS` on a free local port, one thread per process."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port on this machine for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port), *args],
+                          capture_output=True, text=True, env=env, cwd=cwd)
+

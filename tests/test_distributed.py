@@ -1,27 +1,13 @@
 """Several processes on a machine without GPUs: torchrun forms a gloo group (use_cpu), the numbers match."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, write_json
+from conftest import ROOT, torchrun, write_json
 from recipe.core.distributed import any_rank
 from recipe.evaluation.coco_eval import METRIC_KEYS
 from recipe.evaluation.evaluate import evaluate_checkpoint
-
-
-def torchrun(*args, cwd=None):
-    with socket.socket() as s:  # a free port on this machine for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(port), *args],
-                          capture_output=True, text=True, env=env, cwd=cwd)
 
 
 @pytest.fixture

@@ -97,7 +97,8 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
         (args,) = parse_command(argv, "detr-make-demo-data")
         start = time.perf_counter()
         summary = make_demo_dataset(args.output, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                                    image_size=tuple(args.image_size), fmt=args.annotation_format)
+                                    image_size=tuple(args.image_size), fmt=args.annotation_format,
+                                    rare_class=args.rare_class, rare_fraction=args.rare_fraction)
         for split, s in summary.items():
             classes = ", ".join(f"{k}={v}" for k, v in s["per_class"].items())
             print(f"{split}: {s['images']} images ({s['empty_images']} empty), {s['boxes']} boxes [{classes}]")

@@ -82,6 +82,9 @@ class DataArguments(DatasetArguments):
         "Train, augmentation deformable: probability of a bbox-safe random crop."))
     color_jitter_prob: float = arg(0.5, range="[0, 1]", help=(
         "Train, augmentation deformable: probability of a mild colour jitter."))
+    repeat_factor_threshold: float = arg(0.0, range="[0, 1]", help=(
+        "Train: repeat images of classes found in under this fraction of the training images (LVIS repeat-factor "
+        "sampling; 0: off; 0.1-0.3 for a few classes). Per class in data_report.json."))
     no_aug_epochs: int = arg(0, range="[0, inf)", help=(
         "Train the last N epochs without augmentation, as D-FINE's stop_epoch and DEIM's no_aug_epoch do "
         "(deformable: no flip, crop, colour jitter or multi-scale, images at eval_size; the other presets keep the "
@@ -236,6 +239,9 @@ class TrainingOptions:
     ema_warmup_steps: int = arg(2000, range="[0, inf)", help=(
         "EMA warm-up: the decay of update n is ema_decay * (1 - exp(-n / ema_warmup_steps)) (RT-DETR / D-FINE: "
         "2000; RF-DETR's tau: 100)."))
+    schedule: str = arg("config", choices=["config", "auto"], help=(
+        "auto: epochs, warm-up, EMA and no-augmentation epochs from the number of training images and the batch "
+        "(recipe/training/schedule.py; logged, in the card; typed flags are kept). config: as the config says."))
     early_stopping_patience: int | None = arg(None, range="[1, inf)", help=(
         "Stop when eval_map has not improved for N evaluations; the best (EMA) model is kept and saved "
         "(sets load_best_model_at_end, metric_for_best_model eval_map, save_strategy = eval_strategy)."))
@@ -250,3 +256,7 @@ class TrainingOptions:
     per_device_eval_batch_size: int = arg(8, range="[1, inf)", help="Images per batch per process (evaluation).")
     num_train_epochs: float = arg(3.0, range="(0, inf)", help="Epochs (max_steps > 0 wins).")
     gradient_accumulation_steps: int = arg(1, range="[1, inf)", help="Batches per optimizer step.")
+
+    def check_command_line(self, given: set[str], source: str) -> None:
+        """Kept for `--schedule auto`, which derives what the command line did not type."""
+        self.typed_fields = sorted(given)

@@ -201,6 +201,11 @@ class DemoDataArguments:
                                 help="Width and height of the images.")
     annotation_format: str = arg("coco", choices=FILE_FORMATS, aliases=["--format"], help=(
         "coco: COCO json; bdd100k: BDD100K frame lists (inclusive box2d)."))
+    # synthetic.CATEGORIES (tests/test_sampling.py checks both agree)
+    rare_class: str | None = arg(None, choices=["car", "truck", "pedestrian", "traffic light", "traffic sign"], help=(
+        "An imbalanced training split: this class drawn rare_fraction times as often (the validation split keeps "
+        "the usual mix)."))
+    rare_fraction: float = arg(0.05, range="(0, 1]", help="With rare_class: how often it is drawn, relative to usual.")
 
     def __post_init__(self):
         check_fields(self)

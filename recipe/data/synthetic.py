@@ -165,14 +165,14 @@ def _overlap_too_big(a, b):
     return inter / (sa + sb - inter) > 0.3 or inter / min(sa, sb) > 0.5
 
 
-def _make_image(rng, W, H):
+def _make_image(rng, W, H, class_probs=_CLASS_PROBS):
     img, horizon = _background(rng, W, H)
     n = 0 if rng.random() < _P_EMPTY else int(rng.integers(1, _MAX_OBJECTS + 1))
     objs = []
     for _ in range(n * 20):
         if len(objs) == n:
             break
-        cls = int(rng.choice(len(CATEGORIES), p=_CLASS_PROBS))
+        cls = int(rng.choice(len(CATEGORIES), p=class_probs))
         x, y, w, h = _sample_box(cls, rng, W, H, horizon)
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
         if x1 - x0 < 3 or y1 - y0 < 3 or (x1 - x0) * (y1 - y0) < 0.5 * w * h:
@@ -202,7 +202,7 @@ def _bdd_frames(images, anns):
     return [f if f["labels"] else {**f, "labels": None} for f in frames.values()]
 
 
-def _write_split(out, seed_seq, num, W, H, fmt="coco"):
+def _write_split(out, seed_seq, num, W, H, fmt="coco", class_probs=_CLASS_PROBS):
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, anns = [], []
     per_class = {name: 0 for name in CATEGORIES}
@@ -213,7 +213,7 @@ def _write_split(out, seed_seq, num, W, H, fmt="coco"):
     except ImportError:
         it = range(num)
     for i in it:
-        img, objs = _make_image(np.random.default_rng(children[i]), W, H)
+        img, objs = _make_image(np.random.default_rng(children[i]), W, H, class_probs)
         name = f"{i + 1:06d}.jpg"
         img.save(out / "images" / name, quality=95)
         images.append({"id": i + 1, "file_name": name, "width": W, "height": H})
@@ -232,9 +232,14 @@ def _write_split(out, seed_seq, num, W, H, fmt="coco"):
     return {"images": num, "boxes": len(anns), "empty_images": num - len(used), "per_class": per_class}
 
 
-def make_demo_dataset(output_dir, seed=0, num_train=400, num_val=50, image_size=(320, 240), fmt="coco") -> dict:
+def make_demo_dataset(output_dir, seed=0, num_train=400, num_val=50, image_size=(320, 240), fmt="coco", *,
+                      rare_class: str | None = None, rare_fraction: float = 0.05) -> dict:
     """Write `output_dir/{train,val}/images/*.jpg` and `annotations.json` (COCO, boxes `xywh_abs`; or with
     fmt="bdd100k" a BDD100K frame list whose class names are BDD100K detection classes).
+
+    `rare_class`: an imbalanced training split, where that class is drawn `rare_fraction` times as often (its share of
+    the boxes cut to about that fraction; the others take its place, so no object goes unlabelled); the validation
+    split keeps the usual mix, so the rare class is scored on as many boxes as before.
 
     Returns {"train": {...}, "val": {...}} with image, box, empty-image and per-class counts.
     """
@@ -244,5 +249,11 @@ def make_demo_dataset(output_dir, seed=0, num_train=400, num_val=50, image_size=
     out = Path(output_dir)
     # Separate child streams so the val split does not change when num_train does.
     train_ss, val_ss = np.random.SeedSequence(seed).spawn(2)
-    return {"train": _write_split(out / "train", train_ss, num_train, W, H, fmt),
+    train_probs = _CLASS_PROBS
+    if rare_class is not None:
+        if rare_class not in CATEGORIES:
+            raise ValueError(f"rare_class {rare_class!r} is not a demo class; choose one of {CATEGORIES}")
+        weights = [p * (rare_fraction if name == rare_class else 1.0) for name, p in zip(CATEGORIES, _CLASS_PROBS)]
+        train_probs = [w / sum(weights) for w in weights]
+    return {"train": _write_split(out / "train", train_ss, num_train, W, H, fmt, train_probs),
             "val": _write_split(out / "val", val_ss, num_val, W, H, fmt)}

@@ -25,12 +25,14 @@ logger = logging.getLogger("recipe")
 class DetectionTrainer(Trainer):
     """Trainer with per-group learning rates and a prediction step that returns kept detections.
 
-    `model_args` supplies the lr multipliers (training); `top_k` comes from EvalArguments (evaluation)."""
+    `model_args` supplies the lr multipliers (training); `top_k` comes from EvalArguments (evaluation);
+    `train_sampler` replaces the Trainer's shuffling (`pipeline.sampling.RepeatFactorSampler`)."""
 
-    def __init__(self, *args, model_args=None, top_k: int = 100, **kwargs):
+    def __init__(self, *args, model_args=None, top_k: int = 100, train_sampler=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_args = model_args
         self.top_k = top_k
+        self.train_sampler = train_sampler
         self.loss_terms = LossTermAverager()
         self.ema = None
         if getattr(self.args, "use_ema", False):
@@ -41,6 +43,11 @@ class DetectionTrainer(Trainer):
             self.add_callback(EmaUpdateCallback(self.ema))
             logger.info("EMA of the weights (decay %s, warm-up %d steps): evaluation and the saved model use it",
                         self.args.ema_decay, self.args.ema_warmup_steps)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.train_sampler is not None and (train_dataset is None or train_dataset is self.train_dataset):
+            return self.train_sampler
+        return super()._get_train_sampler(train_dataset)
 
     def take_main_buffers(self) -> None:
         """Several processes: every rank takes rank 0's buffers (BatchNorm running statistics: each rank's own

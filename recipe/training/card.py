@@ -31,10 +31,11 @@ def plots_section(output_dir: str, plots: dict[str, str] | None) -> str:
 
 def write_model_card(output_dir: str, model, *, data_args, metrics: dict, precision: str,
                      plots: dict[str, str] | None = None, ema: str | None = None,
-                     threshold: dict | None = None) -> None:
+                     threshold: dict | None = None, schedule: str | None = None) -> None:
     rows = "\n".join(f"| {k} | {metrics[f'eval_{k}']:.4f} |" for k in METRIC_KEYS if f"eval_{k}" in metrics)
     prefix = f"eval_{PER_CLASS_PREFIX}"
     weights = f" Weights: {ema}." if ema else ""
+    weights += f" Schedule: {schedule}." if schedule else ""
     per_class = "\n".join(f"| {k[len(prefix):]} | {v:.4f} |" for k, v in metrics.items() if k.startswith(prefix))
     train_on = data_args.dataset or data_args.train_ann
     val_on = f"the validation split of {data_args.dataset}" if data_args.dataset else data_args.val_ann

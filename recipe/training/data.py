@@ -3,6 +3,7 @@ generated when asked), their sanitizing reports, and the tables with their on-th
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -154,3 +155,54 @@ def evaluation_augmentation(processor):
     `build_model`) says, with its rounding, so that evaluate.py and predict.py on the saved model give this
     evaluation's numbers."""
     return eval_augmentation_for(processor.size, rule=rule_of(processor), source="the image processor (--eval_size)")
+
+
+def image_labels(table) -> list[list[int]]:
+    """Each image's box labels (contiguous 0..N-1), read as one Arrow column (COCO-size tables)."""
+    objects = table.select_columns(["objects"]).with_format("arrow")[:].column("objects").combine_chunks()
+    return objects.field("category").to_pylist()
+
+
+def repeat_factor_sampler(data_args, train_args, train, *, seeds):
+    """`--repeat_factor_threshold`: the training sampler repeating images of rare classes (`pipeline.sampling`), its
+    per-class figures logged and added to data_report.json. None when off."""
+    threshold = data_args.repeat_factor_threshold
+    if not threshold:
+        return None
+    from recipe.pipeline.sampling import (
+        RepeatFactorSampler,
+        class_frequencies,
+        class_repeat_factors,
+        image_repeat_factors,
+    )
+
+    labels = image_labels(train.dataset)
+    frequencies = class_frequencies(labels, len(train.categories))
+    class_factors = class_repeat_factors(frequencies, threshold)
+    factors = image_repeat_factors(labels, class_factors)
+    step_images = (train_args.per_device_train_batch_size * max(1, train_args.world_size)
+                   * train_args.gradient_accumulation_steps)
+    sampler = RepeatFactorSampler(factors, seed=train_args.data_seed if train_args.data_seed is not None else
+                                  train_args.seed, epoch_of=seeds, step_images=step_images)
+    report = {"threshold": threshold, "images": len(labels), "images_per_epoch": len(sampler), "classes": {}}
+    for c, category in enumerate(train.categories):
+        holding = [f for f, image in zip(factors, labels) if c in image]
+        report["classes"][category["name"]] = {
+            "images": len(holding), "frequency": round(frequencies[c], 6), "repeat_factor": round(class_factors[c], 4),
+            "images_per_epoch": round(sum(holding), 2)}
+    for name, row in report["classes"].items():
+        logger.info("repeat factor %s: %d images (f %.4f), factor %.3f, %.1f images per epoch", name, row["images"],
+                    row["frequency"], row["repeat_factor"], row["images_per_epoch"])
+    logger.warning("repeat-factor sampling (threshold %s): %d images per epoch from %d", threshold, len(sampler),
+                   len(labels))
+    add_to_report(train_args.output_dir, "repeat_factor_sampling", report)
+    return sampler
+
+
+def add_to_report(output_dir: str, key: str, value) -> None:
+    """One entry added to data_report.json (main process)."""
+    if not is_main_process():
+        return
+    path = Path(output_dir) / "data_report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    save_reports({**report, key: value}, output_dir)

@@ -31,10 +31,18 @@ from recipe.models.loading import load_model_and_processor
 from recipe.models.sources import check_model_available, is_offline
 from recipe.pipeline.processor_size import canvas_of
 from recipe.pipeline.transforms import AugmentationSeeds, make_transform
-from recipe.training.data import build_datasets, evaluation_augmentation, load_splits, report_data, training_epochs
+from recipe.training.data import (
+    build_datasets,
+    evaluation_augmentation,
+    load_splits,
+    repeat_factor_sampler,
+    report_data,
+    training_epochs,
+)
 from recipe.training.hub_push import push_folder
 from recipe.training.run_folder import prepare_output_dir
 from recipe.training.run_outputs import save_outputs, take_hub_push
+from recipe.training.schedule import apply_schedule
 
 logger = logging.getLogger("recipe")
 
@@ -49,6 +57,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     prepare_output_dir(train_args)
     check_model_available(model_args)  # before any data is read
     train, val = load_splits(data_args, train_args, offline=is_offline(model_args))
+    apply_schedule(data_args, train_args, len(train.dataset))
     report_data(data_args, train_args, train, val)
     set_seed(train_args.seed)
     model, processor = build_model(model_args, data_args, train.categories)
@@ -57,6 +66,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
                                        epochs=training_epochs(train_args, len(train.dataset)),
                                        cut_short=bool(train_args.max_steps and train_args.max_steps > 0),
                                        batch_geometry=train_args.device.type != "cpu")
+    sampler = repeat_factor_sampler(data_args, train_args, train, seeds=seeds)
     metrics = build_metrics(eval_args, val)
     if train_args.preflight_steps:
         preflight(model, processor, train, data_args, model_args, train_args, eval_args)
@@ -69,7 +79,7 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
                                callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds),
                                           NoDuplicateFinalEvaluationCallback(),
                                           *early_stopping(train_args), *callbacks],
-                               model_args=model_args, top_k=eval_args.top_k)
+                               model_args=model_args, top_k=eval_args.top_k, train_sampler=sampler)
     final = train_and_evaluate(trainer, train_args)
     save_outputs(trainer, data_args, metrics, final, precision)
     if push and is_main_process():

@@ -46,7 +46,8 @@ def save_outputs(trainer, data_args, metrics, final: dict, precision: str) -> No
         ema = (f"the exponential moving average (decay {trainer.args.ema_decay}, warm-up "
                f"{trainer.args.ema_warmup_steps} steps, {trainer.ema.updates} updates), evaluated as saved")
     write_model_card(output_dir, trainer.model, data_args=data_args, metrics=final, precision=precision,
-                     plots=plots, ema=ema, threshold=threshold)
+                     plots=plots, ema=ema, threshold=threshold,
+                     schedule=getattr(trainer.args, "schedule_line", None))
 
 
 def save_suggested_threshold(trainer, metrics) -> dict | None:
