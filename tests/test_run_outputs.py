@@ -209,7 +209,10 @@ def step_logs(out) -> list[dict]:
     # DEIM's preset: epoch 0 of 2 has Mosaic and MixUp (Phases(0, 1, 2)), whose partner images come from each
     # image's own stream: the killed run is resumed inside it.
     pytest.param(("--augmentation", "deim", "--color_jitter_prob", "0.5", "--resize", "square"),
-                 id="deim_mosaic_mixup")])
+                 id="deim_mosaic_mixup"),
+    # Repeat-factor sampling at 0.9: the 6 images' factors 1.04-2.32 give 8 images (4 steps) an epoch, drawn anew
+    # each epoch from (seed, epoch): killed in epoch 0, the resumed run draws epoch 0's list again and then epoch 1's.
+    pytest.param(("--repeat_factor_threshold", "0.9"), id="repeat_factor_sampling")])
 def test_a_run_killed_and_resumed_ends_as_the_uninterrupted_run(demo_dir, tmp_path, features):
     """SIGKILL once checkpoint-2 is written (mid-epoch: the dataloader, RNG and augmentation state must all come
     back), `--resume_from_checkpoint last`: the same losses at every step and the same final metrics. With EMA
