@@ -11,6 +11,13 @@ import torch
 from transformers import AutoModelForObjectDetection
 
 from recipe.core.errors import ModelNotAvailable
+from recipe.models.class_heads import (
+    check_keep_matching,
+    class_dims,
+    compare_classes,
+    keep_matching_rows,
+    named_tensors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,42 +60,52 @@ def load_checkpoint_weights(model, folder: str) -> None:
                        folder, advice=advice)
 
 
-def rehead(model, id2label: dict[int, str]):
+def rehead(model, id2label: dict[int, str], *, keep_matching: bool = False, source: str = "the checkpoint"):
     """The same model for the classes `id2label`: every parameter and buffer whose shape does not depend on
     the class count keeps the checkpoint's value; the class-dependent ones (class heads, the softmax
     "no object" row, encoder score heads, denoising class embeddings) are freshly initialised. Weight
     sharing follows the checkpoint: heads shared there stay shared, distinct ones (box refine) stay distinct.
+    The checkpoint's classes are compared with the data's first (`class_heads.compare_classes`, logged).
 
-    Same class count: nothing is re-initialised (only the names change). Building a fresh model and copying
-    avoids `from_pretrained(ignore_mismatched_sizes=True)`, which crashes on tied heads or leaves them on
-    the meta device (transformers 5.23-5.24)."""
+    Same class count: nothing is re-initialised (only the names change; a loud warning when they are other names
+    or another order). `keep_matching` (--keep_matching_heads): the class-dependent tensors start fresh whatever
+    the count, then get the checkpoint's rows of the classes both name, at the data's label index
+    (`class_heads.keep_matching_rows`). Building a fresh model and copying avoids
+    `from_pretrained(ignore_mismatched_sizes=True)`, which crashes on tied heads or leaves them on the meta device
+    (transformers 5.23-5.24)."""
+    match = compare_classes(model.config.id2label, id2label, keep_matching=keep_matching)
+    if keep_matching:
+        check_keep_matching(match, source)
     label2id = {v: k for k, v in id2label.items()}
-    if len(id2label) == model.config.num_labels:
+    if match.identical or (len(id2label) == model.config.num_labels and not keep_matching):
         model.config.id2label, model.config.label2id = id2label, label2id
         return model
     config = copy.deepcopy(model.config)
     config.id2label, config.label2id = id2label, label2id
     fresh = AutoModelForObjectDetection.from_config(no_backbone_download(config))
-    source = dict(model.named_parameters(remove_duplicate=False))
-    reinitialised = _copy_parameters(fresh, source)
-    source_buffers = dict(model.named_buffers())
+    dims = class_dims(config, fresh) if keep_matching else {}
+    source_tensors = named_tensors(model)
+    reinitialised = _copy_parameters(fresh, source_tensors, fresh_names=set(dims))
     for name, buffer in fresh.named_buffers():
-        if name in source_buffers and source_buffers[name].shape == buffer.shape:
-            buffer.copy_(source_buffers[name])
+        theirs = source_tensors.get(name)
+        if theirs is not None and theirs.shape == buffer.shape and name not in dims:
+            buffer.copy_(theirs)
     logger.warning("new classification heads for %d classes (checkpoint: %d): re-initialised %d tensors %s",
                    len(id2label), model.config.num_labels, len(reinitialised), _short(reinitialised))
+    if keep_matching:
+        keep_matching_rows(fresh, source_tensors, dims, match)
     fresh.reinitialised_keys = reinitialised
     return fresh
 
 
 @torch.no_grad()
-def _copy_parameters(fresh, source: dict) -> list[str]:
-    """Give `fresh` the source's parameter values and sharing; a name whose shape differs keeps fresh's
-    initialisation (shared where the source's was). -> the re-initialised names."""
+def _copy_parameters(fresh, source: dict, *, fresh_names=frozenset()) -> list[str]:
+    """Give `fresh` the source's parameter values and sharing; a name whose shape differs, or in `fresh_names`, keeps
+    fresh's initialisation (shared where the source's was). -> the re-initialised names."""
     groups: dict = {}
     for name, param in fresh.named_parameters(remove_duplicate=False):
         src = source.get(name)
-        keep = src is not None and src.shape == param.shape
+        keep = src is not None and src.shape == param.shape and name not in fresh_names
         key = ("src", src.data_ptr()) if src is not None else ("fresh", param.data_ptr())
         groups.setdefault(key, []).append((name, src if keep else param, keep))
     reinitialised = []

@@ -36,8 +36,9 @@ def load_model(name: str | None, *, model_args=None, id2label: dict[int, str] | 
     output folder), or an .onnx file written by detr-export (ONNX Runtime in the model's place). Without `id2label`
     the saved model comes as it is: its config, its classes. Training gives its `model_args` and the data's classes
     `id2label` (contiguous labels 0..N-1): a `model_config` builds random weights (`name` unused), a checkpoint gets
-    the family's original-recipe config values with the user's overrides, and new class heads only where the class
-    count differs (`rehead`). No loss is installed here (`add_recipe_loss`)."""
+    the family's original-recipe config values with the user's overrides, its classes compared with the data's
+    (logged), and new class heads only where the class count differs or `--keep_matching_heads` moves rows
+    (`rehead`). No loss is installed here (`add_recipe_loss`)."""
     if model_args is not None and model_args.model_config:
         return _from_model_config(model_args, id2label)
     if is_onnx(name):
@@ -143,7 +144,7 @@ def _from_checkpoint(path: str, model_args, id2label):
     check_loading_info(info, path)
     processor = load_processor(path, offline)  # after the weights: a folder without them says that first
     if labels is not None:
-        model = rehead(model, labels["id2label"])
+        model = rehead(model, labels["id2label"], keep_matching=model_args.keep_matching_heads, source=path)
     on_meta = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
     if on_meta:
         raise ModelNotAvailable(f"{path}: {len(on_meta)} parameters were not materialised ({on_meta[:3]})")
