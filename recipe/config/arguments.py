@@ -26,8 +26,9 @@ class DatasetArguments:
         "(Hub id, parquet folder or save_to_disk folder), a COCO json beside its images or a folder of them, a "
         "BDD100K frame list. Both splits come from it (instead of --train-img/--train-ann/--val-img/--val-ann)."))
     class_names: list[str] | None = arg(None, help=(
-        "--dataset: the class order for formats without one (VOC; default: sorted names), or the names of a Hugging "
-        "Face dataset whose categories are plain integers."))
+        "The class order for formats without one (VOC; default: sorted names), or the names of a Hugging Face "
+        "dataset whose categories are plain integers. A file that names its classes (COCO, BDD100K, YOLO, a "
+        "ClassLabel) must name these, in this order: else a one-line error."))
     train_val_split: float = arg(0.15, range="[0, 1)", help=(
         "--dataset without a validation split: this fraction of the training images becomes it (0: none)."))
     train_val_split_seed: int = arg(42, help="Seed of the draw of train_val_split (evaluate draws the same).")
@@ -129,6 +130,11 @@ class ModelArguments:
         "file, so it trains from scratch offline. A key the family's config class does not read is an error."))
     random_init: bool = arg(False, help=(
         "Build model_name_or_path's architecture with random weights (explicit opt-in; said loudly)."))
+    keep_matching_heads: bool = arg(False, help=(
+        "Fine-tuning a checkpoint: its class-head rows of the classes whose name the data also has are copied to the "
+        "data's label index (also when the count is the same and the order differs); the other classes start "
+        "fresh. Default: new heads where the class count differs, the checkpoint's heads kept as they are where it "
+        "is the same (a warning says when names or order differ)."))
     offline: bool = arg(False, help="Never touch the network (same as HF_HUB_OFFLINE=1).")
     train_backbone_stem: bool | None = arg(None, help=(
         "Train the backbone's stem and first stage too (default: yes for random weights, "
@@ -155,6 +161,10 @@ class ModelArguments:
         elif isinstance(self.model_config, str) and re.fullmatch(r"[A-Za-z][\w-]*", self.model_config.strip()):
             # `--model_config d_fine`: transformers' default architecture of the family, random weights, offline.
             self.model_config = json.dumps({"model_type": self.model_config.strip()})
+        if self.keep_matching_heads and (self.model_config or self.random_init):
+            given = "model_config" if self.model_config else "random_init"
+            raise ConfigError(f"keep_matching_heads needs a checkpoint's class heads, and {given} builds random "
+                              f"weights (no heads to keep): drop one of the two")
         model_type = model_type_of(self)
         if model_type is not None:
             check_whole_numbers(self, model_type)
