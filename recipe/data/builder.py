@@ -157,20 +157,45 @@ def default_cache_dir() -> str:
 def load_detection_dataset(annotation_file, image_root, annotation_format="auto", cache_dir: str | None = None,
                            subset: int | None = None, box_convention: str = "inclusive",
                            bdd_image_size=(1280, 720), *, image_check: str = "decode",
-                           skip_bad_images: bool = False, workers: int | None = None) -> DetectionData:
-    """Build (or load from cache) the table for one annotation file. `subset`: first N images by id."""
+                           skip_bad_images: bool = False, workers: int | None = None,
+                           class_names=None) -> DetectionData:
+    """Build (or load from cache) the table for one annotation file. `subset`: first N images by id; `class_names`:
+    see `load_split`."""
     if not Path(annotation_file).is_file():
         raise DataError(f"{annotation_file}: annotation file not found")
     if not Path(image_root).is_dir():
         raise DataError(f"{image_root}: image folder not found (for {annotation_file}); check --train-img/--val-img")
     fmt, split = file_split(annotation_file, image_root, annotation_format, box_convention, bdd_image_size)
     return load_split(split, fmt, cache_dir, subset, image_check=image_check, skip_bad_images=skip_bad_images,
-                      workers=workers)
+                      workers=workers, class_names=class_names)
 
 
 def load_split(split: Split, format_name: str, cache_dir: str | None = None, subset: int | None = None, *,
-               image_check: str = "decode", skip_bad_images: bool = False,
-               workers: int | None = None) -> DetectionData:
+               image_check: str = "decode", skip_bad_images: bool = False, workers: int | None = None,
+               class_names=None) -> DetectionData:
+    """Build (or load from cache) the table of one split of any format (`build_or_reuse`), its categories final:
+    the one place they meet `--class_names` (`check_class_names`)."""
+    data = build_or_reuse(split, format_name, cache_dir, subset, image_check=image_check,
+                          skip_bad_images=skip_bad_images, workers=workers)
+    check_class_names(data.categories, class_names, split.source)
+    return data
+
+
+def check_class_names(categories: list[dict], class_names, source: str) -> None:
+    """`--class_names` sets the names of a format without them (VOC, a Hugging Face dataset's plain integers), whose
+    categories then are exactly those; a file that names its classes (COCO, BDD100K, YOLO, a ClassLabel) must agree
+    with them, names and order, or the classes would be trained and scored under names the user did not mean."""
+    names = [c["name"] for c in categories]
+    if not class_names or names == list(class_names):
+        return
+    how = "the same names in another order" if sorted(names) == sorted(class_names) else "other names"
+    raise DataError(f"{source}: its categories are {names} but --class_names gives {list(class_names)} ({how}); "
+                    "give the file's names in its order, or leave out --class_names")
+
+
+def build_or_reuse(split: Split, format_name: str, cache_dir: str | None = None, subset: int | None = None, *,
+                   image_check: str = "decode", skip_bad_images: bool = False,
+                   workers: int | None = None) -> DetectionData:
     """Build (or load from cache) the table of one split of any format. `subset`: first N images by id.
 
     The cache key is the split's fingerprint (its source's content and the options) with the image checks. See

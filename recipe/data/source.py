@@ -63,7 +63,7 @@ def load_tables(source: DataSource, splits: tuple[str, ...] = ("train", "validat
         return {source.split: load_detection_dataset(
             source.annotation_file, source.image_root, source.annotation_format, source.options.cache_dir, subset,
             source.options.box_convention, source.options.bdd_image_size, image_check=image_check,
-            skip_bad_images=skip_bad_images)}
+            skip_bad_images=skip_bad_images, class_names=source.options.class_names)}
     return load_dataset_splits(source.dataset, source.options, cache_dir=source.options.cache_dir, subset=subset,
                                image_check=image_check, skip_bad_images=skip_bad_images,
                                train_val_split=source.train_val_split, seed=source.seed, splits=splits)

@@ -28,7 +28,8 @@ def load_dataset_splits(path_or_id: str, options: DatasetOptions | None = None, 
     for name in splits if not split_needed else ("train",):
         if name in opened.splits:
             out[name] = load_split(opened.splits[name], opened.format, cache_dir, None if split_needed else subset,
-                                   image_check=image_check, skip_bad_images=skip_bad_images)
+                                   image_check=image_check, skip_bad_images=skip_bad_images,
+                                   class_names=options.class_names)
             out[name].report["format"] = opened.format
     if split_needed:
         out["train"], out["validation"] = split_off(out["train"], train_val_split, seed, path_or_id)
