@@ -40,6 +40,8 @@ OTHER_ROWS = [
 # Lists, not counts: printed one per line (first 10). `boxes_dropped` names each dropped box by the reader's own
 # `where` (file and line or object) where the reader gives one.
 LIST_ROWS = ("bad_images", "boxes_dropped")
+# Written to data_report.json, said elsewhere (a warning per class, recipe/training/data.py), not in the table.
+NOT_PRINTED = ("classes_without_boxes",)
 
 
 def sanitize_records(records: list[dict], counts: dict | None = None) -> tuple[list[dict], dict]:
@@ -73,7 +75,7 @@ def format_report(report: dict, title: str) -> str:
     labels = dict(REPORT_ROWS + OTHER_ROWS)
     rows = [(label, report.get(key, 0)) for key, label in labels.items()
             if report.get(key, 0) or key in ("images", "boxes_kept")]
-    rows += [(k, v) for k, v in report.items() if k not in labels and k not in LIST_ROWS and v]
+    rows += [(k, v) for k, v in report.items() if k not in labels and k not in LIST_ROWS + NOT_PRINTED and v]
     width = max(len(label) for label, _ in rows)
     lines = [f"data report: {title}"] + [f"  {label:<{width}}  {value:>9,}" if isinstance(value, int) else
                                          f"  {label:<{width}}  {value}" for label, value in rows]

@@ -8,6 +8,9 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
+import pyarrow.compute as pc
+
 from recipe.core.distributed import is_main_process
 from recipe.core.errors import ConfigError, DataError
 from recipe.data.builder import DetectionData
@@ -92,14 +95,31 @@ def prepare_demo_data(data_args) -> None:
 
 
 def report_data(data_args, train_args, train, val) -> None:
-    """Print the sanitizing report of each split and save it as data_report.json (main process)."""
+    """Print the sanitizing report of each split and save it as data_report.json (main process), with the classes
+    that have no training box (`classes_without_boxes`, each named in a warning)."""
     if not is_main_process():
         return
-    reports = {"train": train.report, **({"validation": val.report} if val else {})}
+    missing = classes_without_boxes(train)
+    for category in missing:
+        logger.warning("class %r (id %s) has no training box: the model cannot learn it", category["name"],
+                       category["id"])
+    reports = {"train": {**train.report, "classes_without_boxes": missing},
+               **({"validation": val.report} if val else {})}
     sources = {"train": data_args.dataset or data_args.train_ann, "validation": data_args.dataset or data_args.val_ann}
     for split, report in reports.items():
         print(format_report(report, f"{split} ({sources[split]})"))
     save_reports(reports, train_args.output_dir)
+
+
+def classes_without_boxes(data: DetectionData) -> list[dict]:
+    """[{id, name}] of the categories with no box the loss trains on in the table: none, or only crowd boxes (VOC
+    difficult ones too), which the loss leaves out."""
+    table = data.dataset.select_columns(["objects"]).with_format("arrow")[:]  # the selected rows only (subset)
+    objects = table.column("objects").combine_chunks()
+    labels = pc.list_flatten(objects.field("category")).to_numpy(zero_copy_only=False)
+    crowd = pc.list_flatten(objects.field("iscrowd")).to_numpy(zero_copy_only=False)
+    counts = np.bincount(labels[crowd == 0].astype(np.int64), minlength=len(data.categories))
+    return [{"id": c["id"], "name": c["name"]} for c, n in zip(data.categories, counts) if n == 0]
 
 
 def training_epochs(train_args, num_images: int) -> int:
