@@ -110,7 +110,7 @@ def test_the_loaded_model_predicts_and_trains(tmp_path, family, caplog):
     caplog.set_level(logging.INFO)
     args = ModelArguments(model_name_or_path=str(folder), offline=True, keep_matching_heads=True)
     model, _ = load_model_and_processor(args, {0: "car", 1: "bus", 2: "cat"})
-    assert "the rows of 2 classes kept from the checkpoint (car, cat)" in caplog.text
+    assert "the checkpoint's rows of 2 class(es) kept (car, cat)" in caplog.text
     assert "fresh rows for bus" in caplog.text
     pixels = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -134,13 +134,13 @@ def test_the_class_check_summary_and_the_loud_warning(tmp_path, caplog):
     assert "CLASS HEADS KEPT" not in caplog.text
     caplog.clear()
     model, _ = load_model_and_processor(args, {0: "dog", 1: "cat", 2: "car"})
-    assert "the checkpoint has 3 classes, the data 3; 3 names in both, 1 of them at the same label index" in caplog.text
+    assert "the checkpoint has 3 classes, the data 3; names in both: 3, at the same label index: 1" in caplog.text
     assert "*** CLASS HEADS KEPT FOR OTHER CLASSES" in caplog.text and "the same names in another order" in caplog.text
     assert "label 0 'cat' -> 'dog', 1 'dog' -> 'cat'" in caplog.text and "--keep_matching_heads" in caplog.text
     assert model.config.id2label == {0: "dog", 1: "cat", 2: "car"}  # as before: heads kept, names changed
     caplog.clear()
     load_model_and_processor(args, {0: "car", 1: "bus", 2: "van", 3: "cat"})
-    assert ("the checkpoint has 3 classes, the data 4; 2 names in both, 0 of them at the same label index; only the "
+    assert ("the checkpoint has 3 classes, the data 4; names in both: 2, at the same label index: 0; only the "
             "checkpoint's: dog; only the data's: bus, van") in caplog.text
     assert "--keep_matching_heads would keep the rows of the 2 the checkpoint knows" in caplog.text
     assert "CLASS HEADS KEPT" not in caplog.text
@@ -226,3 +226,19 @@ def test_classes_without_a_training_box_are_named(tmp_path, caplog):
     report_data(data_args, SimpleNamespace(output_dir=str(out)), _table(ann, tmp_path, subset=1), None)
     report = json.loads((out / "data_report.json").read_text())
     assert [c["name"] for c in report["train"]["classes_without_boxes"]] == ["dog", "car", "bus"]
+
+
+def test_a_run_from_the_command_line_keeps_the_matching_rows(demo_dir, tmp_path, caplog):
+    """`--keep_matching_heads true` through the parser into a 1-step run on the demo's 5 classes (car shared)."""
+    from conftest import demo_args
+    from recipe.training.run import run
+
+    folder, _ = _checkpoint(tmp_path, "deformable_detr")
+    caplog.set_level(logging.INFO)
+    run(*demo_args(demo_dir, tmp_path, "--model_config", "none", "--model_name_or_path", str(folder), "--offline",
+                   "true", "--keep_matching_heads", "true", "--max_steps", "1", "--eval_strategy", "no",
+                   "--save_strategy", "no", "--val-img", "", "--val-ann", ""))
+    assert "the checkpoint has 3 classes, the data 5; names in both: 1, at the same label index: 0" in caplog.text
+    assert "the checkpoint's rows of 1 class(es) kept (car)" in caplog.text
+    saved = AutoModelForObjectDetection.from_pretrained(tmp_path / "out")
+    assert saved.config.id2label[0] == "car" and saved.class_embed[0].weight.shape == (5, 32)

@@ -177,11 +177,11 @@ def load_split(split: Split, format_name: str, cache_dir: str | None = None, sub
     the one place they meet `--class_names` (`check_class_names`)."""
     data = build_or_reuse(split, format_name, cache_dir, subset, image_check=image_check,
                           skip_bad_images=skip_bad_images, workers=workers)
-    check_class_names(data.categories, class_names, split.source)
+    check_class_names(data.categories, class_names, source=split.source)
     return data
 
 
-def check_class_names(categories: list[dict], class_names, source: str) -> None:
+def check_class_names(categories: list[dict], class_names, *, source: str) -> None:
     """`--class_names` sets the names of a format without them (VOC, a Hugging Face dataset's plain integers), whose
     categories then are exactly those; a file that names its classes (COCO, BDD100K, YOLO, a ClassLabel) must agree
     with them, names and order, or the classes would be trained and scored under names the user did not mean."""

@@ -93,7 +93,7 @@ def rehead(model, id2label: dict[int, str], *, keep_matching: bool = False, sour
     logger.warning("new classification heads for %d classes (checkpoint: %d): re-initialised %d tensors %s",
                    len(id2label), model.config.num_labels, len(reinitialised), _short(reinitialised))
     if keep_matching:
-        keep_matching_rows(fresh, source_tensors, dims, match)
+        keep_matching_rows(fresh, source_tensors, dims=dims, match=match)
     fresh.reinitialised_keys = reinitialised
     return fresh
 

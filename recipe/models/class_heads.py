@@ -66,8 +66,8 @@ def compare_classes(checkpoint: dict, data: dict, *, keep_matching: bool = False
     shared, old_n, new_n = match.shared, len(match.checkpoint), len(match.data)
     only_ckpt = [n for n in match.checkpoint if n not in set(match.data)]
     only_data = [n for n in match.data if n not in set(match.checkpoint)]
-    logger.warning("class check: the checkpoint has %d classes, the data %d; %d names in both, %d of them at the same "
-                   "label index%s%s", old_n, new_n, len(shared), match.same_places,
+    logger.warning("class check: the checkpoint has %d classes, the data %d; names in both: %d, at the same label "
+                   "index: %d%s%s", old_n, new_n, len(shared), match.same_places,
                    f"; only the checkpoint's: {_few(only_ckpt)}" if only_ckpt else "",
                    f"; only the data's: {_few(only_data)}" if only_data else "")
     if old_n == new_n and not keep_matching:
@@ -124,7 +124,7 @@ def named_tensors(model) -> dict:
 
 
 @torch.no_grad()
-def keep_matching_rows(fresh, source: dict, dims: dict[str, tuple[int, int]], match: ClassMatch) -> list[str]:
+def keep_matching_rows(fresh, source: dict, *, dims: dict[str, tuple[int, int]], match: ClassMatch) -> list[str]:
     """Copy into `fresh`'s class-dependent tensors the checkpoint's rows (`source`: name -> tensor) of the shared
     classes, at the data's label index, and the extra last row to the last place; other rows keep their fresh
     initialisation. -> the tensors written (a tensor whose checkpoint shape does not fit is left fresh, and said)."""
@@ -142,7 +142,7 @@ def keep_matching_rows(fresh, source: dict, dims: dict[str, tuple[int, int]], ma
         rows = src.detach().index_select(dim, torch.tensor(old_rows)).to(target.device, target.dtype)
         target.index_copy_(dim, torch.tensor(new_rows, device=target.device), rows)
         written.append(name)
-    logger.warning("--keep_matching_heads: the rows of %d classes kept from the checkpoint (%s) in %d tensors; fresh "
+    logger.warning("--keep_matching_heads: the checkpoint's rows of %d class(es) kept (%s) in %d tensors; fresh "
                    "rows for %s", len(match.rows), _few(match.shared), len(written),
                    _few([n for n in match.data if n not in set(match.checkpoint)]) or "none")
     if skipped:
