@@ -4,8 +4,8 @@ the chosen schedule is written."""
 import types
 
 import pytest
-from conftest import DEMO, ROOT
 
+from conftest import DEMO, ROOT
 from recipe.config.load import parse_config
 from recipe.core.errors import ConfigError
 from recipe.training.schedule import apply_schedule, auto_epochs, auto_schedule

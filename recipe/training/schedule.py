@@ -58,7 +58,8 @@ def auto_epochs(images: int) -> int:
     return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(100 * math.sqrt(500 / max(1, images)))))
 
 
-def auto_schedule(images: int, *, step_images: int, steps_per_epoch: int, config_no_aug_epochs: int, config_ema_decay: float, epochs: int | None = None,
+def auto_schedule(images: int, *, step_images: int, steps_per_epoch: int, config_no_aug_epochs: int,
+                  config_ema_decay: float, epochs: int | None = None,
                   max_steps: int | None = None) -> Schedule:
     """The rule of the module's docstring. `epochs` / `max_steps`: the command line's, kept when given."""
     if max_steps:
@@ -88,7 +89,8 @@ def apply_schedule(data_args, train_args, images: int) -> Schedule | None:
     step_images *= train_args.gradient_accumulation_steps
     given_steps = train_args.max_steps if "max_steps" in typed and train_args.max_steps > 0 else None
     schedule = auto_schedule(
-        images, step_images=step_images, steps_per_epoch=steps_per_epoch, config_no_aug_epochs=data_args.no_aug_epochs, config_ema_decay=train_args.ema_decay, max_steps=given_steps,
+        images, step_images=step_images, steps_per_epoch=steps_per_epoch, config_no_aug_epochs=data_args.no_aug_epochs,
+        config_ema_decay=train_args.ema_decay, max_steps=given_steps,
         epochs=math.ceil(train_args.num_train_epochs) if "num_train_epochs" in typed else None)
     set_unless_typed(train_args, typed, num_train_epochs=schedule.epochs, warmup_steps=schedule.warmup_steps,
                      ema_warmup_steps=schedule.ema_warmup_steps, ema_decay=schedule.ema_decay)
