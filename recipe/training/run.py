@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformers import set_seed
@@ -55,6 +56,39 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     eval_args = eval_args if eval_args is not None else EvalArguments()
     precision = prepare_runtime(train_args)
     prepare_output_dir(train_args)
+    parts = prepare_training(data_args, model_args, train_args, eval_args)
+    if train_args.preflight_steps:
+        preflight(parts.model, parts.processor, parts.train, data_args, model_args, train_args, eval_args)
+    push = take_hub_push(train_args)
+    logger.info("precision: %s; train images: %d; val images: %d", precision, len(parts.train_dataset),
+                len(parts.eval_dataset) if parts.eval_dataset is not None else 0)
+    trainer = DetectionTrainer(model=parts.model, **trainer_arguments(parts, model_args, train_args, eval_args,
+                                                                      callbacks=callbacks))
+    final = train_and_evaluate(trainer, train_args)
+    save_outputs(trainer, data_args, parts.metrics, final, precision)
+    if push and is_main_process():
+        push_folder(train_args.output_dir, push["repo_id"], token=push["token"], private=push["private"])
+    return final
+
+
+class TrainingParts(NamedTuple):
+    """What a DetectionTrainer is built from (`prepare_training`): the model and its processor, the training split
+    (its table and classes), the augmentation's seeds, the datasets, the compute_metrics hook (None without a
+    validation set) and the training sampler."""
+
+    model: object
+    processor: object
+    train: object
+    seeds: AugmentationSeeds
+    train_dataset: object
+    eval_dataset: object
+    metrics: CocoDetectionMetrics | None
+    sampler: object = None  # `--repeat_factor_threshold`'s (pipeline.sampling.RepeatFactorSampler), else None
+
+
+def prepare_training(data_args, model_args, train_args, eval_args) -> TrainingParts:
+    """The data read and reported, the model built (seeded) and the datasets with their transforms: what `run`
+    trains, and what `recipe.tools.search` builds each trial's trainer from."""
     check_model_available(model_args)  # before any data is read
     train, val = load_splits(data_args, train_args, offline=is_offline(model_args))
     apply_schedule(data_args, train_args, len(train.dataset))
@@ -62,29 +96,28 @@ def run(data_args, model_args, train_args, eval_args=None, *, callbacks=()) -> d
     set_seed(train_args.seed)
     model, processor = build_model(model_args, data_args, train.categories)
     seeds = AugmentationSeeds(train_args.seed)
-    train_ds, eval_ds = build_datasets(data_args, processor, train, val, seeds=seeds,
-                                       epochs=training_epochs(train_args, len(train.dataset)),
-                                       cut_short=bool(train_args.max_steps and train_args.max_steps > 0),
-                                       batch_geometry=train_args.device.type != "cpu")
+    train_ds, eval_ds = run_datasets(data_args, processor, train, val, train_args, seeds)
     sampler = repeat_factor_sampler(data_args, train_args, train, seeds=seeds)
-    metrics = build_metrics(eval_args, val)
-    if train_args.preflight_steps:
-        preflight(model, processor, train, data_args, model_args, train_args, eval_args)
-    push = take_hub_push(train_args)
-    logger.info("precision: %s; train images: %d; val images: %d", precision, len(train_ds),
-                len(eval_ds) if eval_ds is not None else 0)
-    trainer = DetectionTrainer(model=model, args=train_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               data_collator=run_collator(model.config, processor),
-                               processing_class=processor, compute_metrics=metrics,
-                               callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(seeds),
-                                          NoDuplicateFinalEvaluationCallback(),
-                                          *early_stopping(train_args), *callbacks],
-                               model_args=model_args, top_k=eval_args.top_k, train_sampler=sampler)
-    final = train_and_evaluate(trainer, train_args)
-    save_outputs(trainer, data_args, metrics, final, precision)
-    if push and is_main_process():
-        push_folder(train_args.output_dir, push["repo_id"], token=push["token"], private=push["private"])
-    return final
+    return TrainingParts(model, processor, train, seeds, train_ds, eval_ds, build_metrics(eval_args, val), sampler)
+
+
+def run_datasets(data_args, processor, train, val, train_args, seeds: AugmentationSeeds):
+    """(train dataset, eval dataset or None) for the schedule of `train_args` (its epochs place the augmentation's
+    phases)."""
+    return build_datasets(data_args, processor, train, val, seeds=seeds,
+                          epochs=training_epochs(train_args, len(train.dataset)),
+                          cut_short=bool(train_args.max_steps and train_args.max_steps > 0),
+                          batch_geometry=train_args.device.type != "cpu")
+
+
+def trainer_arguments(parts: TrainingParts, model_args, train_args, eval_args, *, callbacks=()) -> dict:
+    """DetectionTrainer's keyword arguments but the model (`model=` for a run, `model_init=` for a search)."""
+    return dict(args=train_args, train_dataset=parts.train_dataset, eval_dataset=parts.eval_dataset,
+                data_collator=run_collator(parts.model.config, parts.processor),
+                processing_class=parts.processor, compute_metrics=parts.metrics,
+                callbacks=[NonFiniteLossCallback(), AugmentationEpochCallback(parts.seeds),
+                           NoDuplicateFinalEvaluationCallback(), *early_stopping(train_args), *callbacks],
+                model_args=model_args, top_k=eval_args.top_k, train_sampler=parts.sampler)
 
 
 def prepare_runtime(train_args) -> str:
