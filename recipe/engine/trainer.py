@@ -39,10 +39,41 @@ class DetectionTrainer(Trainer):
             if self.is_deepspeed_enabled or self.is_fsdp_enabled:
                 raise ConfigError("use_ema is not supported with DeepSpeed or FSDP (their parameters are sharded); "
                                   "turn one of them off")
-            self.ema = ModelEma(self.model, self.args.ema_decay, self.args.ema_warmup_steps)
-            self.add_callback(EmaUpdateCallback(self.ema))
-            logger.info("EMA of the weights (decay %s, warm-up %d steps): evaluation and the saved model use it",
-                        self.args.ema_decay, self.args.ema_warmup_steps)
+            self.start_ema()
+
+    def start_ema(self) -> None:
+        """The EMA of the current model, with the arguments' decay and warm-up (one update callback at a time)."""
+        self.pop_callback(EmaUpdateCallback)
+        self.ema = ModelEma(self.model, self.args.ema_decay, self.args.ema_warmup_steps)
+        self.add_callback(EmaUpdateCallback(self.ema))
+        logger.info("EMA of the weights (decay %s, warm-up %d steps): evaluation and the saved model use it",
+                    self.args.ema_decay, self.args.ema_warmup_steps)
+
+    def _hp_search_setup(self, trial) -> None:
+        """A trial of `Trainer.hyperparameter_search` starts (after `model_init` built its model): the Trainer sets
+        the trial's TrainingArguments fields; a ModelArguments field of the trial (backbone_lr_multiplier, read by
+        `create_optimizer`) goes to `model_args`, and the EMA starts again on the trial's model with the trial's
+        ema_decay (the one built in __init__ averages the model built there, with the arguments' first decay)."""
+        if self.hp_search_backend is None or trial is None:
+            return super()._hp_search_setup(trial)
+        space, model_fields = self.hp_space, {}
+
+        def training_space(t):  # the Trainer would warn about, and skip, a name TrainingArguments lacks
+            params = dict(space(t))
+            for name in [n for n in params if not hasattr(self.args, n) and hasattr(self.model_args, n)]:
+                model_fields[name] = params.pop(name)
+            return params
+
+        self.hp_space = training_space
+        try:
+            super()._hp_search_setup(trial)
+        finally:
+            self.hp_space = space
+        for name, value in model_fields.items():
+            setattr(self.model_args, name, value)
+        if self.ema is not None:
+            self.start_ema()
+        return None
 
     def _get_train_sampler(self, train_dataset=None):
         if self.train_sampler is not None and (train_dataset is None or train_dataset is self.train_dataset):
