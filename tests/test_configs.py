@@ -268,7 +268,8 @@ def test_console_entry_points_resolve_to_functions():
     lines = [line for line in setup["options.entry_points"]["console_scripts"].splitlines() if line.strip()]
     names = {line.split("=")[0].strip() for line in lines}
     assert names == {"detr-train", "detr-evaluate", "detr-predict", "detr-check-data", "detr-convert-bdd100k",
-                     "detr-make-demo-data", "detr-browse-dataset", "detr-export", "detr-compare"}
+                     "detr-make-demo-data", "detr-browse-dataset", "detr-export", "detr-compare",
+                     "detr-search"}
     targets = set()
     for line in lines:
         module, _, attr = line.split("=")[1].strip().partition(":")

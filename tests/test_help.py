@@ -21,7 +21,8 @@ from recipe.config.fields import DASHED_ALIASES
 MAINS = {"detr-train": "train_main", "detr-evaluate": "evaluate_main", "detr-predict": "predict_main",
          "detr-check-data": "check_data_main", "detr-browse-dataset": "browse_dataset_main",
          "detr-export": "export_main", "detr-convert-bdd100k": "convert_bdd100k_main",
-         "detr-make-demo-data": "make_demo_data_main", "detr-compare": "compare_main"}
+         "detr-make-demo-data": "make_demo_data_main", "detr-compare": "compare_main",
+         "detr-search": "search_main"}
 
 
 def test_every_entry_point_has_its_help():

@@ -168,3 +168,17 @@ def compare_main(argv: list[str] | None = None) -> None:
         args, families, training = parse_compare(sys.argv[1:] if argv is None else argv)
         rows = compare(args, families, training)
         print_leaderboard(rows, Path(args.output_dir))
+
+
+def search_main(argv: list[str] | None = None) -> None:
+    """detr-search [CONFIG.yaml] --trials N [--budget 40steps 80steps] [--output_dir D] [training flags]: optuna."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    help_if_asked(argv[1:] if argv and argv[0].endswith((".yaml", ".yml")) else argv, "detr-search")
+    with main_guard():
+        from recipe.config.search_plan import parse_search
+        from recipe.tools.search import search
+        from recipe.tools.search_report import print_search
+
+        args, training = parse_search(argv)
+        search(args, training)
+        print_search(Path(args.output_dir))

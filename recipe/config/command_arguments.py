@@ -166,6 +166,24 @@ class CompareArguments:
         check_fields(self)
 
 
+@dataclass
+class SearchArguments:
+    trials: int | None = arg(None, required=True, range="[1, inf)", help=(
+        "Trials to reach: finished ones (complete or pruned) in OUTPUT_DIR/search.db count, so a rerun runs only "
+        "those missing."))
+    budget: list[str] | None = arg(None, help=(
+        "Schedule lengths to choose from: 40steps 80steps (max_steps), 2epochs 4epochs (num_train_epochs), or bare "
+        "numbers in the config's own unit (steps if it sets max_steps, else epochs). Unset: the config's schedule."))
+    output_dir: str = arg("outputs/search", help=(
+        "Folder of the search: search.db (the optuna study), trial-<n>/, search.md / .json and best.yaml."))
+    pruner_startup_trials: int = arg(3, range="[0, inf)", help=(
+        "Trials run to their end before the median pruner stops a trial whose eval_map falls below the median of "
+        "the earlier trials at the same step."))
+
+    def __post_init__(self):
+        check_fields(self)
+
+
 # LayerNormalization, which the transformer layers export to, exists from opset 17 (onnx Operators.md); TensorRT
 # parses it from 10.x. Older opsets split it into primitive ops that overflow in fp16 (DEIM #107, D-FINE #98).
 MIN_OPSET = 17

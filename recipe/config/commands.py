@@ -25,6 +25,7 @@ from recipe.config.command_arguments import (
     EvaluateScriptArguments,
     ExportArguments,
     PredictArguments,
+    SearchArguments,
 )
 from recipe.config.fields import DASHED_ALIASES
 
@@ -60,6 +61,10 @@ COMMANDS = {
     # detr-compare: every flag that is not one of CompareArguments' is a training flag for every family.
     "detr-compare": Command((CompareArguments,), "Train several families on the same data and rank them: map, "
                             "training time, parameters and ONNX Runtime latency (leaderboard.md / .json / .png)."),
+    # detr-search: every flag that is not one of SearchArguments' is a training flag for every trial.
+    "detr-search": Command((SearchArguments,), "Search learning rate, batch size, weight decay, backbone lr, EMA decay "
+                           "and schedule length with optuna (Trainer.hyperparameter_search), each trial scored by "
+                           "eval_map; writes search.md / .json and best.yaml (a training config)."),
     "detr-convert-bdd100k": Command((ConvertArguments,), "Convert a BDD100K / Scalabel label file to COCO json."),
     "detr-make-demo-data": Command((DemoDataArguments,), "Write the synthetic traffic-scenes demo data."),
 }
