@@ -143,6 +143,49 @@ def test_a_trials_ema_decay_and_backbone_lr_reach_the_trainer(tmp_path):
     assert lrs["backbone"] == pytest.approx(2e-3 * 0.25)
 
 
+def test_a_trial_killed_mid_run_is_failed_and_another_searchs_flags_are_refused(tmp_path):
+    from recipe.tools.search import open_study
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    identity = {"training": [DEMO, "--max_steps", "5"], "budget": None}
+    study = open_study(optuna, storage, identity)
+    study.tell(study.ask(), 0.5)
+    study.ask()  # still RUNNING when its process was killed
+    study = open_study(optuna, storage, identity)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    with pytest.raises(ConfigError, match=r"search\.db holds a search of other training flags.*--max_steps 5"):
+        open_study(optuna, storage, {**identity, "budget": ["10steps"]})
+
+
+def test_a_trials_schedule_rebuilds_the_training_dataset_only_when_its_epochs_change(monkeypatch):
+    """The augmentation's phases are placed in the run's epochs (build_datasets), so a trial of another length gets
+    its own training dataset; the model is a fresh copy each trial."""
+    import types
+
+    import torch
+
+    import recipe.training.run
+    from recipe.tools.search import TrialRuns
+
+    built = []
+    monkeypatch.setattr(recipe.training.run, "run_datasets",
+                        lambda data, processor, train, val, args, seeds: built.append(args.num_train_epochs) or
+                        (f"dataset of {args.num_train_epochs} epochs", None))
+    config = demo_config("--num_train_epochs", "2", "--per_device_train_batch_size", "4")
+    space = SearchSpace.around(config.training, config.model, "deformable_detr", ("num_train_epochs", [2.0, 4.0]))
+    parts = types.SimpleNamespace(model=torch.nn.Linear(2, 2), train=types.SimpleNamespace(dataset=range(24)),
+                                  processor=None, seeds=None)
+    trials = TrialRuns(parts, config.data, config.training, space)
+    trials.trainer = types.SimpleNamespace(train_dataset="the run's dataset")
+    params = {"learning_rate": 1e-3, "weight_decay": 1e-4, "per_device_train_batch_size": 4,
+              "backbone_lr_multiplier": 0.1}
+    for epochs in (2.0, 4.0, 4.0, 2.0):
+        model = trials.model_init(optuna.trial.FixedTrial({**params, "num_train_epochs": epochs}))
+        assert model is not parts.model and model.weight.equal(parts.model.weight)
+    assert built == [4.0, 2.0] and trials.trainer.train_dataset == "dataset of 2.0 epochs"
+    assert config.training.num_train_epochs == 2  # the trial's values go to a copy
+
+
 def test_the_table_and_best_yaml_a_training_config_with_the_best_values(tmp_path):
     rows = [{"trial": 0, "state": "complete", "learning_rate": 1e-3, "ema_decay": 0.999, "num_train_epochs": 2.0,
              "eval_map": 0.25, "eval_map_50": 0.5, "step": 40},
