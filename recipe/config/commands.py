@@ -64,7 +64,8 @@ COMMANDS = {
     # detr-search: every flag that is not one of SearchArguments' is a training flag for every trial.
     "detr-search": Command((SearchArguments,), "Search learning rate, batch size, weight decay, backbone lr, EMA decay "
                            "and schedule length with optuna (Trainer.hyperparameter_search), each trial scored by "
-                           "eval_map; writes search.md / .json and best.yaml (a training config)."),
+                           "eval_map; writes search.md / .json and best.yaml (a training config). Every other flag is "
+                           "a training flag, as detr-train takes it."),
     "detr-convert-bdd100k": Command((ConvertArguments,), "Convert a BDD100K / Scalabel label file to COCO json."),
     "detr-make-demo-data": Command((DemoDataArguments,), "Write the synthetic traffic-scenes demo data."),
 }
