@@ -14,6 +14,9 @@ from conftest import ROOT
 
 # Each benchmark's figure lines, as its --smoke run prints them (the same code prints the real run's).
 SMOKE_FIGURES = {
+    "small_data": [r"^schedule +demo +auto deformable +seeds 1: map [\d.]+",
+                   r"^bdd threshold 0\.3: \d+ images per epoch",
+                   r"^rare +demo-imbalanced +threshold 0\.3 +seeds 1: pedestrian_ap [\d.]+, others_mean_ap [\d.]+"],
     "augmentation_presets": [r"^rt_detr +rtdetr +1 +[\d.]+ +[\d.]+", r"^deim +mixing +[\d.]+$",
                              r"^rfdetr +all +[\d.]+$"],
     "dataloader": [r"workers=1 recipe/hf_example=\d", r"recipe ms per image \(0 workers\): decode="],
@@ -34,7 +37,8 @@ SMOKE_FIGURES = {
 # augmentation_presets (two trainings and the loader of four presets, 22 s of CPU, 31 s beside other work), eval_memory
 # (four child processes, each loading torch and a model), export_speed (an ONNX export, 39 s), recipe_vs_defaults
 # (three trainings, 31 s), training_features (six short trainings). The others took 1 to 27 s.
-SLOW_SMOKE = {"augmentation_presets", "eval_memory", "export_speed", "recipe_vs_defaults", "training_features"}
+SLOW_SMOKE = {"augmentation_presets", "eval_memory", "export_speed", "recipe_vs_defaults", "small_data",
+              "training_features"}
 
 
 def _load(name):

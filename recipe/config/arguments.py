@@ -26,9 +26,8 @@ class DatasetArguments:
         "(Hub id, parquet folder or save_to_disk folder), a COCO json beside its images or a folder of them, a "
         "BDD100K frame list. Both splits come from it (instead of --train-img/--train-ann/--val-img/--val-ann)."))
     class_names: list[str] | None = arg(None, help=(
-        "The class order for formats without one (VOC; default: sorted names), or the names of a Hugging Face "
-        "dataset whose categories are plain integers. A file that names its classes (COCO, BDD100K, YOLO, a "
-        "ClassLabel) must name these, in this order: else a one-line error."))
+        "Class order for VOC (default: sorted), names of Hugging Face integer categories; a file naming its classes "
+        "(COCO, BDD100K, YOLO) must name these, in this order."))
     train_val_split: float = arg(0.15, range="[0, 1)", help=(
         "--dataset without a validation split: this fraction of the training images becomes it (0: none)."))
     train_val_split_seed: int = arg(42, help="Seed of the draw of train_val_split (evaluate draws the same).")
@@ -131,10 +130,8 @@ class ModelArguments:
     random_init: bool = arg(False, help=(
         "Build model_name_or_path's architecture with random weights (explicit opt-in; said loudly)."))
     keep_matching_heads: bool = arg(False, help=(
-        "Fine-tuning a checkpoint: its class-head rows of the classes whose name the data also has are copied to the "
-        "data's label index (also when the count is the same and the order differs); the other classes start "
-        "fresh. Default: new heads where the class count differs, the checkpoint's heads kept as they are where it "
-        "is the same (a warning says when names or order differ)."))
+        "From a checkpoint: copy its class-head rows of the class names the data shares to their new label index; "
+        "other classes start fresh (default: new heads if the count differs, else kept as they are)."))
     offline: bool = arg(False, help="Never touch the network (same as HF_HUB_OFFLINE=1).")
     train_backbone_stem: bool | None = arg(None, help=(
         "Train the backbone's stem and first stage too (default: yes for random weights, "
@@ -256,9 +253,8 @@ class TrainingOptions:
         "Stop when eval_map has not improved for N evaluations; the best (EMA) model is kept and saved "
         "(sets load_best_model_at_end, metric_for_best_model eval_map, save_strategy = eval_strategy)."))
     preflight_steps: int = arg(0, range="[0, inf)", help=(
-        "Before the run, memorise 8 of the training images for this many steps and stop with an error if mAP@50 on "
-        "them stays near 0 (a blind model, labels that do not match the images, a diverging lr). 0 = off; 300 is "
-        "a good check on a GPU. The figures go into the log and data_report.json."))
+        "Before the run, memorise 8 training images for N steps; stop with an error if mAP@50 on them stays near 0 "
+        "(a blind model, labels not matching the images, a diverging lr). 0: off; 300 on a GPU."))
     amp: bool = arg(False, help=(
         "Mixed precision: bf16 where supported, else fp16 on CUDA; on CPU bf16 if supported, else fp32."))
     # Same defaults as TrainingArguments; redeclared only to state their ranges.
