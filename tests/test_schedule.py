@@ -90,3 +90,26 @@ def test_the_card_names_the_schedule(tmp_path):
     write_model_card(str(tmp_path), model, data_args=data_args, metrics={}, precision="fp32",
                      schedule="auto (205 images, 8 per step): 10 epochs")
     assert "Schedule: auto (205 images, 8 per step): 10 epochs." in (tmp_path / "README.md").read_text()
+
+
+def test_a_fixed_schedule_that_misfits_the_run_says_so(tmp_path, caplog):
+    # d_fine.yaml on BCCD's 205 images for 10 epochs: its warm-up of 500 steps outlasts the 260-step run.
+    config = parse_config([str(ROOT / "configs" / "d_fine.yaml"), "--output_dir", str(tmp_path / "o"),
+                           "--per_device_train_batch_size", "8", "--num_train_epochs", "10"])
+    with caplog.at_level("WARNING", logger="recipe"):
+        assert apply_schedule(config.data, config.training, 205) is None
+    assert ("the schedule misfits this run of 260 steps (10 epochs): warm-up 500 steps, 8 epochs without "
+            "augmentation; --schedule auto fits them to the data") in caplog.text
+    caplog.clear()
+    config = demo_config(tmp_path)  # the demo's own: 1,300 steps, warm-up 50
+    with caplog.at_level("WARNING", logger="recipe"):
+        apply_schedule(config.data, config.training, 400)
+    assert "misfits" not in caplog.text
+
+
+def test_auto_replaces_max_steps_of_the_yaml(tmp_path):
+    yaml = tmp_path / "steps.yaml"
+    yaml.write_text((ROOT / "configs" / "demo.yaml").read_text() + "max_steps: 40\n")
+    config = parse_config([str(yaml), "--output_dir", str(tmp_path / "o"), "--schedule", "auto"])
+    schedule = apply_schedule(config.data, config.training, 400)
+    assert (config.training.max_steps, config.training.num_train_epochs, schedule.total_steps) == (-1, 112, 5600)

@@ -20,6 +20,7 @@ from recipe.pipeline.augment import eval_augmentation_for
 from recipe.pipeline.presets import mixes_images, training_augmentation
 from recipe.pipeline.processor_size import rule_of
 from recipe.pipeline.transforms import AugmentationSeeds, ImagePool, make_transform
+from recipe.training.schedule import steps_per_epoch
 
 logger = logging.getLogger("recipe")
 
@@ -125,11 +126,9 @@ def classes_without_boxes(data: DetectionData) -> list[dict]:
 def training_epochs(train_args, num_images: int) -> int:
     """The epochs the Trainer will start: ceil(num_train_epochs), or with max_steps the epochs those steps reach
     (the Trainer's count: batches per process // gradient accumulation steps per epoch)."""
-    per_process = -(-num_images // max(1, train_args.world_size))
-    batches = -(-per_process // train_args.per_device_train_batch_size)
-    steps_per_epoch = max(1, batches // train_args.gradient_accumulation_steps)
+    per_epoch = steps_per_epoch(train_args, num_images)
     if train_args.max_steps and train_args.max_steps > 0:
-        return -(-train_args.max_steps // steps_per_epoch)
+        return -(-train_args.max_steps // per_epoch)
     return math.ceil(train_args.num_train_epochs)
 
 

@@ -29,9 +29,6 @@ MIN_EPOCHS, MAX_EPOCHS = 12, 200
 WARMUP_SHARE, MAX_WARMUP = 0.05, 2000
 NO_AUG_SHARE = 0.1
 EVALUATIONS = 25
-# What the command line may fix itself (then kept as typed).
-TYPED = ("num_train_epochs", "max_steps", "warmup_steps", "ema_warmup_steps", "ema_decay", "no_aug_epochs",
-         "eval_steps", "eval_strategy")
 
 
 @dataclass(frozen=True)
@@ -78,28 +75,50 @@ def auto_schedule(images: int, *, step_images: int, steps_per_epoch: int, config
 
 def apply_schedule(data_args, train_args, images: int) -> Schedule | None:
     """`--schedule auto`: derive the schedule for `images` training images and set it on the arguments (what the
-    command line typed is kept). -> the schedule (None with --schedule config)."""
+    command line typed is kept). -> the schedule (None with --schedule config, which only warns where the config's
+    schedule misfits the run: `misfit_warning`)."""
+    per_epoch = steps_per_epoch(train_args, images)
     if train_args.schedule != "auto":
+        warning = misfit_warning(data_args, train_args, per_epoch)
+        if warning:
+            logger.warning(warning)
         return None
     typed = set(getattr(train_args, "typed_fields", ()))
-    step_images = train_args.per_device_train_batch_size * max(1, train_args.world_size)
-    per_process = -(-images // max(1, train_args.world_size))
-    batches = -(-per_process // train_args.per_device_train_batch_size)
-    steps_per_epoch = max(1, batches // train_args.gradient_accumulation_steps)
-    step_images *= train_args.gradient_accumulation_steps
+    step_images = (train_args.per_device_train_batch_size * max(1, train_args.world_size)
+                   * train_args.gradient_accumulation_steps)
     given_steps = train_args.max_steps if "max_steps" in typed and train_args.max_steps > 0 else None
     schedule = auto_schedule(
-        images, step_images=step_images, steps_per_epoch=steps_per_epoch, config_no_aug_epochs=data_args.no_aug_epochs,
+        images, step_images=step_images, steps_per_epoch=per_epoch, config_no_aug_epochs=data_args.no_aug_epochs,
         config_ema_decay=train_args.ema_decay, max_steps=given_steps,
         epochs=math.ceil(train_args.num_train_epochs) if "num_train_epochs" in typed else None)
     set_unless_typed(train_args, typed, num_train_epochs=schedule.epochs, warmup_steps=schedule.warmup_steps,
-                     ema_warmup_steps=schedule.ema_warmup_steps, ema_decay=schedule.ema_decay)
+                     ema_warmup_steps=schedule.ema_warmup_steps, ema_decay=schedule.ema_decay,
+                     max_steps=given_steps or -1)
     set_unless_typed(data_args, typed, no_aug_epochs=schedule.no_aug_epochs)
     if "eval_strategy" not in typed and "eval_steps" not in typed and str(train_args.eval_strategy) != "no":
-        evaluate_every(train_args, schedule.eval_every_epochs * steps_per_epoch)
+        evaluate_every(train_args, schedule.eval_every_epochs * per_epoch)
     train_args.schedule_line = schedule.describe()
     logger.warning("schedule %s", train_args.schedule_line)
     return schedule
+
+
+def steps_per_epoch(train_args, images: int) -> int:
+    """Optimizer steps in one epoch of `images`, as the Trainer counts them (batches per process // accumulation)."""
+    per_process = -(-images // max(1, train_args.world_size))
+    batches = -(-per_process // train_args.per_device_train_batch_size)
+    return max(1, batches // train_args.gradient_accumulation_steps)
+
+
+def misfit_warning(data_args, train_args, per_epoch: int) -> str | None:
+    """A line when a fixed schedule's warm-up or final phase takes most of the run (a COCO schedule on a small set,
+    or a short run of it), else None."""
+    epochs = math.ceil(train_args.num_train_epochs)
+    total = train_args.max_steps if train_args.max_steps and train_args.max_steps > 0 else epochs * per_epoch
+    warmup = train_args.warmup_steps if train_args.warmup_steps >= 1 else train_args.warmup_steps * total
+    if warmup > 0.3 * total or (data_args.no_aug_epochs and data_args.no_aug_epochs > 0.5 * epochs):
+        return (f"the schedule misfits this run of {total} steps ({epochs} epochs): warm-up {warmup:g} steps, "
+                f"{data_args.no_aug_epochs} epochs without augmentation; --schedule auto fits them to the data")
+    return None
 
 
 def set_unless_typed(args, typed: set[str], **values) -> None:
