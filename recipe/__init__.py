@@ -21,7 +21,7 @@ PUBLIC = {
     "print_metrics": ("recipe.evaluation.evaluate", "print_metrics"),
     "predict": ("recipe.inference.predict", "predict"),
     "PredictArguments": ("recipe.config.command_arguments", "PredictArguments"),
-    "export": ("recipe.inference.export", "export_onnx"),
+    "export": ("recipe.inference.export", "export_model"),
     "ExportArguments": ("recipe.config.command_arguments", "ExportArguments"),
     "make_demo_dataset": ("recipe.data.synthetic", "make_demo_dataset"),
 }

@@ -16,11 +16,11 @@ from published import FAMILY_MODELS, family_model_config
 from recipe.cli.main import export_main, predict_main, train_main
 from recipe.evaluation.coco_eval import METRIC_KEYS
 from recipe.evaluation.evaluate import evaluate_checkpoint
-from recipe.inference.export import ExportArguments, export_onnx
+from recipe.inference.export import ExportArguments, export_model
 from recipe.inference.inputs import ImageFiles, collate_readable
 from recipe.inference.predict import PredictArguments, predict
+from recipe.models.exported import OnnxDetector, load_exported_detector
 from recipe.models.loading import load_detector
-from recipe.models.onnx_detector import OnnxDetector, load_onnx_detector
 from recipe.pipeline.augment import eval_augmentation_for
 from recipe.pipeline.processor_size import rule_of
 
@@ -54,7 +54,7 @@ def test_onnx_outputs_equal_pytorch_on_the_demo_validation_images(trained, demo_
     assert tuple(batch["pixel_values"].shape) == (8, 3, 128, 170)
     with torch.no_grad():
         expected = model(pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"])
-    detector, processor, category_ids = load_onnx_detector(str(path))
+    detector, processor, category_ids = load_exported_detector(str(path))
     got = detector(pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"])  # 8 runs of batch 1
     diffs = {name: float((getattr(got, name) - getattr(expected, name)).abs().max())
              for name in ("logits", "pred_boxes")}
@@ -161,7 +161,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         "is a file, not a folder": ["--model", str(no_weights), "--output", str(tmp_path / "notes.txt" / "m.onnx")],
         "is a folder": ["--model", str(no_weights), "--output", str(tmp_path)],
         "ending in .onnx": ["--model", str(no_weights), "--output", str(tmp_path / "m.pt")],
-        "already an ONNX graph": ["--model", out, "--output", str(tmp_path / "n.onnx")],
+        "already an exported graph": ["--model", out, "--output", str(tmp_path / "n.onnx")],
+        "ending in .xml for --format openvino": ["--model", str(no_weights), "--output", out, "--format", "openvino"],
+        "--int8 and --format openvino take the float32": ["--model", str(no_weights), "--output", out, "--fp16",
+                                                          "--int8"],
+        "--int8 needs the data": ["--model", str(no_weights), "--output", out, "--int8"],
+        "int8_float_ops: 'Conv' is not one of": ["--model", str(no_weights), "--output", out, "--int8_float_ops",
+                                                 "Conv"],
+        "calibration_images must be in [8, inf)": ["--model", str(no_weights), "--output", out,
+                                                   "--calibration_images", "4"],
+        "format: 'tflite' is not one of onnx, openvino": ["--model", str(no_weights), "--output", out, "--format",
+                                                          "tflite"],
         "opset must be in": ["--model", str(no_weights), "--output", out, "--opset", "16"],
         "output is required": ["--model", str(no_weights)],
     }
@@ -172,7 +182,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     line = _one_line_error(capsys, train_main, [str(ROOT / "configs" / "demo.yaml"), "--model_config", "none",
                                                 "--model_name_or_path", out, "--train_img", str(tmp_path / "none"),
                                                 "--output_dir", str(tmp_path / "run")])
-    assert "is an exported ONNX graph, for predict and evaluate only" in line
+    assert "is an exported graph (ONNX or OpenVINO), for predict and evaluate only" in line
 
 
 def test_a_missing_sidecar_is_one_line(tmp_path, capsys):
@@ -212,7 +222,7 @@ def test_an_operator_onnx_lacks_is_one_line_naming_it(tmp_path):
 @pytest.mark.timeout(300)
 def test_fp16_export_keeps_float32_inputs_and_outputs(trained, tmp_path):
     folder = trained[0]
-    meta = export_onnx(ExportArguments(model=str(folder), output=str(tmp_path / "half.onnx"), fp16=True,
+    meta = export_model(ExportArguments(model=str(folder), output=str(tmp_path / "half.onnx"), fp16=True,
                                        image_size=[int(v) for v in FRAME]))
     graph = onnx.load(str(tmp_path / "half.onnx"))
     sizes = {kind: sum(int(np.prod(t.dims)) for t in graph.graph.initializer if t.data_type == kind)
@@ -258,6 +268,18 @@ def test_each_familys_published_structure_exports_with_parity(name, tmp_path):
     assert meta["box_frame"] == ("canvas" if ignores_pixel_mask(model_type) else "image")
     softmax = family_of(model_type).softmax
     assert meta["postprocess"] == ("softmax, last class no-object" if softmax else "sigmoid top-k")
+    # OpenVINO reads the same graph and gives ONNX Runtime's outputs (detr-export --format openvino's route)
+    from recipe.inference.deploy import save_openvino, to_openvino
+    from recipe.models.exported import OpenVinoDetector
+
+    save_openvino(to_openvino(tmp_path / "m.onnx"), tmp_path / "m.xml")
+    (tmp_path / "m.xml.json").write_text((tmp_path / "m.onnx.json").read_text())
+    pixel_values = torch.randn(2, 3, *meta["frame"], generator=torch.Generator().manual_seed(0))
+    pixel_mask = torch.ones(2, *meta["frame"], dtype=torch.int64)
+    ours = OpenVinoDetector(tmp_path / "m.xml")(pixel_values=pixel_values, pixel_mask=pixel_mask)
+    theirs = OnnxDetector(tmp_path / "m.onnx")(pixel_values=pixel_values, pixel_mask=pixel_mask)
+    for key in ("logits", "pred_boxes"):
+        assert float((getattr(ours, key) - getattr(theirs, key)).abs().max()) <= 1e-4, (name, key)
 
 
 @pytest.mark.slow
@@ -292,6 +314,6 @@ def export_family_structure(name: str, tmp_path, side: int, noise: float):
     processor.size, processor.do_pad = {"height": side, "width": side}, False
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
-    meta = export_onnx(ExportArguments(model=str(tmp_path / "model"), output=str(tmp_path / "m.onnx"),
+    meta = export_model(ExportArguments(model=str(tmp_path / "model"), output=str(tmp_path / "m.onnx"),
                                        dynamic_batch=True))
     return meta, config

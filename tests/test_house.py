@@ -85,7 +85,7 @@ def spelled_outside(pattern: str, *allowed: str) -> list[str]:
      "recipe/core/distributed.py"),
     ("reading --model_config", r"json\.loads\([^)]*model_config", "recipe/config/model_config.py"),
     ("the default family", r"[\"']deformable_detr[\"']", "recipe/config/model_config.py"),
-    ("is this an ONNX file", r"endswith\([\"']\.onnx", "recipe/models/onnx_detector.py"),
+    ("is this an exported file", r"endswith\([\"']\.onnx", "recipe/models/exported.py"),
     ("where the data comes from", r"\b(load_detection_dataset|load_dataset_splits|open_dataset|file_split)\(",
      "recipe/data/source.py"),
 ])

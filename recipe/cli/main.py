@@ -139,23 +139,19 @@ def browse_dataset_main(argv: list[str] | None = None) -> None:
 
 
 def export_main(argv: list[str] | None = None) -> None:
-    """detr-export --model DIR_OR_ID --output model.onnx [--opset 17] [--dynamic_batch] [--fp16]"""
+    """detr-export --model DIR_OR_ID --output model.onnx|model.xml [--format openvino] [--int8 + data flags]"""
     help_if_asked(argv, "detr-export")
     with main_guard():
         from recipe.config.load import parse_command
-        from recipe.inference.export import export_onnx
+        from recipe.inference.export import export_model
+        from recipe.inference.measure import print_export
 
-        (args,) = parse_command(argv, "detr-export")
-        # The exporter's passes log every step, and the opset conversion's route (export_onnx reads back the opset
+        args, data_args = parse_command(argv, "detr-export")
+        # The exporter's passes log every step, and the opset conversion's route (export_model reads back the opset
         # written and says when it is not the one asked for).
         for name in ("onnx_ir", "onnxscript", "torch.onnx"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        meta = export_onnx(args)
-        check = meta["check"]
-        print(f"wrote {args.output} ({meta['model_type']}, frame {meta['frame'][0]}x{meta['frame'][1]}, batch "
-              f"{meta['batch']}, {meta['dtype']}, opset {meta['opset']}) and {args.output}.json; ONNX Runtime vs "
-              f"PyTorch on a random batch: max |diff| logits {check['logits_max_abs_diff']:.2e}, boxes "
-              f"{check['pred_boxes_max_abs_diff']:.2e}")
+        print_export(args, export_model(args, data_args))
 
 
 def compare_main(argv: list[str] | None = None) -> None:

@@ -194,7 +194,8 @@ class ExportArguments:
     model: str | None = arg(None, required=True, help=(
         "A trained output folder, a checkpoint folder, or a cached Hub id (AutoModelForObjectDetection)."))
     output: str | None = arg(None, required=True, help=(
-        "The .onnx file to write; what inference needs goes beside it as OUTPUT.json."))
+        "The file to write: .onnx (--format onnx) or .xml (--format openvino, with its .bin); what inference needs "
+        "goes beside it as OUTPUT.json (with the data: the file's measured map and latency)."))
     opset: int = arg(MIN_OPSET, range=f"[{MIN_OPSET}, 23]", help=(
         "ONNX opset (>= 17: LayerNormalization; TensorRT >= 10.6 for fp16 engines of these models)."))
     dynamic_batch: bool = arg(False, help="Any batch size (else the graph takes batch 1).")
@@ -204,9 +205,29 @@ class ExportArguments:
         "The graph's frame H W (default: the processor's canvas, or its eval size: shortest_edge x longest_edge). "
         "Images are resized as in evaluation and padded to it (smaller ones: as in a training batch; a mask-reading "
     "model then scores them as PyTorch does only when its batches have that size too); a larger one is an error."))
+    format: str = arg("onnx", choices=["onnx", "openvino"], help=(
+        "onnx (ONNX Runtime) or openvino (an IR .xml with its .bin, converted from the ONNX graph and checked against "
+        "PyTorch as the ONNX graph is; pip install -e '.[openvino]')."))
+    int8: bool = arg(False, help=(
+        "Post-training INT8: ONNX Runtime static QDQ (onnx) or NNCF (openvino), calibrated on --calibration_images "
+        "training images; needs the data (--dataset, or --train_ann/--train_img and --val_ann/--val_img)."))
+    calibration_images: int = arg(100, range="[8, inf)", help="--int8: training images to calibrate on (seeded draw).")
+    int8_float_ops: list[str] = arg(default_factory=lambda: ["LayerNormalization", "GridSample", "Softmax"],
+                                    choices=["LayerNormalization", "GridSample", "Softmax"], help=(
+        "--int8: operators kept in float (the originals' fp16 exports broke in them); listed in the sidecar."))
+    threads: int = arg(1, range="[1, inf)", help=(
+        "Threads of the latency measured with the data given (exported file and PyTorch alike)."))
 
     def __post_init__(self):
         check_fields(self)
+
+
+# What detr-export reads of the data flags: where the calibration images (training split) and the validation set of
+# the measured map come from.
+EXPORT_DATA_FIELDS = {
+    "train_img", "train_ann", "val_img", "val_ann", "annotation_format", "box_convention", "bdd_image_size",
+    "dataset_cache_dir", *(f.name for f in dataclasses.fields(DatasetArguments))}
+EXPORT_FIELDS = EXPORT_DATA_FIELDS | {f.name for f in dataclasses.fields(ExportArguments)}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from recipe.config.arguments import (
 from recipe.config.command_arguments import (
     EVALUATE_ALIASES,
     EVALUATE_FIELDS,
+    EXPORT_FIELDS,
     BrowseArguments,
     CheckDataArguments,
     CompareArguments,
@@ -57,7 +58,9 @@ COMMANDS = {
     "detr-browse-dataset": Command((BrowseArguments, DatasetSplitArguments),
                                    "Draw a grid of images with their ground truth (optionally after the training "
                                    "augmentation)."),
-    "detr-export": Command((ExportArguments,), "Export a trained model to ONNX, checked against PyTorch."),
+    "detr-export": Command((ExportArguments, DataArguments), "Export a trained model to ONNX or OpenVINO (fp32 "
+                           "checked against PyTorch, or INT8 calibrated on your images); with the data, the file's "
+                           "map and latency next to PyTorch's.", only=frozenset(EXPORT_FIELDS)),
     # detr-compare: every flag that is not one of CompareArguments' is a training flag for every family.
     "detr-compare": Command((CompareArguments,), "Train several families on the same data and rank them: map, "
                             "training time, parameters and ONNX Runtime latency (leaderboard.md / .json / .png)."),

@@ -44,8 +44,9 @@ def check_fields(obj) -> None:
             continue
         check_type(f.name, value, field_types(type(obj))[f.name])
         meta = f.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+        for item in value if isinstance(value, list) and "choices" in meta else [value]:  # a list: each element
+            if "choices" in meta and item not in meta["choices"]:
+                raise ConfigError(f"{f.name}: {item!r} is not one of {', '.join(map(str, meta['choices']))}")
         if "length" in meta and len(value) != meta["length"]:
             raise ConfigError(f"{f.name} takes {meta['length']} values, got {len(value)}: {value}")
         for item in value if isinstance(value, list) else [value]:

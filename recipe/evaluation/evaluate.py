@@ -14,8 +14,8 @@ from recipe.data.source import DataSource, data_source, load_table
 from recipe.evaluation.coco_eval import METRIC_KEYS, format_per_class
 from recipe.evaluation.results_writer import results_from_rows, write_results_file
 from recipe.evaluation.score_results import check_output_folder, check_output_path, write_json
+from recipe.models.exported import is_exported, sidecar_path
 from recipe.models.loading import add_recipe_loss, load_model
-from recipe.models.onnx_detector import is_onnx, sidecar_path
 
 logger = logging.getLogger("recipe")
 
@@ -82,7 +82,8 @@ def evaluate_request(request: EvaluateRequest) -> dict:
     metrics = CocoDetectionMetrics(gt_from_table(data.dataset, data.categories), [c["id"] for c in data.categories],
                                    score_threshold=r.score_threshold, backend=r.backend,
                                    keep_rows=bool(r.predictions_out or r.plots))
-    processor_file = sidecar_path(r.model) if is_onnx(r.model) else os.path.join(r.model, "preprocessor_config.json")
+    processor_file = sidecar_path(r.model) if is_exported(r.model) else \
+        os.path.join(r.model, "preprocessor_config.json")
     dataset = evaluation_dataset(data, processor, source=str(processor_file))
     run_evaluation(model, processor, args, dataset, metrics, top_k=r.top_k)
     result = {**{k: metrics.last_result[k] for k in METRIC_KEYS}, "per_class": metrics.last_result["per_class"],

@@ -1,15 +1,20 @@
-"""ONNX export of a trained detector, and an ONNX Runtime detector that predict.py and evaluate.py run in its place.
+"""Export of a trained detector to ONNX or OpenVINO, fp32 or INT8, which predict.py and evaluate.py run in its place
+(`recipe.models.exported`).
 
-`export_onnx` writes `PATH.onnx` (inputs `pixel_values` [B, 3, H, W] float32 and, for models that read it,
+`export_model` writes `PATH.onnx` (inputs `pixel_values` [B, 3, H, W] float32 and, for models that read it,
 `pixel_mask` [B, H, W] int64; outputs `logits` [B, Q, C] and `pred_boxes` [B, Q, 4] `cxcywh_norm`, by name) and
 beside it `PATH.onnx.json`: what inference needs (the model config with `id2label` and `category_ids`, the image
-processor's config, the post-processing, the graph's frame; `onnx_detector` reads it back). Exporter:
+processor's config, the post-processing, the graph's frame; `recipe.models.exported` reads it back). Exporter:
 `torch.onnx.export(dynamo=True)`: optimum-onnx (0.1.0, its newest) needs transformers < 4.58 and has no ONNX config
 for Deformable / Conditional / DAB-DETR, DEIMv2, LW-DETR or RF-DETR.
 
 The graph takes one frame (H, W): the models' Python code branches on feature-map sizes, so torch.export fixes them
 (asked for dynamic height and width, it specialises them to the sample's without a word). The batch is 1, or any
 size with `dynamic_batch`.
+
+`--format openvino` converts that graph to an OpenVINO IR (`PATH.xml` + `.bin`, checked against PyTorch as the
+graph is); `--int8` quantises it (`recipe.inference.deploy`) on the training images; with a validation set the
+sidecar gets "measured": the file's map and latency next to PyTorch's.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ import torch
 
 from recipe.config.command_arguments import ExportArguments
 from recipe.core.errors import ConfigError, ModelNotAvailable
-from recipe.models.onnx_detector import SIDECAR_FORMAT, OnnxDetector, is_onnx, require_export_packages, sidecar_path
+from recipe.models.exported import (
+    FORMAT_SUFFIX,
+    SIDECAR_FORMAT,
+    OnnxDetector,
+    OpenVinoDetector,
+    is_exported,
+    is_openvino,
+    sidecar_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +92,15 @@ def graph_frame(config, processor, image_size: list[int] | None = None) -> tuple
     return tuple(-(-int(v) // m) * m for v in frame)
 
 
-def check_output(path: str) -> Path:
-    """Before any model is loaded: an .onnx name whose folder exists or can be made and written."""
-    out = Path(path)
+def check_output(path: str, fmt: str = "onnx") -> Path:
+    """Before any model is loaded: a file name of the format's suffix whose folder exists or can be made and
+    written."""
+    out, suffix = Path(path), FORMAT_SUFFIX[fmt]
     if out.is_dir():
-        raise ConfigError(f"--output {path}: is a folder; give a file name, e.g. {out / 'model.onnx'}")
-    if out.suffix != ".onnx":
-        raise ConfigError(f"--output {path}: give a file name ending in .onnx (e.g. {out.with_suffix('.onnx')})")
+        raise ConfigError(f"--output {path}: is a folder; give a file name, e.g. {out / ('model' + suffix)}")
+    if out.suffix != suffix:
+        raise ConfigError(f"--output {path}: give a file name ending in {suffix} for --format {fmt} "
+                          f"(e.g. {out.with_suffix(suffix)})")
     parent = out.absolute().parent
     existing = parent
     while not existing.exists():
@@ -103,8 +118,8 @@ def load_exportable(model_id: str):
     from recipe.models.families import family_of
     from recipe.models.loading import load_detector
 
-    if is_onnx(model_id):
-        raise ConfigError(f"--model {model_id}: already an ONNX graph; export the PyTorch folder it came from")
+    if is_exported(model_id):
+        raise ConfigError(f"--model {model_id}: already an exported graph; export the PyTorch folder it came from")
     model_type = local_model_type(model_id)
     if model_type is not None:
         family_of(model_type)
@@ -118,30 +133,75 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _OPERATOR = re.compile(r"No ONNX function found for \W*(?:OpOverload\(op=')?([A-Za-z0-9_]+[:.]{1,2}[A-Za-z0-9_.]+)")
 
 
-def export_onnx(args: ExportArguments) -> dict:
-    """Export `args.model` to `args.output` (+ its `.json` sidecar) and check ONNX Runtime against PyTorch on one
-    random batch of the graph's frame. -> the sidecar's contents, with the check's largest differences."""
-    out = check_output(args.output)
+def export_model(args: ExportArguments, data_args=None) -> dict:
+    """Export `args.model` to `args.output` (+ its `.json` sidecar): the ONNX graph, checked against PyTorch on one
+    random batch of the graph's frame; then, as asked, converted to OpenVINO (checked the same way) and / or
+    quantised to INT8 on the training images; with a validation set (`data_args`), the file's map and latency next to
+    PyTorch's written into the sidecar ("measured"). -> the sidecar's contents, with the check's differences."""
+    import tempfile
+
+    from recipe.inference import deploy
+
+    out = check_output(args.output, args.format)
+    deploy.check_options(args)
+    calibration, validation = deploy.export_sources(data_args)
+    if args.int8 and (calibration is None or validation is None):
+        raise ConfigError("--int8 needs the data: --dataset PATH_OR_ID, or --train_ann/--train_img (the calibration "
+                          "images) and --val_ann/--val_img (its measured map: what INT8 costs, before shipping it)")
+    calibration_files = deploy.calibration_files(calibration, args.calibration_images) if args.int8 else []
     model, processor, category_ids = load_exportable(args.model)
     frame = graph_frame(model.config, processor, args.image_size)
     dtype = torch.float16 if args.fp16 else torch.float32
     graph = OnnxGraph(model.to(dtype), takes_mask=takes_pixel_mask(model), dtype=dtype).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_graph(graph, out, frame, opset=args.opset, dynamic_batch=args.dynamic_batch)
-    meta = sidecar(model.config, processor, category_ids, frame=frame, takes_mask=graph.takes_mask, args=args)
-    meta["opset"] = written_opset(out)
-    if meta["opset"] != args.opset:  # the exporter keeps its own opset when it cannot convert, with a log line only
-        logger.warning("%s: written at opset %d (the conversion to %d failed)", out, meta["opset"], args.opset)
-    sidecar_path(out).write_text(json.dumps(meta, indent=2))
-    meta["check"] = parity_check(graph, out, frame, batch=2 if args.dynamic_batch else 1)
-    limit, worst = (1e-2 if args.fp16 else 1e-4), max(meta["check"].values())
-    if worst > limit:  # "exported and silently wrong" is the failure to catch here: no file is left to deploy
-        for path in (out, sidecar_path(out)):
-            path.unlink(missing_ok=True)
-        raise ModelNotAvailable(
-            f"{out}: not written: ONNX Runtime's outputs differ from PyTorch's by up to {worst:.2g} on a random batch "
-            f"(limit {limit:g}), so the graph does not reproduce the model; try another --image_size or --opset")
+    with tempfile.TemporaryDirectory(prefix="recipe-export-") as tmp:
+        direct = args.format == "onnx" and not args.int8
+        onnx_path = out if direct else Path(tmp) / "model.onnx"
+        export_graph(graph, onnx_path, frame, opset=args.opset, dynamic_batch=args.dynamic_batch)
+        meta = sidecar(model.config, processor, category_ids, frame=frame, takes_mask=graph.takes_mask, args=args)
+        meta["opset"] = written_opset(onnx_path)
+        if meta["opset"] != args.opset:  # the exporter keeps its own opset when it cannot convert, with a log only
+            logger.warning("%s: written at opset %d (the conversion to %d failed)", out, meta["opset"], args.opset)
+        meta["runtime"] = "onnxruntime"
+        write_sidecar(onnx_path, meta)
+        batch = 2 if args.dynamic_batch else 1
+        meta["check"] = checked(graph, onnx_path, frame, batch=batch, limit=1e-2 if args.fp16 else 1e-4, out=out)
+        if not direct:
+            meta.update(deploy.convert(onnx_path, out, meta, args, calibration_files, model.config))
+            write_sidecar(out, meta)
+            # INT8 has no parity to hold: what it costs is measured on the validation set below
+            meta["check"] = differences(graph, out, frame, batch=batch) if args.int8 else \
+                checked(graph, out, frame, batch=batch, limit=1e-4, out=out)
+    if validation is not None:
+        from recipe.inference.measure import measure
+
+        meta["measured"] = measure(out, args.model, validation, threads=args.threads)
+    write_sidecar(out, meta)
     return meta
+
+
+def write_sidecar(path: Path, meta: dict) -> None:
+    sidecar_path(path).write_text(json.dumps(meta, indent=2))
+
+
+def written_files(path: Path) -> list[Path]:
+    """An exported file and what goes with it: its sidecar, and an OpenVINO IR's .bin."""
+    return [path, sidecar_path(path), *([path.with_suffix(".bin")] if is_openvino(path) else [])]
+
+
+def checked(graph: OnnxGraph, path: Path, frame, *, batch: int, limit: float, out: Path) -> dict:
+    """`differences`, or, above `limit`, no file left to deploy ("exported and silently wrong" is what to catch)
+    and one line."""
+    check = differences(graph, path, frame, batch=batch)
+    worst = max(check.values())
+    if worst > limit:
+        for name in {*written_files(path), *written_files(out)}:
+            name.unlink(missing_ok=True)
+        runtime = "OpenVINO" if is_openvino(path) else "ONNX Runtime"
+        raise ModelNotAvailable(
+            f"{out}: not written: {runtime}'s outputs differ from PyTorch's by up to {worst:.2g} on a random batch "
+            f"(limit {limit:g}), so the graph does not reproduce the model; try another --image_size or --opset")
+    return check
 
 
 def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: int, dynamic_batch: bool) -> None:
@@ -155,7 +215,6 @@ def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: 
     if dynamic_batch:
         dim = torch.export.Dim("batch", min=1, max=1024)
         dynamic = {name: {0: dim} for name in inputs}
-    require_export_packages("onnx", "onnxscript")
     # transformers' shape checks (`torch_compilable_check`) trace to `aten._is_all_true`, which has no ONNX
     # translation; the frame is fixed, so they hold by construction. transformers' documented switch turns them off.
     try:
@@ -213,16 +272,16 @@ def sidecar(config, processor, category_ids, *, frame, takes_mask: bool, args: E
     }
 
 
-def parity_check(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, batch: int) -> dict:
-    """Largest |ONNX Runtime - PyTorch| of logits and boxes on one seeded random batch (mask: the right quarter
-    of the last image is padding)."""
+def differences(graph: OnnxGraph, path: Path, frame: tuple[int, int], *, batch: int) -> dict:
+    """Largest |exported - PyTorch| of logits and boxes on one seeded random batch (mask: the right quarter of the
+    last image is padding), the exported file run by its runtime."""
     generator = torch.Generator().manual_seed(0)
     pixel_values = torch.randn(batch, 3, *frame, generator=generator)
     pixel_mask = torch.ones(batch, *frame, dtype=torch.int64)
     pixel_mask[-1, :, frame[1] * 3 // 4:] = 0
     with torch.no_grad():
         logits, boxes = graph(pixel_values, pixel_mask)
-    detector = OnnxDetector(out)
+    detector = (OpenVinoDetector if is_openvino(path) else OnnxDetector)(path)
     outputs = detector(pixel_values=pixel_values, pixel_mask=pixel_mask)
     return {"logits_max_abs_diff": float((outputs.logits - logits).abs().max()),
             "pred_boxes_max_abs_diff": float((outputs.pred_boxes - boxes).abs().max())}

@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetec
 from recipe.config.model_config import DEFAULT_MODEL_TYPE, parse_model_config
 from recipe.core.errors import ConfigError, ModelNotAvailable
 from recipe.models.checkpoint_weights import check_loading_info, no_backbone_download, rehead
+from recipe.models.exported import ExportedDetector, is_exported, load_exported_detector
 from recipe.models.families import (
     Family,
     config_overrides,
@@ -21,7 +22,6 @@ from recipe.models.families import (
     trains_whole_backbone,
 )
 from recipe.models.losses import install_recipe_loss
-from recipe.models.onnx_detector import OnnxDetector, is_onnx, load_onnx_detector
 from recipe.models.random_init import init_random_weights
 from recipe.models.sources import is_offline
 
@@ -41,8 +41,8 @@ def load_model(name: str | None, *, model_args=None, id2label: dict[int, str] | 
     (`rehead`). No loss is installed here (`add_recipe_loss`)."""
     if model_args is not None and model_args.model_config:
         return _from_model_config(model_args, id2label)
-    if is_onnx(name):
-        model, processor, _ = load_onnx_detector(name)
+    if is_exported(name):
+        model, processor, _ = load_exported_detector(name)
         return model, processor
     return _from_checkpoint(name, model_args, id2label)
 
@@ -70,8 +70,8 @@ def load_model_and_processor(model_args, id2label: dict[int, str]):
 
 def add_recipe_loss(model, model_args=None) -> None:
     """The family's loss (`losses.install_recipe_loss`), its weights the original recipe's, or with `model_args` the
-    user's coefficients; an ONNX graph computes no loss."""
-    if isinstance(model, OnnxDetector):
+    user's coefficients; an exported graph computes no loss."""
+    if isinstance(model, ExportedDetector):
         return
     family = family_of(model.config.model_type)
     install_recipe_loss(model, family, loss_weights(family, model_args))

@@ -11,8 +11,8 @@ from transformers import AutoConfig
 
 from recipe.config.model_config import model_type_of
 from recipe.core.errors import ModelNotAvailable
+from recipe.models.exported import is_exported
 from recipe.models.families import family_of
-from recipe.models.onnx_detector import is_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ def check_model_available(model_args) -> None:
         return
     if not model_args.model_name_or_path:
         raise ModelNotAvailable("set model_name_or_path (Hub id or local folder) or model_config")
-    if is_onnx(model_args.model_name_or_path):
-        raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} is an exported ONNX graph, for predict and "
-                                "evaluate only; train from the PyTorch folder it was exported from")
+    if is_exported(model_args.model_name_or_path):
+        raise ModelNotAvailable(f"model {model_args.model_name_or_path!r} is an exported graph (ONNX or OpenVINO), "
+                                "for predict and evaluate only; train from the PyTorch folder it was exported from")
     offline = is_offline(model_args)
     if not offline and not os.path.isdir(model_args.model_name_or_path):
         offline = offline_if_hub_unreachable(model_args)
