@@ -62,7 +62,7 @@ def measure(name: str, frame: tuple[int, int], batch_sizes: list[int], rounds: i
     """One row per batch size: images/s of PyTorch eager and ONNX Runtime, interleaved rounds."""
     import recipe
     from recipe.models.loading import load_detector
-    from recipe.models.onnx_detector import OnnxDetector
+    from recipe.models.exported import OnnxDetector
 
     folder = build_folder(name, workdir / name, frame)
     start = time.perf_counter()
