@@ -61,8 +61,8 @@ def time_call(call) -> float:
 def measure(name: str, frame: tuple[int, int], batch_sizes: list[int], rounds: int, workdir: Path) -> list[dict]:
     """One row per batch size: images/s of PyTorch eager and ONNX Runtime, interleaved rounds."""
     import recipe
-    from recipe.models.loading import load_detector
     from recipe.models.exported import OnnxDetector
+    from recipe.models.loading import load_detector
 
     folder = build_folder(name, workdir / name, frame)
     start = time.perf_counter()

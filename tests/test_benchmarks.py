@@ -19,6 +19,8 @@ SMOKE_FIGURES = {
                    r"^rare +demo-imbalanced +threshold 0\.3 +seeds 1: pedestrian_ap [\d.]+, others_mean_ap [\d.]+"],
     "augmentation_presets": [r"^rt_detr +rtdetr +1 +[\d.]+ +[\d.]+", r"^deim +mixing +[\d.]+$",
                              r"^rfdetr +all +[\d.]+$"],
+    "deploy": [r"^\| model \(deformable_detr\) \| pytorch eager( \| [\d.]+){5} \| 1\.00x \|$",
+               r"^\| model \(deformable_detr\) \| openvino int8( \| [\d.]+){5} \| [\d.]+x \|$"],
     "dataloader": [r"workers=1 recipe/hf_example=\d", r"recipe ms per image \(0 workers\): decode="],
     "dataset_scale": [r"^build_s=\d", r"^build_peak_rss_mb=\d", r"^reload_s=\d"],
     "eval_memory": [r"^recipe_kb_per_image=-?\d", r"^trainer_default_kb_per_image=-?\d", r"^ratio=-?\d"],
@@ -35,9 +37,10 @@ SMOKE_FIGURES = {
 }
 # Smoke runs past ~30 s of CPU (measured on the 2-core machine, user + sys of the run and its children):
 # augmentation_presets (two trainings and the loader of four presets, 22 s of CPU, 31 s beside other work), eval_memory
-# (four child processes, each loading torch and a model), export_speed (an ONNX export, 39 s), recipe_vs_defaults
+# (four child processes, each loading torch and a model), deploy (a 1-step training and four exports, 52 s),
+# export_speed (an ONNX export, 39 s), recipe_vs_defaults
 # (three trainings, 31 s), training_features (six short trainings). The others took 1 to 27 s.
-SLOW_SMOKE = {"augmentation_presets", "eval_memory", "export_speed", "recipe_vs_defaults", "small_data",
+SLOW_SMOKE = {"augmentation_presets", "deploy", "eval_memory", "export_speed", "recipe_vs_defaults", "small_data",
               "training_features"}
 
 
