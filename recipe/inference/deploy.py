@@ -11,6 +11,7 @@ the arithmetic is.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +30,42 @@ MIN_CALIBRATION_IMAGES = 8
 
 
 def to_openvino(onnx_path: Path):
-    """The ONNX graph read by OpenVINO (an `openvino.Model`), or one line naming what it cannot read."""
+    """The ONNX graph read by OpenVINO (an `openvino.Model`), after `empty_expands_as_identity`, or one line naming
+    the operator it cannot convert."""
+    import onnx
+
     openvino = require_openvino()
+    graph = onnx.load(str(onnx_path))
+    if empty_expands_as_identity(graph):
+        onnx_path = onnx_path.with_name(onnx_path.stem + "_for_openvino.onnx")
+        onnx.save(graph, str(onnx_path))
     try:
         return openvino.Core().read_model(str(onnx_path))
     except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its frontend's page of text
-        raise ModelNotAvailable(f"OpenVINO cannot read this model's ONNX graph ({' '.join(str(e).split())[:300]})") \
-            from None
+        text = " ".join(str(e).split())
+        failed = re.search(r"Conversion is failed for: ([\w\-, ]+)", text)
+        what = f"operator {failed.group(1).strip()} does not convert" if failed else text[:300]
+        raise ModelNotAvailable(f"OpenVINO cannot read this model's ONNX graph ({what}); deploy the .onnx with ONNX "
+                                "Runtime instead") from None
+
+
+def empty_expands_as_identity(graph) -> int:
+    """Rewrite in place each `Expand` to an empty shape (torch.full of a 0-d tensor, in RT-DETR's graph) as the
+    `Identity` it is: broadcasting to the shape [] leaves any input as it is. ONNX Runtime runs the original;
+    OpenVINO 2026.4's converter refuses it ("Broadcast shape rank must be 1, but has 0"). -> how many."""
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(graph)
+    empty = {value.name for value in inferred.graph.value_info
+             if value.type.tensor_type.HasField("shape")
+             and [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim] == [0]}
+    count = 0
+    for node in graph.graph.node:
+        if node.op_type == "Expand" and node.input[1] in empty:
+            node.op_type = "Identity"
+            del node.input[1]
+            count += 1
+    return count
 
 
 def save_openvino(model, out: Path) -> None:
