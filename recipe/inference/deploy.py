@@ -43,7 +43,8 @@ def to_openvino(onnx_path: Path):
         return openvino.Core().read_model(str(onnx_path))
     except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its frontend's page of text
         text = " ".join(str(e).split())
-        failed = re.search(r"Conversion is failed for: ([\w\-, ]+)", text)
+        failed = re.search(r"(?:Conversion is failed for|No conversion rule found for operations): ([\w.\-, ]+)",
+                           text)
         what = f"operator {failed.group(1).strip()} does not convert" if failed else text[:300]
         raise ModelNotAvailable(f"OpenVINO cannot read this model's ONNX graph ({what}); deploy the .onnx with ONNX "
                                 "Runtime instead") from None
