@@ -101,7 +101,8 @@ def test_int8_is_calibrated_keeps_the_listed_layers_float_and_says_what_it_costs
     assert max(meta["check"].values()) > 1e-4
 
 
-@pytest.mark.slow  # two more INT8 exports, 22 s
+@pytest.mark.slow
+@pytest.mark.extended  # two more INT8 exports (22 s): the flag's effect, beside command 2's default-flag proofs
 @pytest.mark.timeout(240)
 def test_keeping_fewer_layers_float_quantises_more(trained_demo, demo_dir, tmp_path):
     folder, _ = trained_demo
