@@ -35,6 +35,8 @@ def export_variant(model: str, data: Path, out: Path, fmt: str, int8: bool, args
         argv += ["--int8", "--calibration_images", str(args.calibration_images)]
     if args.image_size:
         argv += ["--image_size", *map(str, args.image_size)]
+    if args.dynamic_batch:
+        argv.append("--dynamic_batch")
     start = time.perf_counter()
     export_main(argv)
     return json.loads(Path(f"{path}.json").read_text()), round(time.perf_counter() - start, 1)
@@ -81,6 +83,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calibration_images", type=int, default=100)
     parser.add_argument("--image_size", type=int, nargs=2, help="the graphs' frame H W (default: the processor's)")
+    parser.add_argument("--dynamic_batch", action=argparse.BooleanOptionalAction, default=True,
+                        help="graphs of any batch: batch 8 is one call (--no-dynamic_batch: batch 1, image by image)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--smoke", action="store_true", help="a 1-step demo model on 12 images (figures mean nothing)")
     args = parser.parse_args(argv)
