@@ -1,6 +1,7 @@
 """Tiled inference: exact windows, boxes moved back into the image, the border rule on hand-placed boxes crossing
 window borders, NMS and weighted fusion by hand, predict and evaluate with --tile on the 2-step demo model (evaluate's
-numbers are predict's results scored by pycocotools), and the one-line errors of every new flag."""
+numbers are predict's results scored by pycocotools; an exported ONNX graph gives PyTorch's detections, slow), and the
+one-line errors of every new flag."""
 
 import json
 import shutil
@@ -142,6 +143,30 @@ def test_a_graph_whose_frame_cannot_hold_a_window_is_one_line(trained_demo, demo
                                                   "--output", str(tmp_path / "o"), "--tile", "64"])
     assert line == (f"error: --tile 64: a window resizes to 128x128 pixels, larger than the frame 128x100 of {graph}; "
                     "choose a smaller --tile or export again with --image_size 128 128")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_predict_tile_with_an_onnx_graph_gives_pytorchs_detections(trained_demo, demo_dir, tmp_path):
+    """The exported graph (any batch, frame 128x170: the demo scenes at eval size 128) behind the same tiled loop: the
+    windows (160 px -> 128x128) and the frame share one batch, padded to 128x170 in both runtimes, so the merged
+    detections are PyTorch's (scores within 1e-4, as the export's parity)."""
+    folder, _ = trained_demo
+    graph = tmp_path / "demo.onnx"
+    export_main(["--model", str(folder), "--output", str(graph), "--image_size", "128", "170", "--dynamic_batch"])
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((demo_dir / "val" / "images").iterdir())[:2]:
+        shutil.copy(path, images / path.name)
+    common = ["--images", str(images), "--threshold", "0", "--draw", "false", "--tile", "160"]
+    predict_main(["--model", str(folder), "--output", str(tmp_path / "torch"), *common])
+    predict_main(["--model", str(graph), "--output", str(tmp_path / "onnx"), *common])
+    torch_dets, onnx_dets = _predictions(tmp_path / "torch"), _predictions(tmp_path / "onnx")
+    assert sorted(torch_dets) == sorted(onnx_dets) and len(torch_dets) == 2
+    for name, dets in torch_dets.items():
+        assert dets.shape == onnx_dets[name].shape == (100, 6)
+        np.testing.assert_allclose(onnx_dets[name][:, :2], dets[:, :2], atol=1e-4)
+        np.testing.assert_allclose(onnx_dets[name][:, 2:], dets[:, 2:], atol=1e-2)
 
 
 def _predictions(folder) -> dict:
