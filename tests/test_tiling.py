@@ -133,6 +133,13 @@ def test_tile_with_a_results_file_is_one_line(capsys):
     assert "--tile 64 runs a model (--model); a results file (--predictions) is scored as it is: drop --tile" in line
 
 
+def test_tiled_evaluation_under_a_multi_process_launch_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; checked before the model or the data load
+    line = _one_line_error(capsys, evaluate_main, ["--model", "m", "--images", "i", "--ann", "a.json", "--tile", "64"])
+    assert line == ("error: --tile 64: tiled evaluation runs in one process; run detr-evaluate without accelerate "
+                    "launch / torchrun")
+
+
 def test_a_graph_whose_frame_cannot_hold_a_window_is_one_line(trained_demo, demo_dir, tmp_path, capsys):
     folder, _ = trained_demo
     graph = tmp_path / "narrow.onnx"
