@@ -29,6 +29,9 @@ SMOKE_FIGURES = {
     "families": [r"^demo \(deformable, box refine\) +1 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$"],
     "format_scale": [r"^voc_build_s=\d", r"^yolo_reload_s=\d"],
     "metrics": [r"^pycocotools_s=\d", r"^faster_coco_eval_s=\d", r"^max_metric_diff=", r"^speedup=\d"],
+    "tiling": [r"^untiled +map [\d.]+ map_50 [\d.]+ map_small [\d.]+ +s/image [\d.]+$",
+               r"^tile 320 nms \+full +map [\d.]+ map_50 [\d.]+ map_small [\d.]+ +s/image [\d.]+$",
+               r"^tile 320 wbf \+full +map [\d.]+", r"^tile 320 nms tiles only +map [\d.]+"],
     "recipe_vs_defaults": [r"^ +recipe: map=[\d.]+ map_50=", r"^map ratio recipe/transformers_knobs = "],
     # Which path each arm took (the CPU run's own cv2 loader, or the batch step in torch that a GPU run takes).
     "training_features": [r"^ema \+ no_aug_epochs 2 +2 ", r"% of a step$",

@@ -76,17 +76,20 @@ def test_redeclared_training_fields_keep_the_transformers_defaults():
 def test_evaluate_takes_its_original_flags_and_yaml(tmp_path):
     cfg = tmp_path / "eval.yaml"
     cfg.write_text("top_k: 50\nbox_convention: exclusive\nbdd_image_size: [640, 360]\n")
-    data, model, eval_args, script = parse_evaluate_args([
+    data, model, eval_args, script, tile = parse_evaluate_args([
         str(cfg), "--model", "m", "--images", "i", "--ann", "a.json", "--batch-size", "2", "--num-workers", "0",
         "--metric-backend", "faster_coco_eval", "--score-threshold", "0.1", "--format", "bdd100k",
-        "--output", str(tmp_path / "m.json"), "--predictions-out", "r.json", "--predictions-format", "bdd100k"])
+        "--output", str(tmp_path / "m.json"), "--predictions-out", "r.json", "--predictions-format", "bdd100k",
+        "--tile", "320", "--tile_overlap", "0.25", "--tile_merge", "wbf"])
+    assert (tile.tile, tile.tile_overlap, tile.tile_merge, tile.tile_full_frame) == (320, 0.25, "wbf", True)
     assert (model.model_name_or_path, data.val_img, data.val_ann, data.annotation_format) == ("m", "i", "a.json",
                                                                                               "bdd100k")
     assert (eval_args.top_k, eval_args.score_threshold, eval_args.metric_backend) == (50, 0.1, "faster_coco_eval")
     assert (data.box_convention, data.bdd_image_size) == ("exclusive", [640, 360])
     assert (script.per_device_eval_batch_size, script.dataloader_num_workers) == (2, 0)
     assert (script.predictions_out, script.predictions_format) == ("r.json", "bdd100k")
-    data, model, _, script = parse_evaluate_args(["--gt", "g.json", "--predictions", "p.json"])
+    data, model, _, script, tile = parse_evaluate_args(["--gt", "g.json", "--predictions", "p.json"])
+    assert not tile.on
     assert (data.val_ann, script.predictions, model.model_name_or_path) == ("g.json", "p.json", None)
 
 
@@ -99,7 +102,7 @@ def test_parse_args_builds_any_set_of_dataclasses(tmp_path):
     other.write_text("top_k: 3\n")  # an EvalArguments key: unknown to a parser of DataArguments only
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['top_k'\]"):
         parse_args([str(other)], (DataArguments,))
-    assert len(parse_command([], "detr-evaluate")) == 4
+    assert len(parse_command([], "detr-evaluate")) == 5  # data, model, eval, script, tile
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path):

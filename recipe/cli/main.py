@@ -62,9 +62,9 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     help_if_asked(argv, "detr-evaluate")
     with main_guard():
         from recipe.config.load import parse_evaluate_args
-        from recipe.evaluation.evaluate import evaluate
+        from recipe.inference.tiled_evaluation import evaluate_command
 
-        metrics = evaluate(*parse_evaluate_args(argv))
+        metrics = evaluate_command(*parse_evaluate_args(argv))
         from recipe.core.distributed import is_main_process
 
         if is_main_process():  # once, under a multi-process launch
@@ -88,7 +88,7 @@ def convert_bdd100k_main(argv: list[str] | None = None) -> None:
 
 
 def make_demo_data_main(argv: list[str] | None = None) -> None:
-    """detr-make-demo-data --output DIR [--format bdd100k]: the synthetic traffic-scenes demo data."""
+    """detr-make-demo-data --output DIR [--format bdd100k] [--large_frame]: the synthetic traffic-scenes demo data."""
     help_if_asked(argv, "detr-make-demo-data")
     with main_guard():
         from recipe.config.load import parse_command
@@ -98,7 +98,8 @@ def make_demo_data_main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         summary = make_demo_dataset(args.output, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
                                     image_size=tuple(args.image_size), fmt=args.annotation_format,
-                                    rare_class=args.rare_class, rare_fraction=args.rare_fraction)
+                                    rare_class=args.rare_class, rare_fraction=args.rare_fraction,
+                                    large_frame=args.large_frame)
         for split, s in summary.items():
             classes = ", ".join(f"{k}={v}" for k, v in s["per_class"].items())
             print(f"{split}: {s['images']} images ({s['empty_images']} empty), {s['boxes']} boxes [{classes}]")
@@ -112,8 +113,8 @@ def predict_main(argv: list[str] | None = None) -> None:
         from recipe.config.load import parse_command
         from recipe.inference.predict import predict
 
-        args, dataset_args = parse_command(argv, "detr-predict")
-        predict(args, dataset_args)
+        args, dataset_args, tile_args = parse_command(argv, "detr-predict")
+        predict(args, dataset_args, tile_args)
 
 
 def check_data_main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,29 @@ BOX_CONVENTIONS = list(choices.BOX_CONVENTIONS)
 SPLITS = list(choices.SPLITS)
 FILE_FORMATS = [f for f in ANNOTATION_FORMATS if f != "auto"]  # what a writer writes: a named format
 
+
+@dataclass
+class TileArguments:
+    """Tiled inference (SAHI's sliced + standard prediction), shared by detr-predict and detr-evaluate --model."""
+
+    tile: int | None = arg(None, help=(
+        "Also detect in windows of TILE x TILE image pixels, each resized as a whole image is, and merge the boxes "
+        "(small objects in large frames; see docs/guide.md 'Tiled inference'). 0 or unset: off."))
+    tile_overlap: float = arg(0.2, range="[0, 0.9)", help="With --tile: the fraction of a window its neighbour shares.")
+    tile_merge: str = arg("nms", choices=["nms", "wbf"], help=(
+        "With --tile: class-wise NMS (keep the best box of each overlapping group) or weighted box fusion."))
+    tile_full_frame: bool = arg(True, help="With --tile: also detect in the whole image, as SAHI does.")
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.tile is not None and self.tile != 0 and self.tile < 32:
+            raise ConfigError(f"--tile {self.tile}: a window must be at least 32 pixels (0 turns tiling off)")
+
+    @property
+    def on(self) -> bool:
+        return bool(self.tile)
+
+
 @dataclass
 class EvaluateScriptArguments:
     """What the evaluate entry point reads and writes, and how it batches (training takes these from
@@ -61,11 +84,13 @@ EVALUATE_FIELDS = {
     "val_img", "val_ann", "annotation_format", "box_convention", "bdd_image_size", "dataset_cache_dir", "image_check",
     "skip_bad_images", "model_name_or_path", "offline", "score_threshold", "top_k", "metric_backend",
     *(f.name for f in dataclasses.fields(DatasetArguments)),
-    *(f.name for f in dataclasses.fields(EvaluateScriptArguments))}
+    *(f.name for f in dataclasses.fields(EvaluateScriptArguments)),
+    *(f.name for f in dataclasses.fields(TileArguments))}
 
 
 
 DEFAULT_THRESHOLD = 0.3
+
 
 
 @dataclass
@@ -245,6 +270,9 @@ class DemoDataArguments:
         "An imbalanced training split: this class drawn rare_fraction times as often (the validation split keeps "
         "the usual mix)."))
     rare_fraction: float = arg(0.05, range="(0, 1]", help="With rare_class: how often it is drawn, relative to usual.")
+    large_frame: bool = arg(False, help=(
+        "Each image a 4 x 3 grid of scenes of --image_size (1280x720 at the default): many small objects per "
+        "high-resolution frame, for tiled inference (--tile)."))
 
     def __post_init__(self):
         check_fields(self)

@@ -27,6 +27,7 @@ from recipe.config.command_arguments import (
     ExportArguments,
     PredictArguments,
     SearchArguments,
+    TileArguments,
 )
 from recipe.config.fields import DASHED_ALIASES
 
@@ -46,11 +47,11 @@ class Command(NamedTuple):
 COMMANDS = {
     "detr-train": Command((DataArguments, ModelArguments, TrainingOptions, EvalArguments),
                           "Fine-tune a DETR-family detector, evaluate it, write a Hub-style model folder."),
-    "detr-evaluate": Command((DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments),
+    "detr-evaluate": Command((DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments, TileArguments),
                              "Score a results file (--gt --predictions) or a saved model (--model with --dataset, "
                              "or --images and --ann) with COCOeval.", EVALUATE_ALIASES, frozenset(EVALUATE_FIELDS),
                              {"model_name_or_path": None}),
-    "detr-predict": Command((PredictArguments, DatasetSplitArguments),
+    "detr-predict": Command((PredictArguments, DatasetSplitArguments, TileArguments),
                             "Detect objects in images (--images, or --dataset and --split), writing "
                             "predictions.json and the drawn images."),
     "detr-check-data": Command((CheckDataArguments, DatasetArguments),

@@ -92,15 +92,19 @@ def parse_config(argv: list[str] | None) -> TrainConfig:
 
 
 def parse_evaluate_args(argv: list[str] | None) -> tuple:
-    """The evaluate entry point's arguments: (DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments).
+    """The evaluate entry point's arguments: (DataArguments, ModelArguments, EvalArguments, EvaluateScriptArguments,
+    TileArguments).
 
     Two modes: a results file (`--gt` = val_ann, `--predictions`) or a saved model (`--model` =
     model_name_or_path, `--images` = val_img, `--ann` = val_ann)."""
-    data, model, eval_args, script = parse_command(argv, "detr-evaluate")
+    data, model, eval_args, script, tile = parse_command(argv, "detr-evaluate")
     if script.predictions:
         usable = data.val_ann and not model.model_name_or_path
     else:
         usable = ((data.val_ann and data.val_img) or data.dataset) and model.model_name_or_path
     if not usable:
         raise ConfigError("give either --gt and --predictions, or --model with --dataset (or --images and --ann)")
-    return data, model, eval_args, script
+    if script.predictions and tile.on:
+        raise ConfigError(f"--tile {tile.tile} runs a model (--model); a results file (--predictions) is scored as "
+                          "it is: drop --tile")
+    return data, model, eval_args, script, tile

@@ -190,6 +190,22 @@ def _make_image(rng, W, H, class_probs=_CLASS_PROBS):
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), [(c, b) for c, b, _ in objs]
 
 
+LARGE_FRAME_GRID = (4, 3)  # scenes across and down: 1280x720 frames of 320x240 scenes
+
+
+def _make_large_image(rng, W, H, class_probs=_CLASS_PROBS, grid=LARGE_FRAME_GRID):
+    """A frame of grid[0] x grid[1] scenes of W x H pixels side by side: each object at the scene's scale, so
+    small in the frame. Boxes `xywh_abs` in the frame (an object cut by its scene's edge keeps its clipped box)."""
+    frame = Image.new("RGB", (W * grid[0], H * grid[1]))
+    objs = []
+    for row in range(grid[1]):
+        for col in range(grid[0]):
+            scene, scene_objs = _make_image(rng, W, H, class_probs)
+            frame.paste(scene, (col * W, row * H))
+            objs += [(c, (x + col * W, y + row * H, w, h)) for c, (x, y, w, h) in scene_objs]
+    return frame, objs
+
+
 def _bdd_frames(images, anns):
     """The same scenes as a BDD100K frame list (current Scalabel schema, inclusive box2d: x2 = x + w - 1)."""
     frames = {img["id"]: {"name": img["file_name"], "labels": []} for img in images}
@@ -202,7 +218,7 @@ def _bdd_frames(images, anns):
     return [f if f["labels"] else {**f, "labels": None} for f in frames.values()]
 
 
-def _write_split(out, seed_seq, num, W, H, fmt="coco", class_probs=_CLASS_PROBS):
+def _write_split(out, seed_seq, num, W, H, fmt="coco", class_probs=_CLASS_PROBS, large_frame=False):
     (out / "images").mkdir(parents=True, exist_ok=True)
     images, anns = [], []
     per_class = {name: 0 for name in CATEGORIES}
@@ -213,10 +229,11 @@ def _write_split(out, seed_seq, num, W, H, fmt="coco", class_probs=_CLASS_PROBS)
     except ImportError:
         it = range(num)
     for i in it:
-        img, objs = _make_image(np.random.default_rng(children[i]), W, H, class_probs)
+        make = _make_large_image if large_frame else _make_image
+        img, objs = make(np.random.default_rng(children[i]), W, H, class_probs)
         name = f"{i + 1:06d}.jpg"
         img.save(out / "images" / name, quality=95)
-        images.append({"id": i + 1, "file_name": name, "width": W, "height": H})
+        images.append({"id": i + 1, "file_name": name, "width": img.width, "height": img.height})
         for cls, (x, y, w, h) in objs:
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cls + 1,
                          "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": []})
@@ -233,13 +250,16 @@ def _write_split(out, seed_seq, num, W, H, fmt="coco", class_probs=_CLASS_PROBS)
 
 
 def make_demo_dataset(output_dir, seed=0, num_train=400, num_val=50, image_size=(320, 240), fmt="coco", *,
-                      rare_class: str | None = None, rare_fraction: float = 0.05) -> dict:
+                      rare_class: str | None = None, rare_fraction: float = 0.05, large_frame: bool = False) -> dict:
     """Write `output_dir/{train,val}/images/*.jpg` and `annotations.json` (COCO, boxes `xywh_abs`; or with
     fmt="bdd100k" a BDD100K frame list whose class names are BDD100K detection classes).
 
     `rare_class`: an imbalanced training split, where that class is drawn `rare_fraction` times as often (its share of
     the boxes cut to about that fraction; the others take its place, so no object goes unlabelled); the validation
     split keeps the usual mix, so the rare class is scored on as many boxes as before.
+
+    `large_frame`: each image a LARGE_FRAME_GRID of `image_size` scenes (1280x720 at the default), objects at the
+    scenes' scale: small objects in high-resolution frames, for tiled inference.
 
     Returns {"train": {...}, "val": {...}} with image, box, empty-image and per-class counts.
     """
@@ -255,5 +275,5 @@ def make_demo_dataset(output_dir, seed=0, num_train=400, num_val=50, image_size=
             raise ValueError(f"rare_class {rare_class!r} is not a demo class; choose one of {CATEGORIES}")
         weights = [p * (rare_fraction if name == rare_class else 1.0) for name, p in zip(CATEGORIES, _CLASS_PROBS)]
         train_probs = [w / sum(weights) for w in weights]
-    return {"train": _write_split(out / "train", train_ss, num_train, W, H, fmt, train_probs),
-            "val": _write_split(out / "val", val_ss, num_val, W, H, fmt)}
+    return {"train": _write_split(out / "train", train_ss, num_train, W, H, fmt, train_probs, large_frame),
+            "val": _write_split(out / "val", val_ss, num_val, W, H, fmt, large_frame=large_frame)}

@@ -100,9 +100,12 @@ def evaluate_request(request: EvaluateRequest) -> dict:
     return result
 
 
-def evaluate(data_args, model_args, eval_args, script_args) -> dict:
+def evaluate(data_args, model_args, eval_args, script_args, tile_args=None) -> dict:
     """What `detr-evaluate` asks (see `config.load.parse_evaluate_args` for the two modes): score a results file
-    (--predictions against --gt), or evaluate a model on --dataset's split or an annotation file and its images."""
+    (--predictions against --gt), or evaluate a model on --dataset's split or an annotation file and its images.
+    Tiled (`tile_args` on) is `inference.tiled_evaluation.evaluate_command`, a layer above (detr-evaluate runs it)."""
+    if tile_args is not None and tile_args.on:
+        raise ValueError("tiled evaluation runs through recipe.inference.tiled_evaluation.evaluate_command")
     if script_args.predictions:
         from recipe.data.files import detect_format
         from recipe.evaluation.score_results import evaluate_files
@@ -111,18 +114,23 @@ def evaluate(data_args, model_args, eval_args, script_args) -> dict:
         fmt = detect_format(data_args.val_ann) if auto else data_args.annotation_format
         return evaluate_files(data_args.val_ann, script_args.predictions, script_args.output, fmt,
                               data_args.box_convention, eval_args.metric_backend, plots=script_args.plots)
+    return evaluate_request(request_from_args(data_args, model_args, eval_args, script_args))
+
+
+def request_from_args(data_args, model_args, eval_args, script_args) -> EvaluateRequest:
+    """detr-evaluate's model mode as an `EvaluateRequest`."""
     from recipe.models.sources import is_offline
 
     source = data_source(data_args, annotation_file=data_args.val_ann, image_root=data_args.val_img,
                          annotation_format=data_args.annotation_format, box_convention=data_args.box_convention,
                          bdd_image_size=data_args.bdd_image_size, split=script_args.split,
                          cache_dir=data_args.dataset_cache_dir, offline=is_offline(model_args))
-    return evaluate_request(EvaluateRequest(
+    return EvaluateRequest(
         model_args.model_name_or_path, source, output=script_args.output, predictions_out=script_args.predictions_out,
         predictions_format=script_args.predictions_format, plots=script_args.plots,
         batch_size=script_args.per_device_eval_batch_size, num_workers=script_args.dataloader_num_workers,
         score_threshold=eval_args.score_threshold, top_k=eval_args.top_k, backend=eval_args.metric_backend,
-        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images))
+        image_check=data_args.image_check, skip_bad_images=data_args.skip_bad_images)
 
 
 def evaluation_arguments(batch_size: int, num_workers: int):

@@ -63,10 +63,15 @@ class ImageFiles(torch.utils.data.Dataset):
                 image = read_image(str(self.files[i]))
         except ImageError as e:
             return {"index": i, "error": str(e)}
-        with stage("augment"):
-            out = self.augmentation(image=image, bboxes=np.zeros((0, 4)), category=[], iscrowd=[])
-        # uint8, as in training and evaluation: the collator normalises the whole batch at once.
-        return {"index": i, "image": image, "pixel_values": torch.from_numpy(out["image"]).permute(2, 0, 1)}
+        return {"index": i, "image": image, "pixel_values": eval_pixels(image, self.augmentation)}
+
+
+def eval_pixels(image: np.ndarray, augmentation) -> torch.Tensor:
+    """uint8 [H, W, 3] -> uint8 [3, h, w], resized by the evaluation's `augmentation`. uint8, as in training and
+    evaluation: the collator normalises the whole batch at once."""
+    with stage("augment"):
+        out = augmentation(image=image, bboxes=np.zeros((0, 4)), category=[], iscrowd=[])
+    return torch.from_numpy(out["image"]).permute(2, 0, 1)
 
 
 def collate_readable(config, processor):

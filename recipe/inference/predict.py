@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recipe.config.command_arguments import DEFAULT_THRESHOLD, PredictArguments
+from recipe.config.command_arguments import DEFAULT_THRESHOLD, PredictArguments, TileArguments
 from recipe.core.errors import ConfigError
 from recipe.core.stage_timer import stage
 from recipe.evaluation.results_writer import results_from_detections, write_results_file
-from recipe.inference.inputs import ImageFiles, collate_readable, images_to_predict
+from recipe.inference.inputs import ImageFiles, collate_readable, eval_pixels, images_to_predict
+from recipe.inference.tiling import cut_by_window, merge_detections, shift_detections, tile_windows
 from recipe.models.loading import load_detector
 from recipe.models.postprocess import DET_BOX, DET_LABEL, DET_SCORE
 
@@ -56,6 +57,60 @@ def detect(model, batch: dict, device: torch.device, *, top_k: int) -> np.ndarra
                                   softmax=uses_softmax(model.config.model_type)).cpu().numpy()
 
 
+def detections_per_image(model, files: list[Path], augmentation, collate, device: torch.device,
+                         tile_args: TileArguments | None = None, *, batch_size: int, num_workers: int, top_k: int):
+    """Yield (item, detections [K, 6] `xywh_abs` in the image) for each readable image of `files` in order (its
+    `ImageFiles` item), (item with its "error", None) for each unreadable one. With `tile_args` on, each image is
+    detected by `detect_tiled`; otherwise `batch_size` images per forward pass."""
+    loader = torch.utils.data.DataLoader(ImageFiles(files, augmentation), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=collate)
+    tiled = tile_args is not None and tile_args.on
+    for batch in loader:
+        for item in batch["failed"]:
+            yield item, None
+        if tiled:
+            for item in batch["items"]:
+                yield item, detect_tiled(model, item, augmentation, collate, device, tile_args,
+                                         batch_size=batch_size, top_k=top_k)
+        elif batch["items"]:
+            yield from zip(batch["items"], detect(model, batch, device, top_k=top_k))
+
+
+def detect_tiled(model, item: dict, augmentation, collate, device: torch.device, tile_args: TileArguments, *,
+                 batch_size: int, top_k: int) -> np.ndarray:
+    """One image's detections [K, 6] (boxes `xywh_abs` in the image) from its `tiling.tile_windows` (and, with
+    `tile_full_frame`, the whole image: `item` as `ImageFiles` gives it), `batch_size` windows per forward pass, each
+    window resized and collated as a whole image is; merged by `tiling.merge_detections` (its border rule)."""
+    image = item["image"]
+    height, width = image.shape[:2]
+    windows = tile_windows(height, width, tile_args.tile, tile_args.tile_overlap)
+    views = [{"index": item["index"], "image": image[y0:y1, x0:x1], "window": (x0, y0, x1, y1),
+              "pixel_values": eval_pixels(image[y0:y1, x0:x1], augmentation)} for x0, y0, x1, y1 in windows]
+    if tile_args.tile_full_frame:
+        views.append({**item, "window": (0, 0, width, height)})
+    parts, cuts = [], []
+    for start in range(0, len(views), batch_size):
+        chunk = views[start:start + batch_size]
+        for view, dets in zip(chunk, detect(model, collate(chunk), device, top_k=top_k)):
+            moved = shift_detections(dets, view["window"])
+            parts.append(moved)
+            cuts.append(cut_by_window(moved, view["window"], height, width, tile_args.tile))
+    with stage("merge"):
+        return merge_detections(parts, cuts, method=tile_args.tile_merge, top_k=top_k)
+
+
+def check_tile_fits(model, augmentation, tile_args: TileArguments | None, *, source: str) -> None:
+    """Before any image: a detector of a fixed frame (an exported graph's `frame`) must hold a resized window."""
+    frame = getattr(model, "frame", None)
+    if tile_args is None or not tile_args.on or frame is None:
+        return
+    height, width = eval_pixels(np.zeros((tile_args.tile, tile_args.tile, 3), np.uint8), augmentation).shape[-2:]
+    if height > frame[0] or width > frame[1]:
+        raise ConfigError(f"--tile {tile_args.tile}: a window resizes to {height}x{width} pixels, larger than the "
+                          f"frame {frame[0]}x{frame[1]} of {source}; choose a smaller --tile or export again with "
+                          f"--image_size {height} {width}")
+
+
 def prepare_detector(args: PredictArguments):
     """-> (model on its device, processor, category ids, the evaluation resize of its processor, device)."""
     from recipe.pipeline.augment import eval_augmentation_for
@@ -68,9 +123,10 @@ def prepare_detector(args: PredictArguments):
     return model.to(device), processor, category_ids, augmentation, device
 
 
-def predict(args: PredictArguments, dataset_args=None) -> dict:
+def predict(args: PredictArguments, dataset_args=None, tile_args: TileArguments | None = None) -> dict:
     """Run the model over the images (`args.images`, or the images of a split of `dataset_args.dataset`, with their
-    image ids); write `output/predictions.json` and (with `draw`) `output/images/<name>`.
+    image ids), tiled with `tile_args` (`detect_tiled`); write `output/predictions.json` and (with `draw`)
+    `output/images/<name>`.
 
     -> {"images": read, "skipped": [unreadable names], "detections": kept, "results": path, "drawn": folder}."""
     from tqdm.auto import tqdm
@@ -81,30 +137,30 @@ def predict(args: PredictArguments, dataset_args=None) -> dict:
     model, processor, category_ids, augmentation, device = prepare_detector(args)
     threshold = score_threshold(args.threshold, model.config)
     label_names = {int(k): v for k, v in model.config.id2label.items()}
-    loader = torch.utils.data.DataLoader(ImageFiles(files, augmentation),
-                                         batch_size=args.batch_size, num_workers=args.num_workers,
-                                         collate_fn=collate_readable(model.config, processor))
+    collate = collate_readable(model.config, processor)
+    check_tile_fits(model, augmentation, tile_args, source=args.model)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     results, skipped, best_score = [], [], None
     with tqdm(total=len(files), unit="img", desc="predict") as bar:
-        for batch in loader:
-            for item in batch["failed"]:
-                skipped.append(names[item["index"]])
+        for item, dets in detections_per_image(model, files, augmentation, collate, device, tile_args,
+                                               batch_size=args.batch_size, num_workers=args.num_workers,
+                                               top_k=args.top_k):
+            bar.update(1)
+            i = item["index"]
+            if dets is None:
+                skipped.append(names[i])
                 bar.write(f"skipped {item['error']}")
-            if batch["items"]:
-                for item, dets in zip(batch["items"], detect(model, batch, device, top_k=args.top_k)):
-                    i = item["index"]
-                    with stage("postprocess"):
-                        if len(dets):
-                            best_score = max(best_score or 0.0, float(dets[:, DET_SCORE].max()))
-                        kept = dets[dets[:, DET_SCORE] > threshold]
-                        results += results_from_detections(kept, image_id=ids[i], category_ids=category_ids,
-                                                           file_name=names[i])
-                    if args.draw:
-                        with stage("draw"):
-                            save_drawn(item["image"], kept, out / "images" / names[i], label_names)
-            bar.update(len(batch["failed"]) + len(batch["items"]))
+                continue
+            with stage("postprocess"):
+                if len(dets):
+                    best_score = max(best_score or 0.0, float(dets[:, DET_SCORE].max()))
+                kept = dets[dets[:, DET_SCORE] > threshold]
+                results += results_from_detections(kept, image_id=ids[i], category_ids=category_ids,
+                                                   file_name=names[i])
+            if args.draw:
+                with stage("draw"):
+                    save_drawn(item["image"], kept, out / "images" / names[i], label_names)
     results_path = write_results(results, out, fmt=args.format, names=dict(zip(ids, names)),
                                  category_names={c: label_names[k] for k, c in enumerate(category_ids)},
                                  box_convention=args.box_convention)
