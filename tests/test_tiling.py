@@ -121,6 +121,8 @@ def _one_line_error(capsys, main, argv) -> str:
     (["--tile", "64", "--tile_overlap", "0.9"], "tile_overlap must be in [0, 0.9), got 0.9"),
     (["--tile", "64", "--tile_overlap", "-0.1"], "tile_overlap must be in [0, 0.9), got -0.1"),
     (["--tile", "64", "--tile_merge", "max"], "tile_merge"),
+    (["--tile_overlap", "0.5", "--tile_merge", "wbf"], "--tile_overlap, --tile_merge: take effect with --tile SIZE "
+                                                       "only; add it or drop them"),
 ])
 def test_bad_tile_flags_are_one_line(tmp_path, capsys, flags, expected):
     for main, argv in ((predict_main, ["--model", "m", "--images", str(tmp_path)]),

@@ -40,6 +40,10 @@ class TileArguments:
         check_fields(self)
         if self.tile is not None and self.tile != 0 and self.tile < 32:
             raise ConfigError(f"--tile {self.tile}: a window must be at least 32 pixels (0 turns tiling off)")
+        changed = [f"--{name}" for name, default in (("tile_overlap", 0.2), ("tile_merge", "nms"),
+                                                     ("tile_full_frame", True)) if getattr(self, name) != default]
+        if changed and not self.tile:  # a flag without effect is a silent mistake
+            raise ConfigError(f"{', '.join(changed)}: take effect with --tile SIZE only; add it or drop them")
 
     @property
     def on(self) -> bool:
