@@ -31,13 +31,11 @@ import torch
 
 from recipe.config.command_arguments import ExportArguments
 from recipe.core.errors import ConfigError, ModelNotAvailable
+from recipe.inference.graph_checks import check_dynamic_batch, checked, differences
 from recipe.models.exported import (
     FORMAT_SUFFIX,
     SIDECAR_FORMAT,
-    OnnxDetector,
-    OpenVinoDetector,
     is_exported,
-    is_openvino,
     sidecar_path,
 )
 
@@ -158,13 +156,15 @@ def export_model(args: ExportArguments, data_args=None) -> dict:
         direct = args.format == "onnx" and not args.int8
         onnx_path = out if direct else Path(tmp) / "model.onnx"
         export_graph(graph, onnx_path, frame, opset=args.opset, dynamic_batch=args.dynamic_batch)
+        if args.dynamic_batch:
+            check_dynamic_batch(onnx_path, model.config.model_type, out)
         meta = sidecar(model.config, processor, category_ids, frame=frame, takes_mask=graph.takes_mask, args=args)
         meta["opset"] = written_opset(onnx_path)
         if meta["opset"] != args.opset:  # the exporter keeps its own opset when it cannot convert, with a log only
             logger.warning("%s: written at opset %d (the conversion to %d failed)", out, meta["opset"], args.opset)
         meta["runtime"] = "onnxruntime"
         write_sidecar(onnx_path, meta)
-        batch = 2 if args.dynamic_batch else 1
+        batch = 3 if args.dynamic_batch else 1  # not the export's sample batch (2)
         meta["check"] = checked(graph, onnx_path, frame, batch=batch, limit=1e-2 if args.fp16 else 1e-4, out=out)
         if not direct:
             meta.update(deploy.convert(onnx_path, out, meta, args, calibration_files, model.config))
@@ -182,26 +182,6 @@ def export_model(args: ExportArguments, data_args=None) -> dict:
 
 def write_sidecar(path: Path, meta: dict) -> None:
     sidecar_path(path).write_text(json.dumps(meta, indent=2))
-
-
-def written_files(path: Path) -> list[Path]:
-    """An exported file and what goes with it: its sidecar, and an OpenVINO IR's .bin."""
-    return [path, sidecar_path(path), *([path.with_suffix(".bin")] if is_openvino(path) else [])]
-
-
-def checked(graph: OnnxGraph, path: Path, frame, *, batch: int, limit: float, out: Path) -> dict:
-    """`differences`, or, above `limit`, no file left to deploy ("exported and silently wrong" is what to catch)
-    and one line."""
-    check = differences(graph, path, frame, batch=batch)
-    worst = max(check.values())
-    if worst > limit:
-        for name in {*written_files(path), *written_files(out)}:
-            name.unlink(missing_ok=True)
-        runtime = "OpenVINO" if is_openvino(path) else "ONNX Runtime"
-        raise ModelNotAvailable(
-            f"{out}: not written: {runtime}'s outputs differ from PyTorch's by up to {worst:.2g} on a random batch "
-            f"(limit {limit:g}), so the graph does not reproduce the model; try another --image_size or --opset")
-    return check
 
 
 def export_graph(graph: OnnxGraph, out: Path, frame: tuple[int, int], *, opset: int, dynamic_batch: bool) -> None:
@@ -270,18 +250,3 @@ def sidecar(config, processor, category_ids, *, frame, takes_mask: bool, args: E
         "image_processor": json.loads(processor.to_json_string()),
         "config": config.to_dict(),
     }
-
-
-def differences(graph: OnnxGraph, path: Path, frame: tuple[int, int], *, batch: int) -> dict:
-    """Largest |exported - PyTorch| of logits and boxes on one seeded random batch (mask: the right quarter of the
-    last image is padding), the exported file run by its runtime."""
-    generator = torch.Generator().manual_seed(0)
-    pixel_values = torch.randn(batch, 3, *frame, generator=generator)
-    pixel_mask = torch.ones(batch, *frame, dtype=torch.int64)
-    pixel_mask[-1, :, frame[1] * 3 // 4:] = 0
-    with torch.no_grad():
-        logits, boxes = graph(pixel_values, pixel_mask)
-    detector = (OpenVinoDetector if is_openvino(path) else OnnxDetector)(path)
-    outputs = detector(pixel_values=pixel_values, pixel_mask=pixel_mask)
-    return {"logits_max_abs_diff": float((outputs.logits - logits).abs().max()),
-            "pred_boxes_max_abs_diff": float((outputs.pred_boxes - boxes).abs().max())}
