@@ -225,3 +225,15 @@ def test_an_expand_to_an_empty_shape_reads_in_openvino_as_identity(tmp_path):
     with pytest.raises(ModelNotAvailable, match=r"^OpenVINO cannot read this model's ONNX graph \(operator "
                                                 r"com\.example\.FooBar does not convert\); deploy the \.onnx"):
         to_openvino(tmp_path / "c.onnx")
+
+
+def test_evaluating_leaves_no_scratch_folder(trained_demo, demo_dir, tmp_path, monkeypatch):
+    """evaluate's Trainer needs an output_dir; the scratch folder it gets goes when the evaluation ends."""
+    import tempfile
+
+    folder, _ = trained_demo
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    scores = evaluate_checkpoint(str(folder), str(demo_dir / "val" / "images"),
+                                 str(demo_dir / "val" / "annotations.json"), num_workers=0)
+    assert scores["num_images"] == 8
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("recipe-eval-")] == []

@@ -156,13 +156,15 @@ def test_a_graph_whose_frame_cannot_hold_a_window_is_one_line(trained_demo, demo
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_predict_tile_with_an_onnx_graph_gives_pytorchs_detections(trained_demo, demo_dir, tmp_path):
-    """The exported graph (any batch, frame 128x170: the demo scenes at eval size 128) behind the same tiled loop: the
-    windows (160 px -> 128x128) and the frame share one batch, padded to 128x170 in both runtimes, so the merged
-    detections are PyTorch's (scores within 1e-4, as the export's parity)."""
+def test_predict_tile_with_onnx_and_openvino_graphs_gives_pytorchs_detections(trained_demo, demo_dir, tmp_path):
+    """The exported graphs (any batch, frame 128x170: the demo scenes at eval size 128; ONNX Runtime's and OpenVINO's)
+    behind the same tiled loop: the windows (160 px -> 128x128) and the frame share one batch, padded to 128x170 in
+    every runtime, so the merged detections are PyTorch's (scores within 1e-4, as the export's parity)."""
     folder, _ = trained_demo
-    graph = tmp_path / "demo.onnx"
+    graph, ir = tmp_path / "demo.onnx", tmp_path / "demo.xml"
     export_main(["--model", str(folder), "--output", str(graph), "--image_size", "128", "170", "--dynamic_batch"])
+    export_main(["--model", str(folder), "--output", str(ir), "--image_size", "128", "170", "--dynamic_batch",
+                 "--format", "openvino"])
     images = tmp_path / "images"
     images.mkdir()
     for path in sorted((demo_dir / "val" / "images").iterdir())[:2]:
@@ -170,12 +172,16 @@ def test_predict_tile_with_an_onnx_graph_gives_pytorchs_detections(trained_demo,
     common = ["--images", str(images), "--threshold", "0", "--draw", "false", "--tile", "160"]
     predict_main(["--model", str(folder), "--output", str(tmp_path / "torch"), *common])
     predict_main(["--model", str(graph), "--output", str(tmp_path / "onnx"), *common])
-    torch_dets, onnx_dets = _predictions(tmp_path / "torch"), _predictions(tmp_path / "onnx")
-    assert sorted(torch_dets) == sorted(onnx_dets) and len(torch_dets) == 2
-    for name, dets in torch_dets.items():
-        assert dets.shape == onnx_dets[name].shape == (100, 6)
-        np.testing.assert_allclose(onnx_dets[name][:, :2], dets[:, :2], atol=1e-4)
-        np.testing.assert_allclose(onnx_dets[name][:, 2:], dets[:, 2:], atol=1e-2)
+    predict_main(["--model", str(ir), "--output", str(tmp_path / "openvino"), *common])
+    torch_dets = _predictions(tmp_path / "torch")
+    assert len(torch_dets) == 2
+    for runtime in ("onnx", "openvino"):
+        exported = _predictions(tmp_path / runtime)
+        assert sorted(torch_dets) == sorted(exported), runtime
+        for name, dets in torch_dets.items():
+            assert dets.shape == exported[name].shape == (100, 6)
+            np.testing.assert_allclose(exported[name][:, :2], dets[:, :2], atol=1e-4, err_msg=runtime)
+            np.testing.assert_allclose(exported[name][:, 2:], dets[:, 2:], atol=1e-2, err_msg=runtime)
 
 
 def _predictions(folder) -> dict:

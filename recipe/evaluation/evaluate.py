@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 
 from recipe.core.distributed import is_main_process
@@ -212,7 +213,10 @@ def run_evaluation(model, processor, args, dataset, metrics, *, top_k: int) -> N
     collator = collator_for(model.config, processor, normalise_on_device=True, pad_size=canvas_of(processor))
     trainer = DetectionTrainer(model=model, args=args, eval_dataset=dataset, data_collator=collator,
                                compute_metrics=metrics, top_k=top_k)
-    trainer.evaluate()
+    try:
+        trainer.evaluate()
+    finally:  # evaluation_arguments' scratch folder: nothing in it is the user's
+        shutil.rmtree(args.output_dir, ignore_errors=True)
 
 
 def write_evaluation_plots(folder: str, metrics, dataset) -> dict[str, str]:
