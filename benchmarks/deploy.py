@@ -42,11 +42,11 @@ def export_variant(model: str, data: Path, out: Path, fmt: str, int8: bool, args
     return json.loads(Path(f"{path}.json").read_text()), round(time.perf_counter() - start, 1)
 
 
-def rows_for(model: str, args) -> list[dict]:
+def rows_for(model: str, args, variants=VARIANTS) -> list[dict]:
     """The PyTorch row, then one per variant (with the export's wall time: export, check, calibration, measuring)."""
     rows, pytorch = [], []
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
-        for name, fmt, int8 in VARIANTS:
+        for name, fmt, int8 in variants:
             meta, seconds = export_variant(model, args.data, Path(tmp), fmt, int8, args)
             measured = meta["measured"]
             pytorch.append(measured["pytorch"])
@@ -86,12 +86,15 @@ def main(argv=None) -> None:
     parser.add_argument("--dynamic_batch", action=argparse.BooleanOptionalAction, default=True,
                         help="graphs of any batch: batch 8 is one call (--no-dynamic_batch: batch 1, image by image)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--smoke", action="store_true", help="a 1-step demo model on 12 images (figures mean nothing)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a 1-step demo model on 12 images, the INT8 rows (figures mean nothing)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-deploy-smoke-") as tmp:
         if args.smoke:
             args.model, args.data, args.calibration_images = [smoke_model(Path(tmp), args)], Path(tmp) / "data", 8
-        rows = [row for model in args.model for row in rows_for(model, args)]
+        # the smoke run: the two INT8 routes (each exports, checks and converts its fp32 graph on the way)
+        variants = [v for v in VARIANTS if v[2]] if args.smoke else VARIANTS
+        rows = [row for model in args.model for row in rows_for(model, args, variants)]
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -40,7 +40,7 @@ SMOKE_FIGURES = {
 }
 # Smoke runs past ~30 s of CPU (measured on the 2-core machine, user + sys of the run and its children):
 # augmentation_presets (two trainings and the loader of four presets, 22 s of CPU, 31 s beside other work), eval_memory
-# (four child processes, each loading torch and a model), deploy (a 1-step training and four exports, 52 s),
+# (four child processes, each loading torch and a model), deploy (a 1-step training and the two INT8 exports),
 # export_speed (an ONNX export, 39 s), recipe_vs_defaults
 # (three trainings, 31 s), training_features (six short trainings). The others took 1 to 27 s.
 SLOW_SMOKE = {"augmentation_presets", "deploy", "eval_memory", "export_speed", "recipe_vs_defaults", "small_data",
