@@ -320,3 +320,11 @@ def torchrun(*args, cwd=None):
                            "--master_addr", "127.0.0.1", "--master_port", str(port), *args],
                           capture_output=True, text=True, env=env, cwd=cwd)
 
+
+def one_line_error(capsys, main, argv) -> str:
+    """`main(argv)` exits 2 with exactly one stderr line, "error: ..." (the recipe's one-line errors). -> the line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
+from conftest import one_line_error as _one_line_error
 from published import FAMILY_MODELS, family_model_config
 from recipe.cli.main import export_main, predict_main, train_main
 from recipe.evaluation.coco_eval import METRIC_KEYS
@@ -135,14 +136,6 @@ def test_an_image_larger_than_the_graphs_frame_is_one_line(trained, tmp_path):
     Image.new("RGB", (240, 320)).save(tmp_path / "portrait.png")  # resizes to 170x128: taller than 128
     with pytest.raises(Exception, match=r"does not fit the graph's frame 128x170 .* --image_size"):
         predict(PredictArguments(model=str(path), images=str(tmp_path / "portrait.png"), output=str(tmp_path / "o")))
-
-
-def _one_line_error(capsys, main, argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

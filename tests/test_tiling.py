@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import one_line_error as _one_line_error
 from recipe.cli.main import evaluate_main, export_main, make_demo_data_main, predict_main
 from recipe.evaluation.coco_eval import METRIC_KEYS
 from recipe.evaluation.score_results import evaluate_files
@@ -106,14 +107,6 @@ def test_large_frames_are_grids_of_scenes_and_the_default_data_is_unchanged(tmp_
     assert max(w for _, _, w, _ in boxes) <= 320  # each object inside its 320x240 scene
     # A frame's first scene draws from the stream that the small image of the same number draws from: same boxes.
     assert large["annotations"][0]["bbox"] == small["annotations"][0]["bbox"]
-
-
-def _one_line_error(capsys, main, argv) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
